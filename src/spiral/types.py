@@ -1,0 +1,54 @@
+"""Records shared by every part of SPIRAL (world, agents, loop, data, bench)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+
+class Verdict(str, Enum):
+    """What the critic concludes about one generated step."""
+
+    SUCCESS = "success"
+    LOCAL_FAILURE = "local_failure"  # this step went wrong; retrying the step may fix it
+    GLOBAL_DRIFT = "global_drift"  # the world drifted away from the plan; replanning is needed
+
+
+class FailureKind(str, Enum):
+    NONE = "none"
+    INCOMPLETE = "incomplete"  # the named object did not get where it should
+    WRONG_OBJECT = "wrong_object"  # another object moved instead of (or with) the named one
+    HALLUCINATED_OBJECT = "hallucinated_object"  # an object appeared or was duplicated
+    PHYSICAL_VIOLATION = "physical_violation"  # vanished, changed colour/shape, teleported
+    LOW_QUALITY = "low_quality"  # flicker, blur or noise that hides what happened
+    PRECONDITION_UNMET = "precondition_unmet"  # the step could not start from this state
+
+
+@dataclass(frozen=True)
+class Critique:
+    """A critic's judgement of one clip. `score` is in [0, 1]; 1 means the step surely succeeded."""
+
+    score: float
+    verdict: Verdict
+    failure_kind: FailureKind
+    feedback: str
+    refined_instruction: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"critique score must be in [0, 1], got {self.score}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["verdict"], d["failure_kind"] = self.verdict.value, self.failure_kind.value
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> Critique:
+        return Critique(
+            score=float(d["score"]),
+            verdict=Verdict(d["verdict"]),
+            failure_kind=FailureKind(d["failure_kind"]),
+            feedback=str(d["feedback"]),
+            refined_instruction=d.get("refined_instruction"),
+        )
