@@ -1,0 +1,66 @@
+"""The `spiral` command line. Options are generated from each command's config dataclass."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from spiral.config import add_config_args, config_from_args
+from spiral.errors import SpiralError
+
+
+def _cmd_data_make(ns: argparse.Namespace) -> int:
+    from spiral.data.generate import DataMakeConfig, make_dataset
+
+    result = make_dataset(config_from_args(DataMakeConfig, ns))
+    print(f"{result.out}: wrote {result.written} episodes ({result.already_there} were already there)")
+    return 0
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    from spiral.demo import DemoConfig, run_demo
+
+    result = run_demo(config_from_args(DemoConfig, ns))
+    record = result.record
+    print(f"goal ({record.level}, {len(record.steps)} steps): {record.goal}")
+    print("plan:")
+    for step in record.steps:
+        print(f"  {step.index + 1}. {step.instruction}")
+    print(f"goal achieved (judged by the oracle from pixels): {'yes' if result.goal_achieved else 'NO'}")
+    print(f"video:   {result.video}")
+    print(f"episode: {result.episode_dir / 'episode.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from spiral.data.generate import DataMakeConfig
+    from spiral.demo import DemoConfig
+
+    parser = argparse.ArgumentParser(prog="spiral", description="SPIRAL: closed-loop action world models")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run a long-horizon goal on the embedded tabletop world")
+    add_config_args(demo, DemoConfig)
+    demo.set_defaults(func=_cmd_demo)
+    data = sub.add_parser("data", help="ActWM-Dataset tools").add_subparsers(dest="data_command", required=True)
+    make = data.add_parser("make", help="generate an ActWM dataset (resumable, deterministic by seed)")
+    add_config_args(make, DataMakeConfig)
+    make.set_defaults(func=_cmd_data_make)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except SpiralError as err:
+        print(f"spiral: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spiral: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

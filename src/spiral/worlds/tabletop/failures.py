@@ -1,0 +1,142 @@
+"""Labelled failure clips: the ways a world model gets a step wrong, made on purpose.
+
+Each maker takes the step's start scene, its action and the ground-truth target, and returns the
+scene at every frame plus the name of the object to paint on top. They give a critic the negative
+examples it must learn to spot: the motion stops short, the wrong object moves, an object vanishes,
+the rest of the table drifts, an object doubles or changes colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from spiral.worlds.tabletop.actions import Action, Target, postcondition_holds, sample_target, smoothstep, trajectory
+from spiral.worlds.tabletop.render import render
+from spiral.worlds.tabletop.scene import COLOURS, Scene, validity_errors
+
+# Objects that drift move this far over the clip (table units): several pixels at 64x64, far more
+# than the oracle's tolerance for "did not move", yet small enough to look like slow drift.
+DRIFT_DISTANCE = (0.05, 0.1)
+
+
+@dataclass(frozen=True)
+class FailureClip:
+    kind: str  # one of FAILURE_KINDS
+    scenes: tuple[Scene, ...]
+    on_top: str | None
+
+    def render(self, size: int) -> np.ndarray:
+        return np.stack(
+            [render(s, size, on_top=self.on_top if 0 < i < len(self.scenes) - 1 else None) for i, s in enumerate(self.scenes)]
+        )
+
+
+def incomplete(scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator) -> FailureClip | None:
+    """The subject sets off but stops between a fifth and three fifths of the way."""
+    stop = rng.uniform(0.2, 0.6)
+    start = scene.get(action.subject)
+    x, y = start.x + stop * (target.x - start.x), start.y + stop * (target.y - start.y)
+    end = Target(round(x, 4), round(y, 4))
+    frames = trajectory(scene, action, end, n)
+    if postcondition_holds(frames[-1], action) or validity_errors(frames[-1]):
+        return None
+    return FailureClip("incomplete", tuple(frames), action.subject)
+
+
+def wrong_object(scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator) -> FailureClip | None:
+    """Another free object does the move; the named subject stays put."""
+    others = [o for o in scene.objects if o.name not in action.named_objects() and scene.is_clear(o.name) and o.on is None]
+    rng.shuffle(others)
+    relation, anchor = (action.relation, action.anchor) if action.relation != "on" else ("in", "centre")
+    for other in others:
+        # A wrong "put" moves another object to the table centre: the base may not fit it.
+        swapped = Action(other.name, relation, anchor)
+        wrong_target = sample_target(scene, swapped, rng)
+        if wrong_target is not None:
+            return FailureClip("wrong_object", tuple(trajectory(scene, swapped, wrong_target, n)), other.name)
+    return None
+
+
+def vanish(scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator) -> FailureClip | None:
+    """The subject (or, half the time, a bystander) disappears part way through the clip."""
+    frames = trajectory(scene, action, target, n)
+    bystanders = [o.name for o in scene.objects if o.name not in action.named_objects() and scene.is_clear(o.name)]
+    victim = action.subject if not bystanders or rng.random() < 0.5 else str(rng.choice(bystanders))
+    gone_from = int(rng.integers(1, n - 1))
+    out = [f if k < gone_from else Scene(tuple(o for o in f.objects if o.name != victim)) for k, f in enumerate(frames)]
+    return FailureClip("vanish", tuple(out), action.subject if victim != action.subject else None)
+
+
+def drift(scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator) -> FailureClip | None:
+    """The step itself succeeds, but untouched objects slide away with it (global drift)."""
+    frames = trajectory(scene, action, target, n)
+    movers = [o for o in scene.objects if o.name not in action.named_objects() and o.on is None and scene.is_clear(o.name)]
+    if not movers:
+        return None
+    count = int(rng.integers(1, len(movers) + 1))
+    chosen = [movers[i] for i in rng.permutation(len(movers))[:count]]
+    offsets = {}
+    for o in chosen:
+        angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(*DRIFT_DISTANCE)
+        offsets[o.name] = (dist * np.cos(angle), dist * np.sin(angle))
+    out = []
+    for k, f in enumerate(frames):
+        s = smoothstep(k / (n - 1))
+        for name, (dx, dy) in offsets.items():
+            o = f.get(name)
+            nx, ny = float(np.clip(o.x + s * dx, o.half, 1 - o.half)), float(np.clip(o.y + s * dy, o.half, 1 - o.half))
+            f = f.moved(name, nx, ny, None)
+        out.append(f)
+    return FailureClip("drift", tuple(out), action.subject)
+
+
+def duplicate(scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator) -> FailureClip | None:
+    """The subject arrives, but a copy of it stays behind at the start (a hallucinated object)."""
+    frames = trajectory(scene, action, target, n)
+    ghost = replace(scene.get(action.subject), on=None)
+    appears = int(rng.integers(1, n - 1))
+    out = [f if k < appears else Scene(f.objects + (ghost,)) for k, f in enumerate(frames)]
+    return FailureClip("duplicate", tuple(out), action.subject)
+
+
+def colour_change(scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator) -> FailureClip | None:
+    """The subject reaches its target but turns into a colour no object in the scene has."""
+    free = [c for c in COLOURS if scene.by_colour(c) is None]
+    if not free:
+        return None
+    new_colour = str(rng.choice(free))
+    frames = trajectory(scene, action, target, n)
+    changes = int(rng.integers(1, n))
+    out = []
+    for k, f in enumerate(frames):
+        if k >= changes:
+            f = Scene(tuple(replace(o, colour=new_colour) if o.name == action.subject else o for o in f.objects))
+        out.append(f)
+    return FailureClip("colour_change", tuple(out), None)
+
+
+FailureMaker = Callable[[Scene, Action, Target, int, np.random.Generator], "FailureClip | None"]
+FAILURE_MAKERS: dict[str, FailureMaker] = {
+    "incomplete": incomplete,
+    "wrong_object": wrong_object,
+    "vanish": vanish,
+    "drift": drift,
+    "duplicate": duplicate,
+    "colour_change": colour_change,
+}
+FAILURE_KINDS = tuple(FAILURE_MAKERS)
+
+
+def make_failure(
+    scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator, kind: str | None = None
+) -> FailureClip | None:
+    """A failure of the given kind (or a random feasible one); None when no kind fits this step."""
+    kinds = [kind] if kind is not None else [str(k) for k in rng.permutation(FAILURE_KINDS)]
+    for k in kinds:
+        clip = FAILURE_MAKERS[k](scene, action, target, n, rng)
+        if clip is not None:
+            return clip
+    return None
