@@ -1,0 +1,72 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spiral.errors import SpiralError, UnknownTokenError
+from spiral.worlds.tabletop.actions import REGIONS, RELATIONS, Action
+from spiral.worlds.tabletop.grammar import parse, to_text
+from spiral.worlds.tabletop.scene import COLOURS, SHAPES
+
+objects = st.builds(lambda c, s: f"{c} {s}", st.sampled_from(list(COLOURS)), st.sampled_from(SHAPES))
+
+
+@st.composite
+def actions(draw):
+    subject = draw(objects)
+    relation = draw(st.sampled_from(RELATIONS))
+    anchor = draw(st.sampled_from(list(REGIONS))) if relation == "in" else draw(objects.filter(lambda o: o != subject))
+    return Action(subject, relation, anchor)
+
+
+@settings(max_examples=500, deadline=None)
+@given(actions())
+def test_parse_inverts_print(action):
+    assert parse(to_text(action)) == action
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Slide the red box into the upper-left corner.", Action("red square", "in", "top left corner")),
+        ("place the green triangle onto the yellow square", Action("green triangle", "on", "yellow square")),
+        ("put the green pyramid on top of the yellow block", Action("green triangle", "on", "yellow square")),
+        ("shift the blue circle so it is left of the red square", Action("blue circle", "left of", "red square")),
+        ("push the blue disc to the right-hand side of the red square", Action("blue circle", "right of", "red square")),
+        ("drag the purple ball in front of the red square", Action("purple circle", "below", "red square")),
+        ("move the violet triangle behind the red square", Action("purple triangle", "above", "red square")),
+        ("bring the orange square to the center", Action("orange square", "in", "centre")),
+        ("move the orange square to the lower right", Action("orange square", "in", "bottom right corner")),
+        ("move the orange square towards the far side", Action("orange square", "in", "top side")),
+        ("carry the orange square to the left half of the table", Action("orange square", "in", "left side")),
+    ],
+)
+def test_paraphrases(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, kind, token",
+    [
+        ("move the pink square to the left side", "colour", "pink"),
+        ("move the red hexagon to the left side", "shape", "hexagon"),
+        ("move the red square to the moon", "region", "moon"),
+        ("teleport the red square to the left side", "verb", "teleport"),
+        ("move the red square beside the blue circle", "relation", "beside"),
+    ],
+)
+def test_unknown_tokens_are_named_with_the_known_ones(text, kind, token):
+    with pytest.raises(UnknownTokenError) as info:
+        parse(text)
+    assert info.value.kind == kind and info.value.token == token
+    assert len(info.value.known) >= 3 and all(k in str(info.value) for k in info.value.known)
+
+
+def test_incomplete_instructions_get_clear_errors():
+    for text in ["", "move the red square", "move red"]:
+        with pytest.raises(SpiralError):
+            parse(text)
+
+
+def test_every_region_has_paraphrases_that_parse():
+    for region in REGIONS:
+        assert parse(f"move the red square to the {region}").anchor == region
