@@ -33,9 +33,19 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_world_model(ns: argparse.Namespace) -> int:
+    from spiral.worldmodels.tabletop_train import WorldModelTrainConfig, train_world_model
+
+    weights = train_world_model(config_from_args(WorldModelTrainConfig, ns))
+    print(f"weights: {weights}")
+    print(f"to ship them as the default: cp {weights} src/spiral/assets/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from spiral.data.generate import DataMakeConfig
     from spiral.demo import DemoConfig
+    from spiral.worldmodels.tabletop_train import WorldModelTrainConfig
 
     parser = argparse.ArgumentParser(prog="spiral", description="SPIRAL: closed-loop action world models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     make = data.add_parser("make", help="generate an ActWM dataset (resumable, deterministic by seed)")
     add_config_args(make, DataMakeConfig)
     make.set_defaults(func=_cmd_data_make)
+    train = sub.add_parser("train", help="training").add_subparsers(dest="train_command", required=True)
+    world_model = train.add_parser("world-model", help="train the tabletop world model (resumable)")
+    add_config_args(world_model, WorldModelTrainConfig)
+    world_model.set_defaults(func=_cmd_train_world_model)
     return parser
 
 

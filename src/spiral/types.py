@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
+
+import numpy as np
 
 
 class Verdict(str, Enum):
@@ -52,3 +54,60 @@ class Critique:
             feedback=str(d["feedback"]),
             refined_instruction=d.get("refined_instruction"),
         )
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A generated (or simulated) clip. frames[0] is the start frame the clip was generated from."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    instruction: str
+    seed: int
+    source: str  # which world model made it
+    seconds: float = 0.0  # wall time spent generating it
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def last_frame(self) -> np.ndarray:
+        return self.frames[-1]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One object-centric step of a plan.
+
+    `subject` is the object that should move; `targets` the other objects the step names.
+    `action` is the world's structured form of the step where the planner knows it (tabletop:
+    {"subject", "relation", "anchor"}); API planners may leave it None and the loop parses the text.
+    """
+
+    instruction: str
+    subject: str
+    targets: tuple[str, ...] = ()
+    precondition: str = ""
+    postcondition: str = ""
+    action: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "targets": list(self.targets)}
+
+    @staticmethod
+    def from_dict(d: dict) -> Step:
+        return Step(**{**d, "targets": tuple(d.get("targets", ()))})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planner's answer: ordered steps and the reasoning (chain of thought) behind them.
+    An infeasible goal is a Plan with no steps, feasible=False and the reason."""
+
+    goal: str
+    steps: tuple[Step, ...]
+    reasoning: str
+    planner: str
+    feasible: bool = True
+    reason: str = ""
+    tokens: int = 0  # agent tokens spent (API backends); 0 where not counted
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "steps": [s.to_dict() for s in self.steps]}

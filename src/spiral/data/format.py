@@ -44,7 +44,7 @@ class AttemptRecord:
 
     video: str
     instruction: str
-    critique: Critique
+    critique: Critique | None  # None where no critic looked (the open-loop baselines)
     label_success: bool | None = None
     label_failure: str | None = None
 
@@ -82,7 +82,7 @@ class EpisodeRecord:
         d = asdict(self)
         for step, sd in zip(self.steps, d["steps"], strict=True):
             for attempt, ad in zip(step.attempts, sd["attempts"], strict=True):
-                ad["critique"] = attempt.critique.to_dict()
+                ad["critique"] = attempt.critique.to_dict() if attempt.critique else None
         return {"format": FORMAT, **d}
 
     @staticmethod
@@ -90,12 +90,16 @@ class EpisodeRecord:
         steps = tuple(
             StepRecord(
                 **{k: v for k, v in s.items() if k != "attempts"},
-                attempts=tuple(AttemptRecord(**{**a, "critique": Critique.from_dict(a["critique"])}) for a in s["attempts"]),
+                attempts=tuple(AttemptRecord(**{**a, "critique": _critique(a["critique"])}) for a in s["attempts"]),
             )
             for s in d["steps"]
         )
         fields = {k: v for k, v in d.items() if k not in ("format", "steps")}
         return EpisodeRecord(**fields, steps=steps)
+
+
+def _critique(d: dict | None) -> Critique | None:
+    return None if d is None else Critique.from_dict(d)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

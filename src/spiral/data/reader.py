@@ -50,28 +50,33 @@ class ActWMDataset(Dataset):
         for entry in read_index(self.root):
             folder = self.root / entry["id"]
             episode = read_episode(folder)
-            for step in episode.steps:
+            for i, step in enumerate(episode.steps):
                 chosen = (
                     range(len(step.attempts)) if attempts == "all" else ([step.accepted] if step.accepted is not None else [])
                 )
-                self.refs += [ClipRef(episode, folder, step.index, a) for a in chosen]
+                # A clip nobody judged (an open-loop baseline's) has no label to learn from.
+                labelled = [a for a in chosen if step.attempts[a].label_success is not None or step.attempts[a].critique]
+                self.refs += [ClipRef(episode, folder, i, a) for a in labelled]
 
     def __len__(self) -> int:
         return len(self.refs)
 
     def __getitem__(self, i: int) -> Sample:
         ref = self.refs[i]
-        step = ref.episode.steps[ref.step]
+        step = ref.episode.steps[ref.step]  # ref.step is the position in the episode's steps
         attempt = step.attempts[ref.attempt]
         frames = read_video(ref.folder / attempt.video)
-        success = attempt.label_success if attempt.label_success is not None else attempt.critique.verdict.value == "success"
+        if attempt.label_success is not None:
+            success = attempt.label_success
+        else:
+            success = attempt.critique is not None and attempt.critique.verdict.value == "success"
         return Sample(
             video=torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
             instruction=attempt.instruction,
             goal=ref.episode.goal,
             success=torch.tensor(float(success)),
-            score=torch.tensor(attempt.critique.score),
-            failure_kind=attempt.critique.failure_kind.value,
+            score=torch.tensor(attempt.critique.score if attempt.critique else float(success)),
+            failure_kind=attempt.critique.failure_kind.value if attempt.critique else "none",
             synthetic_failure=attempt.label_failure or "",
             episode_id=ref.episode.id,
             step=ref.step,

@@ -1,0 +1,1 @@
+"""PlanAgent and CriticAgent protocols and their backends."""

@@ -1,0 +1,45 @@
+"""`symbolic` PlanAgent for the tabletop world: reads the scene off the current frame (the oracle's
+perception, from pixels), parses the goal and lets the solver expand it into atomic steps, writing
+the solver's reasoning as the chain of thought."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spiral.memory import WorldMemory
+from spiral.types import Plan, Step
+from spiral.worlds.tabletop.actions import describe_postcondition, describe_precondition
+from spiral.worlds.tabletop.goals import parse_goal
+from spiral.worlds.tabletop.oracle import read_scene
+from spiral.worlds.tabletop.solver import Infeasible, solve
+
+
+def action_step(action, instruction: str) -> Step:
+    return Step(
+        instruction=instruction,
+        subject=action.subject,
+        targets=(action.reference,) if action.reference else (),
+        precondition=describe_precondition(action),
+        postcondition=describe_postcondition(action),
+        action={"subject": action.subject, "relation": action.relation, "anchor": action.anchor},
+    )
+
+
+class SymbolicPlanAgent:
+    name = "symbolic"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.calls = 0
+
+    def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
+        parsed = parse_goal(goal)  # a goal it cannot parse is a SpiralError with example goals
+        scene = read_scene(frame)
+        # A new generator per call: a replan draws other landing spots than the plan that failed.
+        rng = np.random.default_rng([self.seed, self.calls])
+        self.calls += 1
+        solution = solve(scene, parsed, rng)
+        if isinstance(solution, Infeasible):
+            return Plan(goal, (), f"I cannot achieve this goal: {solution.reason}", self.name, feasible=False, reason=solution.reason)
+        steps = tuple(action_step(s.action, s.instruction) for s in solution.steps)
+        return Plan(goal, steps, solution.reasoning, self.name)

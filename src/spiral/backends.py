@@ -1,0 +1,77 @@
+"""Backends by name: world models, planners and critics, built from CLI/config values. Unknown
+names list the known ones."""
+
+from __future__ import annotations
+
+from spiral.errors import SpiralError
+
+WORLD_MODELS = ("tabletop",)
+PLANNERS = ("symbolic", "openai", "hf")
+CRITICS = ("oracle", "openai", "hf")
+
+
+def _unknown(kind: str, name: str, known: tuple[str, ...]) -> SpiralError:
+    return SpiralError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known)}")
+
+
+def make_world_model(name: str, path: str | None = None):
+    if name == "tabletop":
+        from spiral.worldmodels.tabletop import TabletopWorldModel
+
+        return TabletopWorldModel.load(path)
+    raise _unknown("world model", name, WORLD_MODELS)
+
+
+def make_planner(name: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY", seed: int = 0):
+    if name == "symbolic":
+        from spiral.agents.plan.symbolic import SymbolicPlanAgent
+
+        return SymbolicPlanAgent(seed=seed)
+    if name == "openai":
+        from spiral.agents.chat import ChatConfig
+        from spiral.agents.plan.openai import OpenAIPlanAgent
+
+        return OpenAIPlanAgent(ChatConfig(base_url=base_url, model=_need_model(model, name), api_key_env=api_key_env))
+    if name == "hf":
+        from spiral.agents.plan.hf import HFPlanAgent
+
+        return HFPlanAgent(_need_model(model, name))
+    raise _unknown("planner", name, PLANNERS)
+
+
+def make_critic(name: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY"):
+    if name == "oracle":
+        from spiral.agents.critic.oracle import OracleCriticAgent
+
+        return OracleCriticAgent()
+    if name == "openai":
+        from spiral.agents.chat import ChatConfig
+        from spiral.agents.critic.openai import OpenAICriticAgent
+
+        return OpenAICriticAgent(ChatConfig(base_url=base_url, model=_need_model(model, name), api_key_env=api_key_env))
+    if name == "hf":
+        from spiral.agents.critic.hf import HFCriticAgent
+
+        return HFCriticAgent(_need_model(model, name))
+    raise _unknown("critic", name, CRITICS)
+
+
+def observer_for(world_model: str):
+    """How the loop reads object states into memory: the tabletop oracle's perception; None for
+    real footage (agents then see only the frames)."""
+    if world_model != "tabletop":
+        return None
+    from spiral.memory import ObjectState
+    from spiral.worlds.tabletop.actions import cell_of
+    from spiral.worlds.tabletop.oracle import read_scene
+
+    def observe(frame):
+        return [ObjectState(o.name, round(o.x, 3), round(o.y, 3), cell_of(o.x, o.y), o.on) for o in read_scene(frame).objects]
+
+    return observe
+
+
+def _need_model(model: str, backend: str) -> str:
+    if not model:
+        raise SpiralError(f"the {backend} agent needs --agent-model (a model name for openai, a local folder for hf)")
+    return model

@@ -1,0 +1,256 @@
+"""The think-act-reflect runner, and the open-loop baselines through the same code.
+
+    plan -> for each step: generate -> critique
+              success          -> accept the clip, update memory, next step
+              local failure    -> inner loop: refined instruction + new seed, up to K tries
+              drift / precondition unmet / K tries spent -> outer loop: replan from the last
+                                                            accepted frame, up to R times
+
+Rejected clips never enter the long video: it is the accepted clips stitched, so it stays one
+continuous take. When a step cannot be fixed and no replan is left (or the outer loop is ablated),
+the best attempt is accepted anyway ("forced") and the episode goes on open-loop.
+
+`run_episode` is a generator: it yields each Plan event, Attempt and finally the Episode, so a
+progress bar, a log and the viewer all read the same stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from spiral.agents.protocols import CriticAgent, PlanAgent
+from spiral.config import option
+from spiral.errors import SpiralError
+from spiral.memory import MemoryEvent, ObjectState, WorldMemory
+from spiral.types import Clip, Critique, FailureKind, Plan, Step, Verdict
+from spiral.worldmodels.base import WorldModel, prepare_frame
+
+METHODS = ("closed-loop", "stepwise", "oneshot")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    method: str = option("closed-loop", "closed-loop, or a baseline: stepwise (no critic), oneshot (one clip)", choices=METHODS)
+    max_tries: int = option(3, "K: attempts per step in the inner loop")
+    max_replans: int = option(2, "R: replans in the outer loop")
+    max_generations: int = option(30, "total world-model calls allowed per episode")
+    inner_loop: bool = option(True, "retry a failed step (ablation: --no-inner-loop)")
+    outer_loop: bool = option(True, "replan on drift or repeated failure (ablation: --no-outer-loop)")
+    use_memory: bool = option(True, "agents see the history of the episode (ablation: --no-use-memory)")
+    oneshot_steps: int = option(4, "oneshot baseline: length of its single clip, in step-clips")
+    seed: int = option(0, "seed of the world model's sampling")
+
+
+@dataclass(frozen=True)
+class PlanEvent:
+    index: int  # 0 for the first plan, then one per replan
+    plan: Plan
+    why: str  # "initial", or what triggered the replan
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Attempt:
+    plan: int
+    step: int
+    attempt: int  # try number within the step
+    instruction: str
+    clip: Clip
+    critique: Critique | None  # None for the baselines, which have no critic
+    generate_seconds: float
+    critique_seconds: float
+    accepted: bool = False
+    forced: bool = False  # accepted without the critic's approval (no fix was left)
+
+
+@dataclass
+class Episode:
+    goal: str
+    method: str
+    start_frame: np.ndarray
+    plans: list[PlanEvent] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    memory: WorldMemory | None = None
+    status: str = "running"  # completed | infeasible | budget_exhausted
+    seconds: float = 0.0
+
+    @property
+    def accepted(self) -> list[Attempt]:
+        return [a for a in self.attempts if a.accepted]
+
+    @property
+    def generation_calls(self) -> int:
+        return len(self.attempts)
+
+    @property
+    def agent_seconds(self) -> float:
+        return sum(p.seconds for p in self.plans) + sum(a.critique_seconds for a in self.attempts)
+
+    @property
+    def model_seconds(self) -> float:
+        return sum(a.generate_seconds for a in self.attempts)
+
+    @property
+    def agent_tokens(self) -> int:
+        return sum(p.plan.tokens for p in self.plans)
+
+    def video(self) -> np.ndarray:
+        """The accepted clips stitched: each clip starts on the previous one's last frame."""
+        clips = [a.clip.frames for a in self.accepted]
+        if not clips:
+            return self.start_frame[None]
+        return np.concatenate([clips[0]] + [c[1:] for c in clips[1:]])
+
+
+Event = PlanEvent | Attempt | Episode
+Observer = Callable[[np.ndarray], list[ObjectState]]
+
+
+class _Runner:
+    """State of one episode; methods are the loop's phases."""
+
+    def __init__(self, goal, frame, wm, planner, critic, cfg: LoopConfig, observe: Observer | None):
+        if cfg.method not in METHODS:
+            raise SpiralError(f"unknown method {cfg.method!r}; known methods: {', '.join(METHODS)}")
+        if cfg.method == "closed-loop" and critic is None:
+            raise SpiralError("the closed-loop method needs a critic (--critic)")
+        self.wm, self.planner, self.critic, self.cfg, self.observe = wm, planner, critic, cfg, observe
+        self.frame = prepare_frame(frame, wm.frame_size)
+        self.memory = WorldMemory(goal, use_history=cfg.use_memory)
+        self.episode = Episode(goal, cfg.method, self.frame, memory=self.memory)
+        self._observe()
+
+    def _observe(self) -> None:
+        if self.observe is not None:
+            self.memory.set_objects(self.observe(self.frame))
+
+    def plan(self, why: str) -> PlanEvent:
+        began = time.perf_counter()
+        plan = self.planner.plan(self.memory.goal, self.frame, self.memory)
+        event = PlanEvent(len(self.episode.plans), plan, why, time.perf_counter() - began)
+        self.episode.plans.append(event)
+        return event
+
+    def generate(self, step_index: int, try_index: int, instruction: str, num_frames: int | None = None) -> Clip:
+        seed = self.cfg.seed * 100_003 + len(self.episode.attempts)  # a fresh seed for every call
+        context = self.memory.summary() if self.cfg.use_memory else None
+        return self.wm.generate(self.frame, instruction, num_frames=num_frames, seed=seed, context=context)
+
+    def accept(self, attempt: Attempt, forced: bool = False) -> Attempt:
+        accepted = replace(attempt, accepted=True, forced=forced)
+        self.episode.attempts[self.episode.attempts.index(attempt)] = accepted
+        self.frame = attempt.clip.last_frame
+        self._observe()
+        self.memory.record(MemoryEvent(attempt.step, attempt.plan, attempt.instruction, "accepted", _score(attempt)))
+        return accepted
+
+
+def _score(attempt: Attempt) -> float | None:
+    return None if attempt.critique is None else attempt.critique.score
+
+
+def run_episode(
+    goal: str,
+    frame: np.ndarray,
+    wm: WorldModel,
+    planner: PlanAgent | None,
+    critic: CriticAgent | None,
+    cfg: LoopConfig,
+    observe: Observer | None = None,
+) -> Iterator[Event]:
+    began = time.perf_counter()
+    r = _Runner(goal, frame, wm, planner, critic, cfg, observe)
+    if cfg.method == "oneshot":
+        yield from _oneshot(r)
+    else:
+        yield from _planned(r)
+    r.episode.seconds = time.perf_counter() - began
+    yield r.episode
+
+
+def _oneshot(r: _Runner) -> Iterator[Event]:
+    """The whole goal as one prompt, one long clip, open loop."""
+    began = time.perf_counter()
+    clip = r.generate(0, 0, r.memory.goal, num_frames=1 + (r.wm.num_frames - 1) * r.cfg.oneshot_steps)
+    attempt = Attempt(0, 0, 0, r.memory.goal, clip, None, time.perf_counter() - began, 0.0)
+    r.episode.attempts.append(attempt)
+    yield r.accept(attempt, forced=True)
+    r.episode.status = "completed"
+
+
+def _planned(r: _Runner) -> Iterator[Event]:
+    cfg = r.cfg
+    event = r.plan("initial")
+    yield event
+    step_index = 0
+    while True:
+        plan = event.plan
+        if not plan.feasible:
+            r.episode.status = "infeasible"
+            return
+        if step_index >= len(plan.steps):
+            r.episode.status = "completed"
+            return
+        step = plan.steps[step_index]
+        outcome = yield from _attempt_step(r, event.index, step_index, step)
+        if outcome == "budget":
+            r.episode.status = "budget_exhausted"
+            return
+        if outcome == "accepted":
+            step_index += 1
+            continue
+        # The step could not be fixed here: replan from the last accepted frame, or push on.
+        replans_left = cfg.outer_loop and len(r.episode.plans) <= cfg.max_replans
+        if replans_left:
+            r.memory.record(MemoryEvent(step_index, event.index, step.instruction, "replanned", None, outcome))
+            event = r.plan(outcome)
+            yield event
+            step_index = 0
+            continue
+        best = max((a for a in r.episode.attempts if a.plan == event.index and a.step == step_index), key=lambda a: _score(a) or 0.0)
+        yield r.accept(best, forced=True)
+        step_index += 1
+
+
+def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step):
+    """Generate (and, closed-loop, critique and retry) one step. Returns "accepted", "budget", or
+    why the outer loop should take over."""
+    cfg = r.cfg
+    tries = cfg.max_tries if (cfg.method == "closed-loop" and cfg.inner_loop) else 1
+    instruction = step.instruction
+    for try_index in range(tries):
+        if len(r.episode.attempts) >= cfg.max_generations:
+            return "budget"
+        began = time.perf_counter()
+        clip = r.generate(step_index, try_index, instruction)
+        generated = time.perf_counter()
+        critique = None
+        if cfg.method == "closed-loop":
+            critique = r.critic.critique(replace(step, instruction=instruction), clip, r.memory)
+        attempt = Attempt(plan_index, step_index, try_index, instruction, clip, critique, generated - began, time.perf_counter() - generated)
+        r.episode.attempts.append(attempt)
+        if critique is None or critique.verdict == Verdict.SUCCESS:
+            yield r.accept(attempt)
+            return "accepted"
+        yield attempt
+        r.memory.record(MemoryEvent(step_index, plan_index, instruction, "failed", critique.score, critique.feedback))
+        if critique.verdict == Verdict.GLOBAL_DRIFT or critique.failure_kind == FailureKind.PRECONDITION_UNMET:
+            return f"{critique.verdict.value}: {critique.feedback}"
+        instruction = critique.refined_instruction or step.instruction
+    return f"step {step_index + 1} failed {tries} times: {step.instruction}"
+
+
+def run(goal, frame, wm, planner, critic, cfg: LoopConfig, observe: Observer | None = None, on_event=None) -> Episode:
+    """Run an episode to the end; `on_event` sees every event as it happens."""
+    episode = None
+    for event in run_episode(goal, frame, wm, planner, critic, cfg, observe):
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, Episode):
+            episode = event
+    assert episode is not None
+    return episode

@@ -1,0 +1,1 @@
+"""GRPO post-training of world models (Flow-GRPO formulation)."""

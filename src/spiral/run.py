@@ -1,0 +1,90 @@
+"""`spiral run` and `spiral demo`: build the backends named in the config, run one episode through the
+loop with a live progress line, judge it, and write the outputs."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from spiral.backends import CRITICS, PLANNERS, WORLD_MODELS, make_critic, make_planner, make_world_model, observer_for
+from spiral.config import option, required
+from spiral.errors import SpiralError
+from spiral.loop import Attempt, Episode, LoopConfig, PlanEvent, run
+from spiral.outputs import RunOutputs, write_run
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    goal: str = required("the high-level goal, e.g. 'stack the red square on the blue circle'")
+    out: Path = required("folder for the episode, the long video and the viewer")
+    image: Path | None = option(None, "start image file (PNG/JPEG); or use --scene-seed")
+    scene_seed: int | None = option(None, "start from a random tabletop scene with this seed")
+    world_model: str = option("tabletop", "world model backend", choices=WORLD_MODELS)
+    world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id (diffusers)")
+    planner: str = option("symbolic", "PlanAgent backend", choices=PLANNERS)
+    critic: str = option("oracle", "CriticAgent backend", choices=CRITICS)
+    agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
+    base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
+    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    episode: Episode
+    outputs: RunOutputs
+    judged: dict
+
+
+def start_frame(cfg: RunConfig, size: int) -> np.ndarray:
+    if (cfg.image is None) == (cfg.scene_seed is None):
+        raise SpiralError("give exactly one of --image FILE or --scene-seed N")
+    if cfg.image is not None:
+        try:
+            return np.asarray(Image.open(cfg.image).convert("RGB"))
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
+            raise SpiralError(f"cannot read start image {cfg.image}: {err}") from None
+    from spiral.worlds.tabletop.render import render
+    from spiral.worlds.tabletop.scene import random_scene
+
+    return render(random_scene(np.random.default_rng(cfg.scene_seed)), size)
+
+
+def judge_tabletop(goal: str, episode: Episode) -> dict:
+    """The oracle, reading the first and last frame, says whether the goal holds. It is the judge,
+    never the same object as the in-loop critic."""
+    from spiral.worlds.tabletop.goals import parse_goal
+    from spiral.worlds.tabletop.oracle import read_scene
+
+    final = episode.video()[-1]
+    return {"goal_success": bool(parse_goal(goal).holds(read_scene(episode.start_frame), read_scene(final)))}
+
+
+def progress_printer(stream=sys.stderr):
+    def show(event) -> None:
+        if isinstance(event, PlanEvent):
+            state = "" if event.plan.feasible else f" — infeasible: {event.plan.reason}"
+            print(f"[plan {event.index + 1}] ({event.why}) {len(event.plan.steps)} steps{state}", file=stream)
+            for i, s in enumerate(event.plan.steps):
+                print(f"    {i + 1}. {s.instruction}", file=stream)
+        elif isinstance(event, Attempt):
+            c = event.critique
+            verdict = "no critic" if c is None else f"{c.verdict.value} ({c.score:.2f}) {c.feedback}"
+            mark = "✓" if event.accepted else "✗"
+            print(f"  {mark} step {event.step + 1} try {event.attempt + 1}: {event.instruction} — {verdict}", file=stream)
+
+    return show
+
+
+def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult:
+    wm = make_world_model(cfg.world_model, cfg.world_model_path)
+    frame = start_frame(cfg, wm.frame_size)
+    planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, seed=loop.seed)
+    critic = None if loop.method != "closed-loop" else make_critic(cfg.critic, cfg.agent_model, cfg.base_url, cfg.api_key_env)
+    episode = run(cfg.goal, frame, wm, planner, critic, loop, observe=observer_for(cfg.world_model), on_event=None if quiet else progress_printer())
+    judged = judge_tabletop(cfg.goal, episode) if cfg.world_model == "tabletop" else {}
+    outputs = write_run(episode, Path(cfg.out), judged=judged)
+    return RunResult(episode, outputs, judged)

@@ -1,0 +1,191 @@
+"""The embedded tabletop world model: a small learned flow-matching TI2V model, shipped as
+safetensors in `spiral/assets/`, that runs on a laptop CPU.
+
+It works at 32x32 and writes its clips at the frame size it was given (64 by default) as
+start frame + upsampled change, so objects that do not move stay pixel-exact and only what the
+model changed carries its lower resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open
+from torch.nn import functional as F
+
+from spiral.errors import SpiralError
+from spiral.rl.sde import sde_step_with_logprob
+from spiral.types import Clip
+from spiral.worldmodels.base import check_instruction, prepare_frame
+from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
+from spiral.worldmodels.text import TextEncoder, shared_text_encoder
+
+WEIGHTS_NAME = "tabletop_wm.safetensors"
+RECREATE = "make world-model   (or: spiral train world-model --data DIR; see README)"
+
+
+def default_weights() -> Path:
+    return Path(str(resources.files("spiral") / "assets" / WEIGHTS_NAME))
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    num_inference_steps: int = 8  # 8 Euler steps sampled as well as 16 in our first experiments
+    guidance_scale: float = 1.0  # classifier-free guidance; 1 = off
+    shift: float = 1.0  # >1 spends more steps at high noise (SD3-style time shift)
+
+
+@dataclass
+class Rollout:
+    """A batch of sampled changes with what GRPO needs: the latents visited and each SDE step's
+    log-probability. latents[k] is x at timesteps[k]; latents[-1] is the clean sample."""
+
+    x0: torch.Tensor  # (B, T-1, 3, R, R) clean change in [-1, 1]
+    latents: list[torch.Tensor]
+    log_probs: torch.Tensor  # (B, steps); zeros for deterministic (ODE) sampling
+    timesteps: list[float]
+
+
+def timesteps(steps: int, shift: float = 1.0) -> list[float]:
+    ts = np.linspace(1.0, 0.0, steps + 1)
+    return [float(shift * t / (1 + (shift - 1) * t)) for t in ts]
+
+
+def to_model_space(frames: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, R, R) in [-1, 1], area-averaged down."""
+    x = frames.float().movedim(-1, -3) / 127.5 - 1.0
+    lead = x.shape[:-3]
+    x = x.reshape(-1, *x.shape[-3:])
+    if x.shape[-1] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="area")
+    return x.reshape(*lead, 3, resolution, resolution)
+
+
+def velocity(net: TabletopNet, x: torch.Tensor, t: float, start: torch.Tensor, text, pad, guidance: float, null) -> torch.Tensor:
+    """The sampler's velocity from the net's clean-change prediction: v = (x_t - x0_hat) / t."""
+    tt = torch.full((x.shape[0],), t)
+    x0 = net(x, tt, start, text, pad)
+    if guidance != 1.0:
+        x0_null = net(x, tt, start, *null)
+        x0 = x0_null + guidance * (x0 - x0_null)
+    return (x - x0) / t
+
+
+class TabletopWorldModel:
+    """WorldModel backend `tabletop`. Load with `TabletopWorldModel.load()`."""
+
+    name = "tabletop"
+
+    def __init__(
+        self, net: TabletopNet, frame_size: int = 64, sampler: SamplerConfig | None = None, text: TextEncoder | None = None
+    ):
+        self.net = net.eval()
+        self.cfg = net.cfg
+        self.frame_size = frame_size
+        self.num_frames = net.cfg.num_frames
+        self.sampler = sampler or SamplerConfig()
+        self.text = text or shared_text_encoder()
+        self.info: dict = {}
+
+    @classmethod
+    def load(
+        cls, path: str | Path | None = None, frame_size: int = 64, sampler: SamplerConfig | None = None
+    ) -> TabletopWorldModel:
+        path = Path(path) if path is not None else default_weights()
+        if not path.is_file():
+            raise SpiralError(f"missing world-model weights: {path}; re-create them with: {RECREATE}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            state = {k: v.float() for k, v in load_file(str(path)).items()}
+            net = TabletopNet(TabletopNetConfig(**json.loads(meta["config"])))
+            net.load_state_dict(state)
+        except (SafetensorError, KeyError, json.JSONDecodeError, RuntimeError, OSError, TypeError) as err:
+            raise SpiralError(f"corrupt world-model weights {path} ({str(err)[:120]}); re-create them with: {RECREATE}") from None
+        wm = cls(net, frame_size, sampler)
+        wm.info = {k: v for k, v in meta.items() if k != "config"}
+        return wm
+
+    # ---- the WorldModel protocol -------------------------------------------------------------
+    def generate(
+        self, frame, instruction: str, *, num_frames: int | None = None, seed: int = 0, context: str | None = None
+    ) -> Clip:
+        return self.generate_group(frame, instruction, group_size=1, seed=seed, num_frames=num_frames, context=context)[0]
+
+    def generate_group(
+        self,
+        frame,
+        instruction: str,
+        *,
+        group_size: int,
+        seed: int = 0,
+        num_frames: int | None = None,
+        context: str | None = None,
+    ) -> list[Clip]:
+        """`context` is ignored: this model conditions on the frame and the instruction only.
+        Longer clips (num_frames = 1 + k * 7) continue from their own last frame, same instruction."""
+        instruction = check_instruction(instruction)
+        start = prepare_frame(frame, self.frame_size)
+        n = num_frames or self.num_frames
+        per = self.num_frames - 1
+        if n < 2 or (n - 1) % per:
+            raise SpiralError(f"num_frames must be 1 + k*{per} for the tabletop model, got {n}")
+        began = time.perf_counter()
+        starts = np.repeat(start[None], group_size, axis=0)
+        pieces = [starts[:, None]]
+        for chunk in range((n - 1) // per):
+            seeds = [seed + i + 1000 * chunk for i in range(group_size)]
+            frames = self.sample_frames(starts, [instruction] * group_size, seeds)
+            pieces.append(frames[:, 1:])
+            starts = frames[:, -1]
+        video = np.concatenate(pieces, axis=1)
+        seconds = (time.perf_counter() - began) / group_size
+        return [Clip(video[i], instruction, seed + i, self.name, seconds) for i in range(group_size)]
+
+    # ---- sampling ----------------------------------------------------------------------------
+    def initial_noise(self, seeds: list[int]) -> torch.Tensor:
+        shape = (self.num_frames - 1, 3, self.cfg.resolution, self.cfg.resolution)
+        return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+    @torch.no_grad()
+    def sample(self, starts: np.ndarray, instructions: list[str], seeds: list[int], noise_level: float = 0.0) -> Rollout:
+        """Sample clean changes for a batch of uint8 start frames. noise_level 0 is the ODE (Euler)
+        sampler; > 0 is the SDE sampler whose per-step log-probabilities GRPO uses."""
+        start = to_model_space(torch.from_numpy(starts), self.cfg.resolution)
+        text, pad = self.text.encode(instructions)
+        null = self.net.null_condition(len(seeds))
+        x = self.initial_noise(seeds)
+        gen = torch.Generator().manual_seed(int(seeds[0]) * 7919 + 17)
+        ts = timesteps(self.sampler.num_inference_steps, self.sampler.shift)
+        latents, log_probs = [x], []
+        for t, t_next in zip(ts[:-1], ts[1:], strict=True):
+            v = velocity(self.net, x, t, start, text, pad, self.sampler.guidance_scale, null)
+            if noise_level > 0 and t_next > 0:
+                x, lp = sde_step_with_logprob(x, v, t, t_next, noise_level, generator=gen)
+            else:
+                x, lp = x + (t_next - t) * v, torch.zeros(x.shape[0])
+            latents.append(x)
+            log_probs.append(lp)
+        return Rollout(x.clamp(-1, 1), latents, torch.stack(log_probs, dim=1), ts)
+
+    def decode(self, starts: np.ndarray, x0: torch.Tensor) -> np.ndarray:
+        """Start frames (B, H, W, 3) uint8 + clean changes -> clips (B, T, H, W, 3) uint8."""
+        b, t = x0.shape[:2]
+        change = x0.reshape(b * t, 3, self.cfg.resolution, self.cfg.resolution) * 255.0
+        if self.frame_size != self.cfg.resolution:
+            change = F.interpolate(change, size=(self.frame_size, self.frame_size), mode="bilinear", align_corners=False)
+        change = change.reshape(b, t, 3, self.frame_size, self.frame_size).permute(0, 1, 3, 4, 2).numpy()
+        frames = np.clip(np.rint(starts[:, None].astype(np.float32) + change), 0, 255).astype(np.uint8)
+        return np.concatenate([starts[:, None], frames], axis=1)
+
+    def sample_frames(
+        self, starts: np.ndarray, instructions: list[str], seeds: list[int], noise_level: float = 0.0
+    ) -> np.ndarray:
+        return self.decode(starts, self.sample(starts, instructions, seeds, noise_level).x0)

@@ -1,0 +1,243 @@
+"""`spiral train world-model`: rectified-flow training of the tabletop model on an ActWM dataset.
+
+Reads top to bottom: load clips -> loop (sample batch, noise it, predict the clean change, velocity
+loss, AdamW step, EMA) -> checkpoint/evaluate now and then -> export EMA weights as safetensors.
+A checkpoint holds the weights, the EMA, the optimizer moments and both random generators, so a
+resumed run continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from spiral.config import option, required
+from spiral.data.format import read_episode, read_index
+from spiral.data.video import read_video
+from spiral.errors import DatasetError, SpiralError
+from spiral.worldmodels.tabletop import TabletopWorldModel, to_model_space
+from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
+from spiral.worldmodels.text import shared_text_encoder
+from spiral.worlds.tabletop.actions import Action
+from spiral.worlds.tabletop.paraphrase import paraphrase
+
+T_FLOOR = 0.05  # the velocity loss divides by t; below this the weight would explode
+
+
+@dataclass(frozen=True)
+class WorldModelTrainConfig:
+    data: Path = required("ActWM dataset folder to train on (made by `spiral data make`)")
+    out: Path = option(Path("runs/world-model"), "run folder: checkpoint, log and exported weights")
+    steps: int = option(4000, "optimizer steps in total (a resumed run stops here too)")
+    batch_size: int = option(32, "clips per step")
+    lr: float = option(3e-4, "AdamW learning rate after warm-up")
+    warmup: int = option(200, "steps of linear learning-rate warm-up")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    ema_decay: float = option(0.999, "exponential moving average of the weights, used for sampling")
+    text_dropout: float = option(0.1, "share of samples shown without instruction (enables guidance)")
+    resolution: int = option(32, "model resolution in pixels")
+    dim: int = option(128, "transformer width")
+    depth: int = option(6, "transformer blocks")
+    heads: int = option(4, "attention heads")
+    seed: int = option(0, "seed of initialisation, batches and noise")
+    checkpoint_every: int = option(250, "steps between checkpoints")
+    eval_every: int = option(1000, "steps between oracle evaluations on held-out probes (0: never)")
+    eval_probes: int = option(48, "held-out probes per evaluation")
+    threads: int = option(0, "torch threads; 0 = OMP_NUM_THREADS or 1")
+
+    def net_config(self) -> TabletopNetConfig:
+        return TabletopNetConfig(resolution=self.resolution, dim=self.dim, depth=self.depth, heads=self.heads)
+
+
+@dataclass
+class TrainingClips:
+    frames: torch.Tensor  # (N, T, R, R, 3) uint8 at model resolution
+    actions: list[Action]
+
+
+def load_clips(data: Path, resolution: int) -> TrainingClips:
+    """Every step's accepted (successful) clip, area-downsampled to the model resolution. The
+    decoded tensors are cached next to the dataset, keyed by the index, to skip decoding next time."""
+    entries = read_index(data)
+    cache = Path(data) / f".cache-world-model-{resolution}.safetensors"
+    key = f"{len(entries)}:{entries[-1]['id'] if entries else ''}"
+    if cache.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(cache), framework="pt") as f:
+                meta = f.metadata()
+                if meta.get("key") == key:
+                    actions = [Action(*a) for a in json.loads(meta["actions"])]
+                    return TrainingClips(f.get_tensor("frames"), actions)
+        except Exception:  # noqa: BLE001 - a broken cache is rebuilt, never trusted
+            pass
+    frames, actions = [], []
+    for entry in tqdm(entries, desc="decoding clips", unit="ep"):
+        episode = read_episode(Path(data) / entry["id"])
+        for step in episode.steps:
+            attempt = step.attempts[step.accepted] if step.accepted is not None else None
+            if attempt is None or attempt.label_success is False:
+                continue
+            video = torch.from_numpy(read_video(Path(data) / entry["id"] / attempt.video))
+            small = (to_model_space(video, resolution) + 1.0) * 127.5
+            frames.append(small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
+            actions.append(Action(step.subject, step.relation, step.anchor))
+    if not frames:
+        raise DatasetError(f"{data} holds no successful step clips to train on")
+    stacked = torch.stack(frames)
+    meta = {"key": key, "actions": json.dumps([[a.subject, a.relation, a.anchor] for a in actions])}
+    save_file({"frames": stacked}, str(cache), metadata=meta)
+    return TrainingClips(stacked, actions)
+
+
+def flow_matching_loss(net: TabletopNet, frames: torch.Tensor, text, pad, gen: torch.Generator) -> torch.Tensor:
+    """Velocity loss with x0-prediction: x_t = (1 - t) x0 + t eps, v = eps - x0, v_hat = (x_t - x0_hat) / t."""
+    start = to_model_space(frames[:, 0], net.cfg.resolution)
+    x0 = (to_model_space(frames[:, 1:], net.cfg.resolution) - start[:, None]) / 2.0
+    b = x0.shape[0]
+    t = torch.sigmoid(torch.randn(b, generator=gen))  # logit-normal: most samples at mid noise
+    eps = torch.randn(x0.shape, generator=gen)
+    tt = t.view(b, 1, 1, 1, 1)
+    x_t = (1 - tt) * x0 + tt * eps
+    x0_hat = net(x_t, t, start, text, pad)
+    return (((x0_hat - x0) / tt.clamp(min=T_FLOOR)) ** 2).mean()
+
+
+def drop_instructions(net: TabletopNet, emb: torch.Tensor, pad: torch.Tensor, drop: torch.Tensor):
+    """Rows in `drop` see only the learned null token, so the model also learns the unconditional
+    prediction that classifier-free guidance needs."""
+    if not drop.any():
+        return emb, pad
+    emb, pad = emb.clone(), pad.clone()
+    emb[drop] = 0.0
+    emb[drop, 0] = net.null_text[0, 0]
+    pad[drop] = True
+    pad[drop, 0] = False
+    return emb, pad
+
+
+def lr_at(step: int, cfg: WorldModelTrainConfig) -> float:
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+
+
+# ---- checkpoints (safetensors only; no pickle) -------------------------------------------------
+def save_checkpoint(path: Path, net, ema, opt, gen: torch.Generator, rng: np.random.Generator, step: int, extra: dict) -> None:
+    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    state = opt.state_dict()
+    for i, s in state["state"].items():
+        tensors |= {f"opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)) for k, v in s.items()}
+    tensors["gen_state"] = gen.get_state()
+    meta = {
+        "step": str(step),
+        "param_groups": json.dumps(state["param_groups"]),
+        "rng": json.dumps(rng.bit_generator.state),
+        "extra": json.dumps(extra),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, net, ema, opt, gen: torch.Generator, rng: np.random.Generator) -> tuple[int, dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    opt_state: dict = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            opt_state["state"].setdefault(int(i), {})[name] = v
+    opt.load_state_dict(opt_state)
+    gen.set_state(tensors["gen_state"])
+    rng.bit_generator.state = json.loads(meta["rng"])
+    return int(meta["step"]), json.loads(meta["extra"])
+
+
+def export_weights(path: Path, ema: TabletopNet, info: dict) -> None:
+    """EMA weights in float16 (half the size of the shipped asset; the loader casts back to float32)."""
+    meta = {"config": json.dumps(ema.cfg.to_dict())} | {k: str(v) for k, v in info.items()}
+    save_file({k: v.half().contiguous() for k, v in ema.state_dict().items()}, str(path), metadata=meta)
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path:
+    from spiral.worldmodels.tabletop_eval import evaluate, make_probes
+
+    torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "config.json"
+    settings = {
+        k: str(v) for k, v in asdict(cfg).items() if k not in ("steps", "out", "threads", "eval_every", "checkpoint_every")
+    }
+    if config_path.is_file() and json.loads(config_path.read_text()) != settings:
+        raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
+    config_path.write_text(json.dumps(settings, indent=1))
+
+    clips = load_clips(cfg.data, cfg.resolution)
+    torch.manual_seed(cfg.seed)
+    net = TabletopNet(cfg.net_config())
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    text = shared_text_encoder()
+    ckpt = out / "checkpoint.safetensors"
+    step, extra = load_checkpoint(ckpt, net, ema, opt, gen, rng) if ckpt.is_file() else (0, {"seconds": 0.0})
+    probes = make_probes(cfg.eval_probes) if cfg.eval_every else []
+    bar = tqdm(total=cfg.steps, initial=step, desc="world model", unit="step", disable=not progress)
+    began, seconds_before = time.perf_counter(), extra["seconds"]
+    while step < cfg.steps:
+        idx = torch.randint(len(clips.actions), (cfg.batch_size,), generator=gen)
+        texts = [paraphrase(clips.actions[i], rng, "train") for i in idx.tolist()]
+        emb, pad = text.encode(texts)
+        emb, pad = drop_instructions(net, emb, pad, torch.rand(cfg.batch_size, generator=gen) < cfg.text_dropout)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = flow_matching_loss(net, clips.frames[idx], emb, pad, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), net.parameters(), strict=True):
+                e.lerp_(p, 1.0 - cfg.ema_decay)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        record = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm)}
+        if cfg.eval_every and step % cfg.eval_every == 0:
+            result = evaluate(TabletopWorldModel(ema, sampler=None), probes)
+            record |= {"probe_success": result.success, "probe_preserved": result.preserved}
+            bar.write(f"step {step}: held-out single-step success {result.success:.2f}, objects preserved {result.preserved:.2f}")
+        with open(out / "log.jsonl", "a") as log:
+            log.write(json.dumps(record) + "\n")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            extra["seconds"] = seconds_before + time.perf_counter() - began
+            save_checkpoint(ckpt, net, ema, opt, gen, rng, step, extra)
+    bar.close()
+    extra["seconds"] = seconds_before + time.perf_counter() - began
+    info = {
+        "steps": step, "batch_size": cfg.batch_size, "clips": len(clips.actions), "data": str(cfg.data),
+        "train_seconds": round(extra["seconds"], 1), "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores", "final_loss": round(loss.item(), 5) if cfg.steps else None,
+    }  # fmt: skip
+    weights = out / "tabletop_wm.safetensors"
+    export_weights(weights, ema, info)
+    return weights

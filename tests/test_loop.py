@@ -1,0 +1,155 @@
+"""Loop logic with scripted fakes: no model, no world, only the control flow."""
+
+import numpy as np
+import pytest
+
+from spiral.errors import SpiralError
+from spiral.loop import Attempt, Episode, LoopConfig, PlanEvent, run, run_episode
+from spiral.types import Clip, Critique, FailureKind, Plan, Step, Verdict
+
+OK = Critique(0.9, Verdict.SUCCESS, FailureKind.NONE, "fine")
+LOCAL = Critique(0.2, Verdict.LOCAL_FAILURE, FailureKind.INCOMPLETE, "stopped short", "do it properly")
+DRIFT = Critique(0.1, Verdict.GLOBAL_DRIFT, FailureKind.WRONG_OBJECT, "other things moved")
+UNMET = Critique(0.0, Verdict.GLOBAL_DRIFT, FailureKind.PRECONDITION_UNMET, "the red square is covered")
+START = np.zeros((8, 8, 3), np.uint8)
+
+
+class FakeWorldModel:
+    name, frame_size, num_frames = "fake", 8, 4
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, frame, instruction, *, num_frames=None, seed=0, context=None):
+        self.calls.append({"instruction": instruction, "seed": seed, "context": context, "num_frames": num_frames})
+        n = num_frames or self.num_frames
+        frames = np.repeat(frame[None], n, axis=0).copy()
+        frames[1:] = len(self.calls)  # every clip ends on a frame that says which call made it
+        return Clip(frames, instruction, seed, self.name)
+
+    def generate_group(self, frame, instruction, *, group_size, seed=0, num_frames=None, context=None):
+        return [self.generate(frame, instruction, seed=seed + i, num_frames=num_frames, context=context) for i in range(group_size)]
+
+
+class FakePlanner:
+    name = "fake"
+
+    def __init__(self, n_steps=2, feasible=True):
+        self.n_steps, self.feasible, self.calls = n_steps, feasible, []
+
+    def plan(self, goal, frame, memory):
+        self.calls.append({"frame_value": int(frame.max()), "summary": memory.summary()})
+        k = len(self.calls)
+        steps = tuple(Step(f"plan{k} step{i}", f"obj{i}") for i in range(self.n_steps))
+        return Plan(goal, steps if self.feasible else (), f"reasoning {k}", "fake", self.feasible, "" if self.feasible else "no room")
+
+
+class FakeCritic:
+    name = "fake"
+
+    def __init__(self, script):
+        self.script, self.calls = list(script), []
+
+    def critique(self, step, clip, memory):
+        self.calls.append(step.instruction)
+        return self.script.pop(0) if self.script else OK
+
+
+def go(critic_script=(), cfg=None, planner=None):
+    wm, planner, critic = FakeWorldModel(), planner or FakePlanner(), FakeCritic(critic_script)
+    episode = run("do the thing", START, wm, planner, critic, cfg or LoopConfig())
+    return episode, wm, planner, critic
+
+
+def test_all_success_accepts_each_step_once_and_stitches_the_video():
+    episode, wm, planner, critic = go()
+    assert episode.status == "completed" and len(planner.calls) == 1
+    assert [a.instruction for a in episode.accepted] == ["plan1 step0", "plan1 step1"]
+    assert episode.generation_calls == 2 and len(critic.calls) == 2
+    video = episode.video()
+    assert video.shape[0] == 1 + 2 * 3 and video[-1].max() == 2  # ends on the second call's clip
+
+
+def test_first_attempt_failure_triggers_the_inner_loop_with_refined_instruction_and_new_seed():
+    episode, wm, planner, critic = go([LOCAL])
+    assert episode.status == "completed" and len(planner.calls) == 1
+    assert [c["instruction"] for c in wm.calls] == ["plan1 step0", "do it properly", "plan1 step1"]
+    assert len({c["seed"] for c in wm.calls}) == 3
+    first, second = episode.attempts[:2]
+    assert not first.accepted and second.accepted and second.attempt == 1
+    assert "stopped short" in episode.memory.summary()
+
+
+def test_persistent_failure_triggers_a_replan_from_the_last_accepted_frame():
+    episode, wm, planner, critic = go([OK, LOCAL, LOCAL, LOCAL], LoopConfig(max_tries=3))
+    assert len(planner.calls) == 2 and episode.plans[1].why.startswith("step 2 failed 3 times")
+    assert planner.calls[1]["frame_value"] == 1  # replanned from the clip accepted for step 1
+    assert "stopped short" in planner.calls[1]["summary"]
+    assert episode.status == "completed"
+    assert [a.instruction for a in episode.accepted] == ["plan1 step0", "plan2 step0", "plan2 step1"]
+
+
+@pytest.mark.parametrize("critique", [DRIFT, UNMET])
+def test_drift_or_unmet_precondition_replans_at_once(critique):
+    episode, wm, planner, critic = go([critique], LoopConfig(max_tries=3))
+    assert len(planner.calls) == 2 and episode.generation_calls == 3  # 1 failed + 2 steps of plan 2
+    assert episode.plans[1].why.startswith("global_drift")
+
+
+def test_generation_budget_is_respected():
+    episode, wm, *_ = go([LOCAL] * 100, LoopConfig(max_generations=5, max_tries=3, max_replans=10))
+    assert episode.status == "budget_exhausted" and len(wm.calls) == 5 == episode.generation_calls
+
+
+def test_when_replans_run_out_the_best_attempt_is_forced_through():
+    scores = [Critique(s, Verdict.LOCAL_FAILURE, FailureKind.INCOMPLETE, "meh") for s in (0.1, 0.4, 0.2)]
+    episode, wm, planner, critic = go(scores, LoopConfig(max_tries=3, max_replans=0))
+    assert len(planner.calls) == 1
+    forced = episode.accepted[0]
+    assert forced.forced and forced.attempt == 1 and forced.critique.score == 0.4
+    assert episode.status == "completed" and len(episode.accepted) == 2
+
+
+def test_ablations_no_inner_and_no_outer_loop():
+    episode, wm, planner, _ = go([LOCAL, OK, OK], LoopConfig(inner_loop=False))
+    assert len(planner.calls) == 2 and episode.attempts[0].attempt == 0 and episode.generation_calls == 3
+    episode, wm, planner, _ = go([LOCAL, LOCAL, LOCAL], LoopConfig(outer_loop=False, max_tries=3))
+    assert len(planner.calls) == 1 and episode.accepted[0].forced
+
+
+def test_no_memory_ablation_hides_history_from_agents_and_world_model():
+    episode, wm, planner, _ = go([OK, LOCAL, LOCAL, LOCAL], LoopConfig(use_memory=False))
+    assert all(c["context"] is None for c in wm.calls)
+    assert "stopped short" not in planner.calls[1]["summary"]
+    _, wm, _, _ = go()
+    assert "Goal: do the thing" in wm.calls[0]["context"]
+
+
+def test_stepwise_baseline_never_calls_the_critic():
+    wm, planner, critic = FakeWorldModel(), FakePlanner(3), FakeCritic([LOCAL] * 10)
+    episode = run("g", START, wm, planner, critic, LoopConfig(method="stepwise"))
+    assert critic.calls == [] and episode.generation_calls == 3 and all(a.critique is None for a in episode.accepted)
+
+
+def test_oneshot_baseline_is_one_long_clip_of_the_goal():
+    wm, planner = FakeWorldModel(), FakePlanner()
+    episode = run("the whole goal", START, wm, planner, None, LoopConfig(method="oneshot", oneshot_steps=5))
+    assert planner.calls == [] and wm.calls == [{"instruction": "the whole goal", "seed": 0, "context": wm.calls[0]["context"], "num_frames": 16}]
+    assert episode.video().shape[0] == 16
+
+
+def test_infeasible_goal_ends_without_generating():
+    episode, wm, *_ = go(planner=FakePlanner(feasible=False))
+    assert episode.status == "infeasible" and wm.calls == [] and episode.plans[0].plan.reason == "no room"
+
+
+def test_events_stream_in_order_and_end_with_the_episode():
+    events = list(run_episode("g", START, FakeWorldModel(), FakePlanner(), FakeCritic([LOCAL]), LoopConfig()))
+    kinds = [type(e) for e in events]
+    assert kinds == [PlanEvent, Attempt, Attempt, Attempt, Episode]
+    assert [e.accepted for e in events[1:4]] == [False, True, True]
+
+
+def test_closed_loop_without_critic_is_refused():
+    with pytest.raises(SpiralError, match="needs a critic"):
+        run("g", START, FakeWorldModel(), FakePlanner(), None, LoopConfig())

@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spiral.data.generate import DataMakeConfig, make_dataset
+from spiral.errors import SpiralError
+from spiral.rl.sde import sde_step_with_logprob
+from spiral.worldmodels.base import check_world_model, prepare_frame
+from spiral.worldmodels.tabletop import TabletopWorldModel, default_weights
+from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
+from spiral.worldmodels.tabletop_train import WorldModelTrainConfig, flow_matching_loss, load_clips, train_world_model
+from spiral.worldmodels.text import shared_text_encoder
+from spiral.worlds.tabletop.render import render
+from spiral.worlds.tabletop.scene import random_scene
+
+TINY = TabletopNetConfig(dim=32, depth=1, heads=2)
+FRAME = render(random_scene(np.random.default_rng(0)), 64)
+INSTRUCTION = "move the red square to the left side"
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    net = TabletopNet(TINY)
+    # Zero-initialised output layers would make every sample identical; give them some weight.
+    torch.nn.init.normal_(net.out.weight, std=0.05)
+    return TabletopWorldModel(net)
+
+
+def test_tiny_random_model_passes_conformance():
+    check_world_model(tiny_model(), FRAME, INSTRUCTION)
+
+
+def test_shipped_model_passes_conformance():
+    assert default_weights().is_file(), "the trained tabletop model must ship in src/spiral/assets"
+    wm = TabletopWorldModel.load()
+    check_world_model(wm, FRAME, INSTRUCTION)
+    assert wm.info["steps"] and wm.info["train_seconds"]
+
+
+def test_missing_or_corrupt_weights_name_the_file_and_the_fix(tmp_path):
+    with pytest.raises(SpiralError, match=r"missing world-model weights: .*nope.safetensors; re-create them with: make world-model"):
+        TabletopWorldModel.load(tmp_path / "nope.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    with pytest.raises(SpiralError, match="corrupt world-model weights .*bad.safetensors"):
+        TabletopWorldModel.load(bad)
+
+
+def test_prepare_frame_converts_modes_and_sizes():
+    grey = np.full((40, 50), 128, np.uint8)
+    assert prepare_frame(grey, 64).shape == (64, 64, 3)
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    assert prepare_frame(rgba, 64).shape == (64, 64, 3)
+    assert prepare_frame(np.ones((64, 64, 3)) * 0.5, 64)[0, 0, 0] == 128
+    with pytest.raises(SpiralError, match="uint8, or float"):
+        prepare_frame(np.full((64, 64, 3), 300.0), 64)
+
+
+def test_long_clips_chain_and_bad_lengths_are_refused():
+    wm = tiny_model()
+    assert wm.generate(FRAME, INSTRUCTION, num_frames=15, seed=0).frames.shape == (15, 64, 64, 3)
+    with pytest.raises(SpiralError, match="num_frames must be 1 \\+ k\\*7"):
+        wm.generate(FRAME, INSTRUCTION, num_frames=10)
+
+
+def test_sde_sampling_gives_finite_logprobs_that_rescore_exactly():
+    wm = tiny_model()
+    starts = np.stack([FRAME, FRAME])
+    rollout = wm.sample(starts, [INSTRUCTION] * 2, seeds=[1, 2], noise_level=0.7)
+    steps = wm.sampler.num_inference_steps
+    assert rollout.log_probs.shape == (2, steps) and torch.isfinite(rollout.log_probs).all()
+    assert (rollout.log_probs[:, :-1] != 0).all()  # every step but the last (t -> 0) is stochastic
+    # Re-scoring the stored transition under the same model gives the same log-prob (GRPO ratio 1).
+    text, pad = shared_text_encoder().encode([INSTRUCTION] * 2)
+    from spiral.worldmodels.tabletop import to_model_space, velocity
+
+    start = to_model_space(torch.from_numpy(starts), wm.cfg.resolution)
+    t, t_next = rollout.timesteps[1], rollout.timesteps[2]
+    with torch.no_grad():
+        v = velocity(wm.net, rollout.latents[1], t, start, text, pad, 1.0, None)
+    _, lp = sde_step_with_logprob(rollout.latents[1], v, t, t_next, 0.7, prev_sample=rollout.latents[2])
+    torch.testing.assert_close(lp, rollout.log_probs[:, 1])
+    ode = wm.sample(starts, [INSTRUCTION] * 2, seeds=[1, 2], noise_level=0.0)
+    assert (ode.log_probs == 0).all() and not torch.equal(ode.x0, rollout.x0)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wmdata")
+    make_dataset(DataMakeConfig(out=out, episodes=6, seed=2, frame_size=32, failure_rate=0.0, levels="medium"), progress=False)
+    return out
+
+
+def tiny_cfg(data, out, steps):
+    return WorldModelTrainConfig(
+        data=data, out=out, steps=steps, batch_size=8, lr=2e-3, warmup=5, dim=32, depth=1, heads=2,
+        checkpoint_every=5, eval_every=0,
+    )  # fmt: skip
+
+
+def test_tiny_training_run_lowers_the_loss(tiny_data, tmp_path):
+    cfg = tiny_cfg(tiny_data, tmp_path / "run", 60)
+    weights = train_world_model(cfg, progress=False)
+    clips = load_clips(tiny_data, 32)
+    text, pad = shared_text_encoder().encode(["move the red square to the left side"] * 16)
+    frames = clips.frames[:16]
+
+    def held_loss(net):
+        with torch.no_grad():
+            return flow_matching_loss(net, frames, text, pad, torch.Generator().manual_seed(123)).item()
+
+    torch.manual_seed(cfg.seed)
+    untrained = TabletopNet(cfg.net_config())
+    trained = TabletopWorldModel.load(weights).net
+    assert held_loss(trained) < 0.7 * held_loss(untrained)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 60 and all(np.isfinite(r["loss"]) for r in log)
+
+
+def test_resumed_training_continues_identically(tiny_data, tmp_path):
+    straight = train_world_model(tiny_cfg(tiny_data, tmp_path / "a", 10), progress=False)
+    train_world_model(tiny_cfg(tiny_data, tmp_path / "b", 5), progress=False)
+    resumed = train_world_model(tiny_cfg(tiny_data, tmp_path / "b", 10), progress=False)
+    a, b = TabletopWorldModel.load(straight).net.state_dict(), TabletopWorldModel.load(resumed).net.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    with pytest.raises(SpiralError, match="other settings"):
+        train_world_model(WorldModelTrainConfig(**{**tiny_cfg(tiny_data, tmp_path / "b", 10).__dict__, "lr": 1.0}), progress=False)
