@@ -153,3 +153,29 @@ def test_events_stream_in_order_and_end_with_the_episode():
 def test_closed_loop_without_critic_is_refused():
     with pytest.raises(SpiralError, match="needs a critic"):
         run("g", START, FakeWorldModel(), FakePlanner(), None, LoopConfig())
+
+
+class BrokenCritic(FakeCritic):
+    def critique(self, step, clip, memory):
+        self.calls.append(step.instruction)
+        if len(self.calls) == 1:
+            raise SpiralError("the critic answered malformed JSON 3 times")
+        return OK
+
+
+class PlannerFailingOnReplan(FakePlanner):
+    def plan(self, goal, frame, memory):
+        if self.calls:
+            raise SpiralError("planner output invalid after 2 repairs")
+        return super().plan(goal, frame, memory)
+
+
+def test_agent_errors_are_recorded_and_the_run_goes_on_or_stops_cleanly():
+    wm, planner, critic = FakeWorldModel(), FakePlanner(), BrokenCritic([])
+    episode = run("g", START, wm, planner, critic, LoopConfig())
+    first = episode.attempts[0]
+    assert first.critique.failure_kind == FailureKind.AGENT_ERROR and "malformed JSON" in first.critique.feedback
+    assert episode.status == "completed" and len(episode.accepted) == 2
+    episode, *_ = go([OK, DRIFT], planner=PlannerFailingOnReplan())
+    assert episode.status == "plan_error" and "invalid after 2 repairs" in episode.error
+    assert len(episode.accepted) == 1  # what was accepted before the failure is kept

@@ -18,19 +18,32 @@ def _cmd_data_make(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _report(result) -> int:
+    episode, out = result.episode, result.outputs
+    print(f"goal: {episode.goal}")
+    print(f"method {episode.method}: {episode.status}, {len(episode.accepted)} steps accepted, "
+          f"{episode.generation_calls} generation calls, {max(0, len(episode.plans) - 1)} replans, {episode.seconds:.1f} s")  # fmt: skip
+    if episode.error:
+        print(f"stopped: {episode.error}")
+    if "goal_success" in result.judged:
+        print(f"goal achieved (judged by the oracle from pixels): {'yes' if result.judged['goal_success'] else 'no'}")
+    print(f"video:   {out.video}")
+    print(f"viewer:  {out.viewer}")
+    print(f"episode: {out.episode_dir / 'episode.json'}")
+    return 0
+
+
 def _cmd_demo(ns: argparse.Namespace) -> int:
     from spiral.demo import DemoConfig, run_demo
 
-    result = run_demo(config_from_args(DemoConfig, ns))
-    record = result.record
-    print(f"goal ({record.level}, {len(record.steps)} steps): {record.goal}")
-    print("plan:")
-    for step in record.steps:
-        print(f"  {step.index + 1}. {step.instruction}")
-    print(f"goal achieved (judged by the oracle from pixels): {'yes' if result.goal_achieved else 'NO'}")
-    print(f"video:   {result.video}")
-    print(f"episode: {result.episode_dir / 'episode.json'}")
-    return 0
+    return _report(run_demo(config_from_args(DemoConfig, ns)))
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from spiral.loop import LoopConfig
+    from spiral.run import RunConfig, run_goal
+
+    return _report(run_goal(config_from_args(RunConfig, ns), config_from_args(LoopConfig, ns)))
 
 
 def _cmd_train_world_model(ns: argparse.Namespace) -> int:
@@ -45,6 +58,8 @@ def _cmd_train_world_model(ns: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from spiral.data.generate import DataMakeConfig
     from spiral.demo import DemoConfig
+    from spiral.loop import LoopConfig
+    from spiral.run import RunConfig
     from spiral.worldmodels.tabletop_train import WorldModelTrainConfig
 
     parser = argparse.ArgumentParser(prog="spiral", description="SPIRAL: closed-loop action world models")
@@ -52,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a long-horizon goal on the embedded tabletop world")
     add_config_args(demo, DemoConfig)
     demo.set_defaults(func=_cmd_demo)
+    run = sub.add_parser("run", help="carry out a goal from a start image with the closed loop (or a baseline)")
+    add_config_args(run, RunConfig)
+    add_config_args(run, LoopConfig)
+    run.set_defaults(func=_cmd_run)
     data = sub.add_parser("data", help="ActWM-Dataset tools").add_subparsers(dest="data_command", required=True)
     make = data.add_parser("make", help="generate an ActWM dataset (resumable, deterministic by seed)")
     add_config_args(make, DataMakeConfig)

@@ -75,7 +75,8 @@ class Episode:
     plans: list[PlanEvent] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     memory: WorldMemory | None = None
-    status: str = "running"  # completed | infeasible | budget_exhausted
+    status: str = "running"  # completed | infeasible | budget_exhausted | plan_error
+    error: str = ""  # why a plan_error ended the episode
     seconds: float = 0.0
 
     @property
@@ -207,11 +208,17 @@ def _planned(r: _Runner) -> Iterator[Event]:
         replans_left = cfg.outer_loop and len(r.episode.plans) <= cfg.max_replans
         if replans_left:
             r.memory.record(MemoryEvent(step_index, event.index, step.instruction, "replanned", None, outcome))
-            event = r.plan(outcome)
+            try:
+                event = r.plan(outcome)
+            except SpiralError as err:  # e.g. an API planner that kept answering malformed JSON
+                r.episode.status, r.episode.error = "plan_error", str(err)
+                return
             yield event
             step_index = 0
             continue
-        best = max((a for a in r.episode.attempts if a.plan == event.index and a.step == step_index), key=lambda a: _score(a) or 0.0)
+        best = max(
+            (a for a in r.episode.attempts if a.plan == event.index and a.step == step_index), key=lambda a: _score(a) or 0.0
+        )
         yield r.accept(best, forced=True)
         step_index += 1
 
@@ -230,8 +237,13 @@ def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step):
         generated = time.perf_counter()
         critique = None
         if cfg.method == "closed-loop":
-            critique = r.critic.critique(replace(step, instruction=instruction), clip, r.memory)
-        attempt = Attempt(plan_index, step_index, try_index, instruction, clip, critique, generated - began, time.perf_counter() - generated)
+            try:
+                critique = r.critic.critique(replace(step, instruction=instruction), clip, r.memory)
+            except SpiralError as err:  # recorded in the episode; the try counts as failed
+                critique = Critique(0.0, Verdict.LOCAL_FAILURE, FailureKind.AGENT_ERROR, f"critic error: {err}")
+        attempt = Attempt(
+            plan_index, step_index, try_index, instruction, clip, critique, generated - began, time.perf_counter() - generated
+        )
         r.episode.attempts.append(attempt)
         if critique is None or critique.verdict == Verdict.SUCCESS:
             yield r.accept(attempt)

@@ -70,6 +70,8 @@ def progress_printer(stream=sys.stderr):
             print(f"[plan {event.index + 1}] ({event.why}) {len(event.plan.steps)} steps{state}", file=stream)
             for i, s in enumerate(event.plan.steps):
                 print(f"    {i + 1}. {s.instruction}", file=stream)
+        elif isinstance(event, Attempt) and event.forced and event.critique is not None:
+            print(f"  → no fix left: keeping the best try of step {event.step + 1} (try {event.attempt + 1})", file=stream)
         elif isinstance(event, Attempt):
             c = event.critique
             verdict = "no critic" if c is None else f"{c.verdict.value} ({c.score:.2f}) {c.feedback}"

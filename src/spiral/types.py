@@ -24,6 +24,7 @@ class FailureKind(str, Enum):
     PHYSICAL_VIOLATION = "physical_violation"  # vanished, changed colour/shape, teleported
     LOW_QUALITY = "low_quality"  # flicker, blur or noise that hides what happened
     PRECONDITION_UNMET = "precondition_unmet"  # the step could not start from this state
+    AGENT_ERROR = "agent_error"  # the critic gave no valid answer (recorded, counts as a failed try)
 
 
 @dataclass(frozen=True)

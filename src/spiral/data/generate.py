@@ -20,6 +20,7 @@ from spiral.errors import DatasetError, SpiralError
 
 WORLDS = ("tabletop",)
 LEVELS = ("short", "medium", "long")
+ANNOTATORS = ("simulator", "oracle")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class DataMakeConfig:
     num_frames: int = option(8, "frames per step clip, the start frame included")
     failure_rate: float = option(0.3, "chance that a step also gets a labelled failed attempt before its good clip")
     levels: str = option("short,medium,long", "comma-separated task levels, used in rotation")
+    annotator: str = option(
+        "simulator",
+        "who writes the critic annotations: the simulator's exact labels, or the oracle critic reading pixels",
+        choices=ANNOTATORS,
+    )
 
     def settings(self) -> dict:
         """What must match for a folder to be resumed (not the folder itself, nor how many episodes)."""
@@ -93,7 +99,7 @@ def make_dataset(cfg: DataMakeConfig, progress: bool = True) -> MakeResult:
     todo = [i for i in range(cfg.episodes) if episode_id(i) not in done]
     bar = tqdm(total=cfg.episodes, initial=cfg.episodes - len(todo), desc="episodes", unit="ep", disable=not progress)
     for i in todo:
-        spec = EpisodeSpec(cfg.frame_size, cfg.num_frames, cfg.failure_rate, levels[i % len(levels)])
+        spec = EpisodeSpec(cfg.frame_size, cfg.num_frames, cfg.failure_rate, levels[i % len(levels)], cfg.annotator)
         episode = make_episode(episode_id(i), np.random.default_rng([cfg.seed, i]), spec)
         write_episode(Path(cfg.out), episode.record, episode.start_frame, episode.clips)
         record = episode.record

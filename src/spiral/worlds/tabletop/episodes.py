@@ -12,7 +12,7 @@ from spiral.data.format import AttemptRecord, EpisodeRecord, StepRecord
 from spiral.errors import SpiralError
 from spiral.worlds.tabletop import checks
 from spiral.worlds.tabletop.actions import describe_postcondition, describe_precondition, trajectory
-from spiral.worlds.tabletop.failures import make_failure
+from spiral.worlds.tabletop.failures import ground_truth_critique, make_failure
 from spiral.worlds.tabletop.goals import goal_to_text, sample_goal
 from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.render import render
@@ -28,6 +28,7 @@ class EpisodeSpec:
     num_frames: int = NUM_FRAMES
     failure_rate: float = 0.3  # chance that a step first gets a failed attempt
     level: str | None = None  # None: any level
+    annotator: str = "simulator"  # "simulator": exact labels; "oracle": the oracle critic reads the pixels
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,18 @@ def ground_truth_clip(step: PlannedStep, num_frames: int, frame_size: int) -> np
     return np.stack([render(s, frame_size, on_top=step.action.subject if 0 < k < last else None) for k, s in enumerate(scenes)])
 
 
+def annotate(frames: np.ndarray, action, failure: str | None, annotator: str):
+    return checks.critique(frames, action) if annotator == "oracle" else ground_truth_critique(action, failure)
+
+
 def make_episode(episode_id: str, rng: np.random.Generator, spec: EpisodeSpec) -> GeneratedEpisode:
     """One episode, fully determined by the generator's state."""
     for _ in range(50):
         scene = random_scene(rng)
-        goal = sample_goal(scene, rng, level=spec.level)
+        try:
+            goal = sample_goal(scene, rng, level=spec.level)
+        except SpiralError:  # this scene admits no goal of the level (e.g. too few objects for long)
+            continue
         solution = solve(scene, goal, rng)
         if not isinstance(solution, Infeasible) and solution.steps:
             break
@@ -64,11 +72,12 @@ def make_episode(episode_id: str, rng: np.random.Generator, spec: EpisodeSpec) -
                 frames = failure.render(spec.frame_size)
                 name = f"step-{i:02d}-a{len(attempts)}.mp4"
                 clips[name] = frames
-                attempts.append(AttemptRecord(name, instruction, checks.critique(frames, step.action), False, failure.kind))
+                critique = annotate(frames, step.action, failure.kind, spec.annotator)
+                attempts.append(AttemptRecord(name, instruction, critique, False, failure.kind))
         frames = ground_truth_clip(step, spec.num_frames, spec.frame_size)
         name = f"step-{i:02d}-a{len(attempts)}.mp4"
         clips[name] = frames
-        attempts.append(AttemptRecord(name, instruction, checks.critique(frames, step.action), True, None))
+        attempts.append(AttemptRecord(name, instruction, annotate(frames, step.action, None, spec.annotator), True, None))
         steps.append(
             StepRecord(
                 index=i,

@@ -13,7 +13,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from spiral.worlds.tabletop.actions import Action, Target, postcondition_holds, sample_target, smoothstep, trajectory
+from spiral.types import Critique, FailureKind, Verdict
+from spiral.worlds.tabletop.actions import (
+    Action,
+    Target,
+    describe_postcondition,
+    postcondition_holds,
+    sample_target,
+    smoothstep,
+    trajectory,
+)
 from spiral.worlds.tabletop.render import render
 from spiral.worlds.tabletop.scene import COLOURS, Scene, validity_errors
 
@@ -140,3 +149,24 @@ def make_failure(
         if clip is not None:
             return clip
     return None
+
+
+# What each made-on-purpose failure is, in the critic's terms, with the feedback a perfect critic
+# would give. {s} is the subject, {post} the postcondition that does not hold.
+FAILURE_LABELS: dict[str, tuple[Verdict, FailureKind, str]] = {
+    "incomplete": (Verdict.LOCAL_FAILURE, FailureKind.INCOMPLETE, "the {s} stopped short: it is not true that {post}"),
+    "wrong_object": (Verdict.LOCAL_FAILURE, FailureKind.WRONG_OBJECT, "another object moved instead of the {s}"),
+    "vanish": (Verdict.GLOBAL_DRIFT, FailureKind.PHYSICAL_VIOLATION, "an object vanished during the step"),
+    "drift": (Verdict.GLOBAL_DRIFT, FailureKind.WRONG_OBJECT, "objects the step does not name drifted away"),
+    "duplicate": (Verdict.GLOBAL_DRIFT, FailureKind.HALLUCINATED_OBJECT, "a second {s} appeared"),
+    "colour_change": (Verdict.LOCAL_FAILURE, FailureKind.PHYSICAL_VIOLATION, "the {s} changed colour"),
+}
+
+
+def ground_truth_critique(action: Action, failure: str | None) -> Critique:
+    """The annotation of a simulator clip, known exactly: success, or the failure it was made with."""
+    post = describe_postcondition(action)
+    if failure is None:
+        return Critique(1.0, Verdict.SUCCESS, FailureKind.NONE, f"done: {post}, and nothing else changed")
+    verdict, kind, feedback = FAILURE_LABELS[failure]
+    return Critique(0.0, verdict, kind, feedback.format(s=action.subject, post=post))
