@@ -40,6 +40,8 @@ class SymbolicPlanAgent:
         self.calls += 1
         solution = solve(scene, parsed, rng)
         if isinstance(solution, Infeasible):
-            return Plan(goal, (), f"I cannot achieve this goal: {solution.reason}", self.name, feasible=False, reason=solution.reason)
+            return Plan(
+                goal, (), f"I cannot achieve this goal: {solution.reason}", self.name, feasible=False, reason=solution.reason
+            )
         steps = tuple(action_step(s.action, s.instruction) for s in solution.steps)
         return Plan(goal, steps, solution.reasoning, self.name)
