@@ -1,5 +1,6 @@
 """CLI smoke runs in a subprocess, with tiny budgets."""
 
+import json
 import os
 import signal
 import subprocess
@@ -52,9 +53,55 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path):
     assert "frame-size must be at least 32" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_demo_writes_video_and_episode(tmp_path):
+def tiny_weights(tmp_path):
+    """A tiny randomly initialised tabletop model, so `spiral run` smoke tests do not depend on
+    how good the shipped one is."""
+    import torch
+
+    from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
+    from spiral.worldmodels.tabletop_train import export_weights
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.safetensors"
+    export_weights(path, TabletopNet(TabletopNetConfig(dim=32, depth=1, heads=2)), {"steps": 0})
+    return path
+
+
+def test_run_closed_loop_writes_episode_video_and_viewer(tmp_path):
+    out = tmp_path / "run"
+    from spiral.demo import demo_goal
+
+    goal = demo_goal(4, "medium")
+    run = spiral("run", "--goal", goal, "--scene-seed", "4", "--world-model-path", str(tiny_weights(tmp_path)),
+                 "--max-generations", "4", "--out", str(out))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "[plan 1] (initial)" in run.stderr and "goal achieved (judged by the oracle from pixels):" in run.stdout
+    assert f"viewer:  {out / 'viewer.html'}" in run.stdout
+    episode = json.loads((out / "episode" / "episode.json").read_text())
+    assert episode["goal"] == goal and episode["extra"]["method"] == "closed-loop"
+    assert 1 <= sum(len(s["attempts"]) for s in episode["steps"]) <= 4
+    assert (out / "video.mp4").stat().st_size > 500
+    assert "<script" not in (out / "viewer.html").read_text()
+
+
+def test_run_bad_input_gives_clear_messages(tmp_path):
+    weights = str(tiny_weights(tmp_path))
+    cases = [
+        (["--goal", "juggle the planets", "--scene-seed", "1"], "goals look like: "),  # with examples
+        (["--goal", "clear the left side", "--scene-seed", "1", "--image", "x.png"], "exactly one of --image"),
+        (["--goal", "clear the left side", "--image", str(tmp_path / "none.png")], "cannot read start image"),
+        (["--goal", "clear the left side", "--scene-seed", "1", "--planner", "openai", "--agent-model", "m"], "OPENAI_API_KEY"),
+    ]
+    for args, message in cases:
+        run = subprocess.run([sys.executable, "-m", "spiral.cli", "run", *args, "--world-model-path", weights, "--out", str(tmp_path / "o")],
+                             capture_output=True, text=True, env={k: v for k, v in ENV.items() if k != "OPENAI_API_KEY"}, timeout=300)  # fmt: skip
+        assert run.returncode == 2, (args, run.stderr)
+        assert message in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
+
+
+def test_demo_runs_the_closed_loop_on_the_shipped_model(tmp_path):
     run = spiral("demo", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr
-    assert "goal achieved (judged by the oracle from pixels): yes" in run.stdout
-    assert (tmp_path / "demo.mp4").stat().st_size > 1000
-    assert (tmp_path / "demo" / "episode.json").is_file()
+    assert "method closed-loop:" in run.stdout and "goal achieved (judged by the oracle from pixels):" in run.stdout
+    assert (tmp_path / "video.mp4").stat().st_size > 1000 and (tmp_path / "viewer.html").is_file()
+    assert (tmp_path / "episode" / "episode.json").is_file()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from spiral.errors import SpiralError
 
-WORLD_MODELS = ("tabletop",)
+DIFFUSERS_WORLD_MODELS = ("wan-i2v", "cogvideox-i2v", "ltx-i2v", "ltx-condition", "hunyuan-i2v")
+WORLD_MODELS = ("tabletop", *DIFFUSERS_WORLD_MODELS)
 PLANNERS = ("symbolic", "openai", "hf")
 CRITICS = ("oracle", "openai", "hf")
 
@@ -14,11 +15,16 @@ def _unknown(kind: str, name: str, known: tuple[str, ...]) -> SpiralError:
     return SpiralError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known)}")
 
 
-def make_world_model(name: str, path: str | None = None):
+def make_world_model(name: str, path: str | None = None, **options):
+    """`options` are DiffusersConfig fields for the diffusers backbones (dtype, device, height, ...)."""
     if name == "tabletop":
         from spiral.worldmodels.tabletop import TabletopWorldModel
 
         return TabletopWorldModel.load(path)
+    if name in DIFFUSERS_WORLD_MODELS:
+        from spiral.worldmodels.diffusers import make_diffusers_world_model
+
+        return make_diffusers_world_model(name, path, **options)
     raise _unknown("world model", name, WORLD_MODELS)
 
 
