@@ -6,7 +6,7 @@ export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench world-model clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,14 @@ test: lint
 
 bench: setup
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# Re-create the shipped tabletop world model from scratch (data, training, install); see
+# src/spiral/assets/tabletop_wm.md for what the shipped one took.
+WM_STEPS ?= 8000
+world-model: setup
+	$(VENV)/bin/spiral data make --world tabletop --episodes 3000 --seed 0 --failure-rate 0.1 --out data/tabletop-train
+	$(VENV)/bin/spiral train world-model --data data/tabletop-train --out runs/world-model --steps $(WM_STEPS)
+	cp runs/world-model/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
 
 clean:
 	rm -rf $(VENV) out

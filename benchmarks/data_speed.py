@@ -1,6 +1,6 @@
 """How fast `spiral data make` writes tabletop data on this machine (clips and episodes per second).
 
-    .venv/bin/python benchmarks/data_speed.py [--episodes 40] [--frame-size 64]
+.venv/bin/python benchmarks/data_speed.py [--episodes 40] [--frame-size 64]
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def main() -> None:
     clips = sum(e["num_clips"] for e in entries)
     steps = sum(e["num_steps"] for e in entries)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
-    print(f"data make: {args.episodes} episodes, {steps} steps, {clips} clips at {args.frame_size}x{args.frame_size} in {seconds:.1f} s")
+    print(
+        f"data make: {args.episodes} episodes, {steps} steps, {clips} clips at {args.frame_size}x{args.frame_size} in {seconds:.1f} s"
+    )
     print(f"  {clips / seconds:.1f} clips/s, {args.episodes / seconds:.2f} episodes/s (single process)")
 
 

@@ -35,7 +35,9 @@ def main() -> None:
     for seed in range(args.episodes):
         goal = demo_goal(seed, "long")
         frame = render(random_scene(np.random.default_rng(seed)), wm.frame_size)
-        episode = run(goal, frame, wm, SymbolicPlanAgent(seed), OracleCriticAgent(), LoopConfig(seed=seed), observe=observer_for("tabletop"))
+        episode = run(
+            goal, frame, wm, SymbolicPlanAgent(seed), OracleCriticAgent(), LoopConfig(seed=seed), observe=observer_for("tabletop")
+        )
         episode.video()  # stitching is part of the loop's work
         total += episode.seconds
         model += episode.model_seconds

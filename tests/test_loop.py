@@ -28,7 +28,9 @@ class FakeWorldModel:
         return Clip(frames, instruction, seed, self.name)
 
     def generate_group(self, frame, instruction, *, group_size, seed=0, num_frames=None, context=None):
-        return [self.generate(frame, instruction, seed=seed + i, num_frames=num_frames, context=context) for i in range(group_size)]
+        return [
+            self.generate(frame, instruction, seed=seed + i, num_frames=num_frames, context=context) for i in range(group_size)
+        ]
 
 
 class FakePlanner:
@@ -41,7 +43,9 @@ class FakePlanner:
         self.calls.append({"frame_value": int(frame.max()), "summary": memory.summary()})
         k = len(self.calls)
         steps = tuple(Step(f"plan{k} step{i}", f"obj{i}") for i in range(self.n_steps))
-        return Plan(goal, steps if self.feasible else (), f"reasoning {k}", "fake", self.feasible, "" if self.feasible else "no room")
+        return Plan(
+            goal, steps if self.feasible else (), f"reasoning {k}", "fake", self.feasible, "" if self.feasible else "no room"
+        )
 
 
 class FakeCritic:
@@ -134,7 +138,9 @@ def test_stepwise_baseline_never_calls_the_critic():
 def test_oneshot_baseline_is_one_long_clip_of_the_goal():
     wm, planner = FakeWorldModel(), FakePlanner()
     episode = run("the whole goal", START, wm, planner, None, LoopConfig(method="oneshot", oneshot_steps=5))
-    assert planner.calls == [] and wm.calls == [{"instruction": "the whole goal", "seed": 0, "context": wm.calls[0]["context"], "num_frames": 16}]
+    assert planner.calls == [] and wm.calls == [
+        {"instruction": "the whole goal", "seed": 0, "context": wm.calls[0]["context"], "num_frames": 16}
+    ]
     assert episode.video().shape[0] == 16
 
 

@@ -67,7 +67,9 @@ def to_record(episode: Episode, episode_id: str, world: str) -> tuple[EpisodeRec
     return EpisodeRecord(episode_id, world, episode.goal, cot, tuple(steps), extra=extra), clips
 
 
-def write_run(episode: Episode, out: Path, world: str = "tabletop", episode_id: str = "episode", judged: dict | None = None) -> RunOutputs:
+def write_run(
+    episode: Episode, out: Path, world: str = "tabletop", episode_id: str = "episode", judged: dict | None = None
+) -> RunOutputs:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record, clips = to_record(episode, episode_id, world)

@@ -86,7 +86,16 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
     frame = start_frame(cfg, wm.frame_size)
     planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, seed=loop.seed)
     critic = None if loop.method != "closed-loop" else make_critic(cfg.critic, cfg.agent_model, cfg.base_url, cfg.api_key_env)
-    episode = run(cfg.goal, frame, wm, planner, critic, loop, observe=observer_for(cfg.world_model), on_event=None if quiet else progress_printer())
+    episode = run(
+        cfg.goal,
+        frame,
+        wm,
+        planner,
+        critic,
+        loop,
+        observe=observer_for(cfg.world_model),
+        on_event=None if quiet else progress_printer(),
+    )
     judged = judge_tabletop(cfg.goal, episode) if cfg.world_model == "tabletop" else {}
     outputs = write_run(episode, Path(cfg.out), judged=judged)
     return RunResult(episode, outputs, judged)

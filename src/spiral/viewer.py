@@ -56,11 +56,21 @@ def render_viewer(episode: Episode, video_name: str | None = None, judged: dict 
         f"{episode.generation_calls} generation calls · {len(episode.plans)} plan(s) · {episode.seconds:.1f}s</p>"
     )
     if judged:
-        parts.append("<table>" + "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in judged.items()) + "</table>")
-    parts.append(f'<h2>Start frame</h2><img class="strip" style="max-width:256px" alt="start" src="{png_data_url(episode.start_frame)}">')
+        parts.append(
+            "<table>"
+            + "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in judged.items())
+            + "</table>"
+        )
+    parts.append(
+        f'<h2>Start frame</h2><img class="strip" style="max-width:256px" alt="start" src="{png_data_url(episode.start_frame)}">'
+    )
     if video_name:
-        parts.append(f'<h2>Long video</h2><p><a href="{escape(video_name)}">{escape(video_name)}</a> (accepted clips stitched)</p>')
-        parts.append(f'<img class="strip" alt="accepted clips" src="{png_data_url(filmstrip(episode.video()[:: max(1, len(episode.video()) // 16)]))}">')
+        parts.append(
+            f'<h2>Long video</h2><p><a href="{escape(video_name)}">{escape(video_name)}</a> (accepted clips stitched)</p>'
+        )
+        parts.append(
+            f'<img class="strip" alt="accepted clips" src="{png_data_url(filmstrip(episode.video()[:: max(1, len(episode.video()) // 16)]))}">'
+        )
     for p in episode.plans:
         steps = "".join(f"<li>{escape(s.instruction)}</li>" for s in p.plan.steps)
         note = "" if p.plan.feasible else f"<p><b>infeasible:</b> {escape(p.plan.reason)}</p>"

@@ -46,7 +46,9 @@ def test_make_writes_index_episodes_and_clips(made):
 
 def test_failures_are_labelled_and_mostly_caught_by_the_oracle(made):
     out, _ = made
-    failed = [a for e in read_index(out) for s in read_episode(out / e["id"]).steps for a in s.attempts if a.label_success is False]
+    failed = [
+        a for e in read_index(out) for s in read_episode(out / e["id"]).steps for a in s.attempts if a.label_success is False
+    ]
     assert failed, "failure_rate 0.5 over several steps should give failed attempts"
     caught = sum(a.critique.verdict.value != "success" for a in failed)
     assert caught >= 0.8 * len(failed)
@@ -70,7 +72,9 @@ def test_same_seed_same_dataset(made, tmp_path):
     for entry in read_index(out):
         assert (out / entry["id"] / "episode.json").read_text() == (tmp_path / entry["id"] / "episode.json").read_text()
         for step in read_episode(out / entry["id"]).steps:
-            np.testing.assert_array_equal(read_video(out / entry["id"] / step.video), read_video(tmp_path / entry["id"] / step.video))
+            np.testing.assert_array_equal(
+                read_video(out / entry["id"] / step.video), read_video(tmp_path / entry["id"] / step.video)
+            )
 
 
 def test_resume_after_interruption_redoes_nothing_and_loses_nothing(made, tmp_path):

@@ -40,7 +40,9 @@ def test_shipped_model_passes_conformance():
 
 
 def test_missing_or_corrupt_weights_name_the_file_and_the_fix(tmp_path):
-    with pytest.raises(SpiralError, match=r"missing world-model weights: .*nope.safetensors; re-create them with: make world-model"):
+    with pytest.raises(
+        SpiralError, match=r"missing world-model weights: .*nope.safetensors; re-create them with: make world-model"
+    ):
         TabletopWorldModel.load(tmp_path / "nope.safetensors")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
@@ -127,4 +129,6 @@ def test_resumed_training_continues_identically(tiny_data, tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     with pytest.raises(SpiralError, match="other settings"):
-        train_world_model(WorldModelTrainConfig(**{**tiny_cfg(tiny_data, tmp_path / "b", 10).__dict__, "lr": 1.0}), progress=False)
+        train_world_model(
+            WorldModelTrainConfig(**{**tiny_cfg(tiny_data, tmp_path / "b", 10).__dict__, "lr": 1.0}), progress=False
+        )

@@ -3,8 +3,8 @@ import pytest
 
 from spiral.errors import SpiralError
 from spiral.worlds.tabletop.actions import (
-    RELATIONS,
     REGIONS,
+    RELATIONS,
     Action,
     Target,
     apply,
@@ -48,9 +48,13 @@ def test_preconditions_name_what_blocks_the_action():
     top = TableObject("green", "circle", "small", 0.5, 0.5, on="yellow square")
     other = TableObject("red", "triangle", "medium", 0.15, 0.15)
     scene = Scene((base, top, other))
-    assert precondition_errors(scene, Action("yellow square", "in", "left side")) == ["the green circle is resting on the yellow square"]
+    assert precondition_errors(scene, Action("yellow square", "in", "left side")) == [
+        "the green circle is resting on the yellow square"
+    ]
     assert "not smaller" in precondition_errors(scene, Action("yellow square", "on", "red triangle"))[-1]
-    assert precondition_errors(scene, Action("red triangle", "on", "yellow square")) == ["the green circle is already on the yellow square"]
+    assert precondition_errors(scene, Action("red triangle", "on", "yellow square")) == [
+        "the green circle is already on the yellow square"
+    ]
     assert precondition_errors(scene, Action("blue circle", "in", "centre")) == ["there is no blue circle"]
     assert precondition_errors(scene, Action("green circle", "in", "left side")) == []
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from spiral.worlds.tabletop.actions import RELATIONS, REGIONS, Action, postcondition_holds, precondition_errors, sample_target
+from spiral.worlds.tabletop.actions import REGIONS, RELATIONS, Action, postcondition_holds, precondition_errors, sample_target
 from spiral.worlds.tabletop.failures import FAILURE_KINDS, make_failure
 from spiral.worlds.tabletop.scene import random_scene
 

@@ -27,7 +27,9 @@ def test_validity_rejects_overlap_outside_and_bad_stacking():
     a = TableObject("red", "square", "large", 0.5, 0.5)
     assert "red square overlaps blue circle" in validity_errors(Scene((a, TableObject("blue", "circle", "small", 0.55, 0.5))))
     assert validity_errors(Scene((TableObject("red", "square", "large", 0.02, 0.5),))) == ["red square is not inside the table"]
-    big_on_small = Scene((TableObject("blue", "circle", "small", 0.5, 0.5), TableObject("red", "square", "large", 0.5, 0.5, on="blue circle")))
+    big_on_small = Scene(
+        (TableObject("blue", "circle", "small", 0.5, 0.5), TableObject("red", "square", "large", 0.5, 0.5, on="blue circle"))
+    )
     assert any("not smaller" in e for e in validity_errors(big_on_small))
     small_on_big = Scene((a, TableObject("blue", "circle", "small", 0.5, 0.5, on="red square")))
     assert validity_errors(small_on_big) == []

@@ -8,6 +8,7 @@ the rest of the table drifts, an object doubles or changes colour.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -89,26 +90,36 @@ def drift(scene: Scene, action: Action, target: Target, n: int, rng: np.random.G
     chosen = [movers[i] for i in rng.permutation(len(movers))[:count]]
     offsets = {}
     for o in chosen:
-        angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(*DRIFT_DISTANCE)
-        offsets[o.name] = (dist * np.cos(angle), dist * np.sin(angle))
+        for _ in range(10):  # a drift clamped at the table edge must still be a visible drift
+            angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(*DRIFT_DISTANCE)
+            dx = float(np.clip(o.x + dist * np.cos(angle), o.half, 1 - o.half)) - o.x
+            dy = float(np.clip(o.y + dist * np.sin(angle), o.half, 1 - o.half)) - o.y
+            if np.hypot(dx, dy) >= DRIFT_DISTANCE[0]:
+                offsets[o.name] = (dx, dy)
+                break
+    if not offsets:
+        return None
     out = []
     for k, f in enumerate(frames):
         s = smoothstep(k / (n - 1))
         for name, (dx, dy) in offsets.items():
-            o = f.get(name)
-            nx, ny = float(np.clip(o.x + s * dx, o.half, 1 - o.half)), float(np.clip(o.y + s * dy, o.half, 1 - o.half))
-            f = f.moved(name, nx, ny, None)
+            start = scene.get(name)
+            f = f.moved(name, start.x + s * dx, start.y + s * dy, None)
         out.append(f)
     return FailureClip("drift", tuple(out), action.subject)
 
 
 def duplicate(scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator) -> FailureClip | None:
     """The subject arrives, but a copy of it stays behind at the start (a hallucinated object)."""
-    frames = trajectory(scene, action, target, n)
     ghost = replace(scene.get(action.subject), on=None)
+    if math.dist(ghost.pos, (target.x, target.y)) < 2 * ghost.radius:
+        return None  # the copy would overlap the arriving subject
+    frames = trajectory(scene, action, target, n)
     appears = int(rng.integers(1, n - 1))
     out = [f if k < appears else Scene(f.objects + (ghost,)) for k, f in enumerate(frames)]
-    return FailureClip("duplicate", tuple(out), action.subject)
+    # No object on top: the copy shares the subject's name, and painting "the subject" last would
+    # paint only one of the two.
+    return FailureClip("duplicate", tuple(out), None)
 
 
 def colour_change(scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator) -> FailureClip | None:
