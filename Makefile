@@ -6,7 +6,7 @@ export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint bench world-model clean
+.PHONY: setup demo test lint chromium bench world-model clean
 
 setup: $(VENV)/.installed
 
@@ -25,7 +25,11 @@ lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
-test: lint
+# The bench report is checked by rendering it in headless Chromium (Debian's package).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: lint chromium
 	$(PY) -m pytest
 
 bench: setup

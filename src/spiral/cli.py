@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     world_model = train.add_parser("world-model", help="train the tabletop world model (resumable)")
     add_config_args(world_model, WorldModelTrainConfig)
     world_model.set_defaults(func=_cmd_train_world_model)
+    from spiral.bench.cli import add_bench_commands
+
+    add_bench_commands(sub)
     return parser
 
 

@@ -98,12 +98,12 @@ def tiny_data(tmp_path_factory):
 def tiny_cfg(data, out, steps):
     return WorldModelTrainConfig(
         data=data, out=out, steps=steps, batch_size=8, lr=2e-3, warmup=5, dim=32, depth=1, heads=2,
-        checkpoint_every=5, eval_every=0,
+        checkpoint_every=5, eval_every=0, ema_decay=0.5,
     )  # fmt: skip
 
 
 def test_tiny_training_run_lowers_the_loss(tiny_data, tmp_path):
-    cfg = tiny_cfg(tiny_data, tmp_path / "run", 60)
+    cfg = tiny_cfg(tiny_data, tmp_path / "run", 100)
     weights = train_world_model(cfg, progress=False)
     clips = load_clips(tiny_data, 32)
     text, pad = shared_text_encoder().encode(["move the red square to the left side"] * 16)
@@ -116,9 +116,9 @@ def test_tiny_training_run_lowers_the_loss(tiny_data, tmp_path):
     torch.manual_seed(cfg.seed)
     untrained = TabletopNet(cfg.net_config())
     trained = TabletopWorldModel.load(weights).net
-    assert held_loss(trained) < 0.7 * held_loss(untrained)
+    assert held_loss(trained) < 0.8 * held_loss(untrained)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert len(log) == 60 and all(np.isfinite(r["loss"]) for r in log)
+    assert len(log) == 100 and all(np.isfinite(r["loss"]) for r in log)
 
 
 def test_resumed_training_continues_identically(tiny_data, tmp_path):

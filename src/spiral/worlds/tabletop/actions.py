@@ -99,6 +99,8 @@ def in_region(x: float, y: float, region: str) -> bool:
 
 
 def cell_of(x: float, y: float) -> str:
+    # Positions read from noisy pixels can fall just off the table; they belong to the edge cell.
+    x, y = min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
     return next(c for c in CELLS if in_region(x, y, c))
 
 

@@ -1,0 +1,74 @@
+"""`spiral bench run` and `spiral bench report`. spiral/cli.py hooks them in with
+`add_bench_commands(sub)`; `python -m spiral.bench ...` runs them on their own (e.g. under torchrun:
+`torchrun --nproc-per-node 2 -m spiral.bench run --suite tabletop-standard --out DIR`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from spiral.config import add_config_args, config_from_args
+from spiral.errors import SpiralError
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from spiral.bench.report import markdown, write_report
+    from spiral.bench.runner import BenchConfig, run_bench
+
+    outcome = run_bench(config_from_args(BenchConfig, ns))
+    if not outcome.rows:  # a rank other than 0: rank 0 prints for everyone
+        return 0
+    report, files = write_report(outcome.out)
+    ranks = (
+        ""
+        if len(outcome.ran_by_rank) == 1
+        else f" ({' + '.join(map(str, outcome.ran_by_rank))} on {len(outcome.ran_by_rank)} ranks)"
+    )
+    print(f"{outcome.out}: ran {outcome.ran} episodes{ranks} ({outcome.skipped} were already done) in {outcome.seconds:.1f} s")
+    print(markdown(report), end="")
+    print(f"report: {files.html}")
+    return 0
+
+
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from spiral.bench.report import markdown, summary_json, write_report
+
+    report, files = write_report(Path(ns.dir))
+    if ns.json:
+        print(summary_json(report))
+    else:
+        print(markdown(report), end="")
+        print(f"report: {files.html}\nmarkdown: {files.markdown}")
+    return 0
+
+
+def add_bench_commands(subparsers) -> None:
+    """Add `bench run` and `bench report` to the `spiral` command's subparsers."""
+    from spiral.bench.runner import BenchConfig
+
+    bench = subparsers.add_parser("bench", help="ActWM-Bench: run task suites and report with confidence intervals")
+    sub = bench.add_subparsers(dest="bench_command", required=True)
+    run = sub.add_parser("run", help="run methods on a task suite (resumable; shards under torchrun)")
+    add_config_args(run, BenchConfig)
+    run.set_defaults(func=_cmd_run)
+    report = sub.add_parser("report", help="write report.html and report.md for a run folder")
+    report.add_argument("dir", help="the run folder (--out of `spiral bench run`)")
+    report.add_argument("--json", action="store_true", help="print the summary as JSON")
+    report.set_defaults(func=_cmd_report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="spiral", description="ActWM-Bench")
+    add_bench_commands(parser.add_subparsers(dest="command", required=True))
+    ns = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return ns.func(ns)
+    except SpiralError as err:
+        print(f"spiral: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spiral: interrupted; finished episodes are kept and a rerun resumes", file=sys.stderr)
+        return 130

@@ -1,0 +1,140 @@
+"""The runner in-process: resume, refusing to mix configurations, torn lines, errors, methods."""
+
+import json
+
+import numpy as np
+import pytest
+
+from spiral.bench.methods import METHODS, Backends, loop_config, parse_methods
+from spiral.bench.metrics import EpisodeMetrics
+from spiral.bench.runner import BenchConfig, run_bench
+from spiral.bench.store import RunFolder
+from spiral.errors import SpiralError
+from spiral.loop import LoopConfig
+
+
+def bench(out, **kw) -> BenchConfig:
+    base = {
+        "suite": "tabletop-short",
+        "limit": 2,
+        "methods": "stepwise",
+        "world_model": "bench_fakes:sim_world_model",
+        "progress": False,
+    }
+    return BenchConfig(out=out, **(base | kw))
+
+
+def lines(out):
+    return [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_methods_are_loop_configs_and_bad_names_are_refused():
+    budgets = LoopConfig(max_tries=5, seed=7)
+    assert loop_config("closed-loop-no-inner", budgets) == LoopConfig(max_tries=5, seed=7, inner_loop=False)
+    assert loop_config("closed-loop-no-memory", budgets).use_memory is False
+    assert loop_config("oneshot", budgets).method == "oneshot" and len(METHODS) == 6
+    assert parse_methods("stepwise, closed-loop") == ("stepwise", "closed-loop")
+    for bad, message in (("closed-loop,magic", "unknown method 'magic'"), ("", "names no method"), ("oneshot,oneshot", "twice")):
+        with pytest.raises(SpiralError, match=message):
+            parse_methods(bad)
+    with pytest.raises(SpiralError, match="unknown planner 'gpt'"):
+        Backends("tabletop", None, "gpt", "oracle", "", "", "").check()
+    with pytest.raises(SpiralError, match="cannot load the world model 'nowhere:wm'"):
+        Backends("nowhere:wm", None, "symbolic", "oracle", "", "", "").check()
+
+
+def test_a_rerun_skips_finished_episodes_and_new_methods_join(tmp_path):
+    first = run_bench(bench(tmp_path))
+    assert (first.ran, first.skipped, len(first.rows)) == (2, 0, 2)
+    again = run_bench(bench(tmp_path))
+    assert (again.ran, again.skipped) == (0, 2) and len(lines(tmp_path)) == 2
+    more = run_bench(bench(tmp_path, methods="stepwise,oneshot", limit=3))
+    assert (more.ran, more.skipped) == (4, 2) and len(lines(tmp_path)) == 6
+    assert json.loads((tmp_path / "config.json").read_text())["methods"] == ["stepwise", "oneshot"]
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [({"seed": 1}, "seed: 0 there, 1 now"), ({"planner": "bench_fakes:failing_planner"}, "planner: 'symbolic' there"),
+     ({"suite": "tabletop-medium"}, "tasks: '"), ({"max_tries": 5}, "max_tries: 3 there, 5 now")],
+)  # fmt: skip
+def test_results_of_another_configuration_are_refused(tmp_path, change, why):
+    run_bench(bench(tmp_path, limit=1))
+    before = (tmp_path / "results.jsonl").read_bytes()
+    with pytest.raises(SpiralError, match=f"holds results of a different configuration.*{why}"):
+        run_bench(bench(tmp_path, limit=1, **change))
+    assert (tmp_path / "results.jsonl").read_bytes() == before
+
+
+def test_a_torn_last_line_is_cut_off_and_its_episode_rerun(tmp_path):
+    run_bench(bench(tmp_path))
+    path = tmp_path / "results.jsonl"
+    good = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(good[0] + good[1][:40])  # killed while writing the second line
+    assert len(RunFolder(tmp_path).read()) == 1 and path.read_bytes().endswith(good[1][:40])  # readers leave it alone
+    outcome = run_bench(bench(tmp_path))
+    assert outcome.ran == 1 and sorted(r["task"] for r in lines(tmp_path)) == ["short-000", "short-001"]
+
+
+def test_a_corrupt_complete_line_is_an_error_not_silently_dropped(tmp_path):
+    run_bench(bench(tmp_path, limit=1))
+    with open(tmp_path / "results.jsonl", "a") as f:
+        f.write('{"task": "x"}\n')
+    with pytest.raises(SpiralError, match="corrupt results file .*line 2: missing fields"):
+        run_bench(bench(tmp_path, limit=1))
+
+
+def test_part_files_of_a_killed_distributed_run_merge_once(tmp_path):
+    run_bench(bench(tmp_path, limit=1))
+    folder = RunFolder(tmp_path)
+    (row,) = folder.read()
+    other = EpisodeMetrics.from_dict({**row.to_dict(), "task": "short-001"})
+    folder.part_path(1).parent.mkdir()
+    folder.part_path(1).write_text(json.dumps(row.to_dict()) + "\n" + json.dumps(other.to_dict()) + "\n" + '{"task": "sh')
+    assert folder.merge_parts() == 1 and not (tmp_path / "parts").exists()
+    assert [r.task for r in folder.read()] == ["short-000", "short-001"]
+
+
+def test_an_episode_that_raises_is_recorded_as_a_failure(tmp_path):
+    outcome = run_bench(bench(tmp_path, planner="bench_fakes:failing_planner", limit=1))
+    (r,) = outcome.rows
+    assert r.status == "error" and not r.goal_success and "unreachable" in r.error and r.generation_calls == 0
+
+
+def test_the_real_tabletop_model_plugs_in(tmp_path):
+    """A tiny randomly initialised TabletopWorldModel (no trained weights needed) through the bench."""
+    cfg = bench(
+        tmp_path, world_model="bench_fakes:tiny_tabletop", methods="oneshot", limit=1, oneshot_steps=1, save_episodes=True
+    )
+    (r,) = run_bench(cfg).rows
+    assert r.generation_calls == 1 and r.judge == "oracle" and 0 < r.flicker <= 1 and r.identity_persistence is not None
+    assert (tmp_path / "episodes" / "short-000--oneshot" / "video.mp4").is_file()
+
+
+def test_real_footage_is_judged_by_the_vlm_judge(tmp_path):
+    from bench_fakes import AnsweringServer
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "kitchen.png")
+    task = {"id": "k1", "world": "real", "image": "kitchen.png", "goal": "tidy the table", "level": "short"}
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(task) + "\n")
+    options = {"tasks": tmp_path / "tasks.jsonl", "suite": None, "limit": None, "world_model": "bench_fakes:still_world_model",
+               "planner": "bench_fakes:two_step_planner", "api_key_env": ""}  # fmt: skip
+    with pytest.raises(SpiralError, match="the vlm judge needs --judge-model"):
+        run_bench(bench(tmp_path / "out", **options))
+    with pytest.raises(SpiralError, match="oracle judge reads tabletop scenes only"):
+        run_bench(bench(tmp_path / "out", judge="oracle", **options))
+    server = AnsweringServer('{"goal_achieved": true, "steps_done": [true, false], "reason": "the cup stays put"}')
+    try:
+        (r,) = run_bench(bench(tmp_path / "out", judge_model="judge-vlm", judge_base_url=server.url, **options)).rows
+    finally:
+        server.close()
+    assert r.judge == "vlm" and r.goal_success and r.step_completion == 0.5 and r.judge_tokens == 120
+    assert r.identity_persistence is None and r.flicker == 1.0 and r.generation_calls == 2
+    assert server.requests[0]["model"] == "judge-vlm" and "tidy the table" in json.dumps(server.requests[0])
+
+
+def test_a_folder_without_finished_episodes_takes_the_new_configuration(tmp_path):
+    RunFolder(tmp_path).claim({"seed": 0}, {"methods": ["stepwise"]})  # e.g. a run that failed to load its model
+    assert run_bench(bench(tmp_path, limit=1, seed=3)).ran == 1
+    assert json.loads((tmp_path / "config.json").read_text())["fingerprint"]["seed"] == 3
