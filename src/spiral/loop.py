@@ -136,7 +136,7 @@ class _Runner:
         self.episode.plans.append(event)
         return event
 
-    def generate(self, step_index: int, try_index: int, instruction: str, num_frames: int | None = None) -> Clip:
+    def generate(self, instruction: str, num_frames: int | None = None) -> Clip:
         seed = self.cfg.seed * 100_003 + len(self.episode.attempts)  # a fresh seed for every call
         context = self.memory.summary() if self.cfg.use_memory else None
         return self.wm.generate(self.frame, instruction, num_frames=num_frames, seed=seed, context=context)
@@ -176,7 +176,7 @@ def run_episode(
 def _oneshot(r: _Runner) -> Iterator[Event]:
     """The whole goal as one prompt, one long clip, open loop."""
     began = time.perf_counter()
-    clip = r.generate(0, 0, r.memory.goal, num_frames=1 + (r.wm.num_frames - 1) * r.cfg.oneshot_steps)
+    clip = r.generate(r.memory.goal, num_frames=1 + (r.wm.num_frames - 1) * r.cfg.oneshot_steps)
     attempt = Attempt(0, 0, 0, r.memory.goal, clip, None, time.perf_counter() - began, 0.0)
     r.episode.attempts.append(attempt)
     yield r.accept(attempt, forced=True)
@@ -233,7 +233,7 @@ def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step):
         if len(r.episode.attempts) >= cfg.max_generations:
             return "budget"
         began = time.perf_counter()
-        clip = r.generate(step_index, try_index, instruction)
+        clip = r.generate(instruction)
         generated = time.perf_counter()
         critique = None
         if cfg.method == "closed-loop":
