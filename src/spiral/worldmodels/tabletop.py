@@ -28,6 +28,9 @@ from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
 from spiral.worldmodels.text import TextEncoder, shared_text_encoder
 
 WEIGHTS_NAME = "tabletop_wm.safetensors"
+# A change of this size (in [-1, 1] units, ~10 grey levels) or more counts as "the model changed this
+# pixel" when composing the output frame; smaller changes fade into the sharp start frame.
+CHANGE_FULL = 0.04
 RECREATE = "make world-model   (or: spiral train world-model --data DIR; see README)"
 
 
@@ -176,13 +179,26 @@ class TabletopWorldModel:
         return Rollout(x.clamp(-1, 1), latents, torch.stack(log_probs, dim=1), ts)
 
     def decode(self, starts: np.ndarray, x0: torch.Tensor) -> np.ndarray:
-        """Start frames (B, H, W, 3) uint8 + clean changes -> clips (B, T, H, W, 3) uint8."""
+        """Start frames (B, H, W, 3) uint8 + clean changes -> clips (B, T, H, W, 3) uint8.
+
+        Where the model changed nothing the sharp start frame is kept; where it changed something the
+        model's own frame (start + change at 32x32, upsampled) is used. Adding an upsampled change to
+        the sharp start instead would leave a ring where an object was erased, since a blurry
+        erase cannot cancel sharp edges.
+        """
         b, t = x0.shape[:2]
-        change = x0.reshape(b * t, 3, self.cfg.resolution, self.cfg.resolution) * 255.0
-        if self.frame_size != self.cfg.resolution:
-            change = F.interpolate(change, size=(self.frame_size, self.frame_size), mode="bilinear", align_corners=False)
-        change = change.reshape(b, t, 3, self.frame_size, self.frame_size).permute(0, 1, 3, 4, 2).numpy()
-        frames = np.clip(np.rint(starts[:, None].astype(np.float32) + change), 0, 255).astype(np.uint8)
+        r, s = self.cfg.resolution, self.frame_size
+        start_small = to_model_space(torch.from_numpy(starts), r)  # (B, 3, R, R) in [-1, 1]
+        frames_small = (start_small[:, None] + 2.0 * x0).clamp(-1, 1).reshape(b * t, 3, r, r)
+        changed = (x0.abs().amax(dim=2) / CHANGE_FULL).clamp(0, 1).reshape(b * t, 1, r, r)
+        changed = F.max_pool2d(changed, 3, stride=1, padding=1)  # cover the blurred edge of a change
+        if s != r:
+            frames_small = F.interpolate(frames_small, size=(s, s), mode="bilinear", align_corners=False)
+            changed = F.interpolate(changed, size=(s, s), mode="bilinear", align_corners=False)
+        model = ((frames_small + 1.0) * 127.5).reshape(b, t, 3, s, s).permute(0, 1, 3, 4, 2).numpy()
+        weight = changed.reshape(b, t, 1, s, s).permute(0, 1, 3, 4, 2).numpy()
+        sharp = starts[:, None].astype(np.float32)
+        frames = np.clip(np.rint(sharp * (1.0 - weight) + model * weight), 0, 255).astype(np.uint8)
         return np.concatenate([starts[:, None], frames], axis=1)
 
     def sample_frames(
