@@ -125,6 +125,7 @@ def test_resumed_training_continues_identically(tiny_data, tmp_path):
     straight = train_world_model(tiny_cfg(tiny_data, tmp_path / "a", 10), progress=False)
     train_world_model(tiny_cfg(tiny_data, tmp_path / "b", 5), progress=False)
     resumed = train_world_model(tiny_cfg(tiny_data, tmp_path / "b", 10), progress=False)
+    assert train_world_model(tiny_cfg(tiny_data, tmp_path / "b", 10), progress=False) == resumed  # finished: export only
     a, b = TabletopWorldModel.load(straight).net.state_dict(), TabletopWorldModel.load(resumed).net.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)

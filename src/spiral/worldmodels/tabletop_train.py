@@ -203,6 +203,7 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     probes = make_probes(cfg.eval_probes) if cfg.eval_every else []
     bar = tqdm(total=cfg.steps, initial=step, desc="world model", unit="step", disable=not progress)
     began, seconds_before = time.perf_counter(), extra["seconds"]
+    last_loss = extra.get("last_loss")
     while step < cfg.steps:
         idx = torch.randint(len(clips.actions), (cfg.batch_size,), generator=gen)
         texts = [paraphrase(clips.actions[i], rng, "train") for i in idx.tolist()]
@@ -219,6 +220,7 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
             for e, p in zip(ema.parameters(), net.parameters(), strict=True):
                 e.lerp_(p, 1.0 - cfg.ema_decay)
         step += 1
+        last_loss = extra["last_loss"] = loss.item()
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         record = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm)}
@@ -236,7 +238,7 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     info = {
         "steps": step, "batch_size": cfg.batch_size, "clips": len(clips.actions), "data": str(cfg.data),
         "train_seconds": round(extra["seconds"], 1), "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores", "final_loss": round(loss.item(), 5) if cfg.steps else None,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores", "final_loss": None if last_loss is None else round(last_loss, 5),
     }  # fmt: skip
     weights = out / "tabletop_wm.safetensors"
     export_weights(weights, ema, info)
