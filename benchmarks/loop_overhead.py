@@ -18,7 +18,7 @@ import numpy as np
 from spiral.agents.critic.oracle import OracleCriticAgent
 from spiral.agents.plan.symbolic import SymbolicPlanAgent
 from spiral.backends import observer_for
-from spiral.demo import demo_goal
+from spiral.bench.tasks import load_suite
 from spiral.loop import LoopConfig, run
 from spiral.worldmodels.tabletop import TabletopWorldModel
 from spiral.worlds.tabletop.render import render
@@ -32,11 +32,16 @@ def main() -> None:
     wm = TabletopWorldModel.load()
     total = model = agents = 0.0
     calls = 0
-    for seed in range(args.episodes):
-        goal = demo_goal(seed, "long")
-        frame = render(random_scene(np.random.default_rng(seed)), wm.frame_size)
+    for seed, task in enumerate(load_suite("tabletop-long")[: args.episodes]):
+        frame = render(random_scene(np.random.default_rng(task.scene_seed)), wm.frame_size)
         episode = run(
-            goal, frame, wm, SymbolicPlanAgent(seed), OracleCriticAgent(), LoopConfig(seed=seed), observe=observer_for("tabletop")
+            task.goal,
+            frame,
+            wm,
+            SymbolicPlanAgent(seed),
+            OracleCriticAgent(),
+            LoopConfig(seed=seed),
+            observe=observer_for("tabletop"),
         )
         episode.video()  # stitching is part of the loop's work
         total += episode.seconds

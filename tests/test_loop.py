@@ -185,3 +185,20 @@ def test_agent_errors_are_recorded_and_the_run_goes_on_or_stops_cleanly():
     episode, *_ = go([OK, DRIFT], planner=PlannerFailingOnReplan())
     assert episode.status == "plan_error" and "invalid after 2 repairs" in episode.error
     assert len(episode.accepted) == 1  # what was accepted before the failure is kept
+
+
+def test_memory_reads_objects_lazily_and_round_trips_through_json():
+    import json
+
+    from spiral.memory import MemoryEvent, ObjectState, WorldMemory
+
+    reads = []
+    memory = WorldMemory("g")
+    memory.observe_later(lambda: reads.append(1) or [ObjectState("red square", 0.1, 0.2, "top left corner")])
+    assert reads == []
+    assert "the red square in the top left corner" in memory.summary() and reads == [1]
+    memory.summary()
+    assert reads == [1]
+    memory.record(MemoryEvent(0, 0, "move it", "failed", 0.2, "too short"))
+    again = WorldMemory.from_dict(json.loads(json.dumps(memory.to_dict())))
+    assert again.summary() == memory.summary() and "too short" in again.summary()

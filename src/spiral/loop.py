@@ -127,7 +127,8 @@ class _Runner:
 
     def _observe(self) -> None:
         if self.observe is not None:
-            self.memory.set_objects(self.observe(self.frame))
+            frame, observe = self.frame, self.observe
+            self.memory.observe_later(lambda: observe(frame))
 
     def plan(self, why: str) -> PlanEvent:
         began = time.perf_counter()
@@ -138,7 +139,8 @@ class _Runner:
 
     def generate(self, instruction: str, num_frames: int | None = None) -> Clip:
         seed = self.cfg.seed * 100_003 + len(self.episode.attempts)  # a fresh seed for every call
-        context = self.memory.summary() if self.cfg.use_memory else None
+        wants_context = self.cfg.use_memory and getattr(self.wm, "uses_context", True)
+        context = self.memory.summary() if wants_context else None
         return self.wm.generate(self.frame, instruction, num_frames=num_frames, seed=seed, context=context)
 
     def accept(self, attempt: Attempt, forced: bool = False) -> Attempt:

@@ -7,6 +7,7 @@ the loop and the viewer read the typed fields; it round-trips through JSON.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 
@@ -38,12 +39,25 @@ class MemoryEvent:
 @dataclass
 class WorldMemory:
     goal: str
-    objects: list[ObjectState] = field(default_factory=list)
     events: list[MemoryEvent] = field(default_factory=list)
     use_history: bool = True  # the "no memory" ablation sees only the current objects
+    _objects: list[ObjectState] = field(default_factory=list, repr=False)
+    _pending: Callable[[], list[ObjectState]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def objects(self) -> list[ObjectState]:
+        """The object states, read from the latest frame the first time someone asks."""
+        if self._pending is not None:
+            self._objects, self._pending = list(self._pending()), None
+        return self._objects
 
     def set_objects(self, objects: list[ObjectState]) -> None:
-        self.objects = list(objects)
+        self._objects, self._pending = list(objects), None
+
+    def observe_later(self, read: Callable[[], list[ObjectState]]) -> None:
+        """Reading objects off a frame costs a perception pass; defer it until an agent (or the
+        episode record) needs the states, so steps whose agents never look cost nothing."""
+        self._pending = read
 
     def record(self, event: MemoryEvent) -> None:
         self.events.append(event)
@@ -72,13 +86,17 @@ class WorldMemory:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {
+            "goal": self.goal,
+            "objects": [asdict(o) for o in self.objects],
+            "events": [asdict(e) for e in self.events],
+            "use_history": self.use_history,
+        }
 
     @staticmethod
     def from_dict(d: dict) -> WorldMemory:
-        return WorldMemory(
-            goal=d["goal"],
-            objects=[ObjectState(**o) for o in d.get("objects", [])],
-            events=[MemoryEvent(**e) for e in d.get("events", [])],
-            use_history=d.get("use_history", True),
+        memory = WorldMemory(
+            goal=d["goal"], events=[MemoryEvent(**e) for e in d.get("events", [])], use_history=d.get("use_history", True)
         )
+        memory.set_objects([ObjectState(**o) for o in d.get("objects", [])])
+        return memory

@@ -18,7 +18,8 @@ class WorldModel(Protocol):
     `generate` returns a Clip whose frames[0] is the (prepared) start frame. `generate_group` samples
     `group_size` clips from the same start and instruction; member i uses seed `seed + i`, so a
     group of one equals `generate` with the same seed. `context` is the memory's text summary;
-    backends that cannot use it ignore it.
+    backends that cannot use it ignore it and may say so with `uses_context = False`, which spares
+    the loop building the summary.
     """
 
     name: str
