@@ -14,12 +14,10 @@ import numpy as np
 from spiral.worldmodels.base import WorldModel
 from spiral.worlds.tabletop import checks
 from spiral.worlds.tabletop.actions import (
-    REGIONS,
-    RELATIONS,
     Action,
-    postcondition_holds,
-    precondition_errors,
+    random_action,
     sample_target,
+    worth_doing,
 )
 from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.paraphrase import paraphrase
@@ -47,12 +45,8 @@ class QualityResult:
 
 def random_feasible_action(scene: Scene, rng: np.random.Generator) -> Action | None:
     for _ in range(50):
-        subject = scene.objects[int(rng.integers(len(scene.objects)))]
-        relation = str(rng.choice(RELATIONS))
-        others = [o.name for o in scene.objects if o.name != subject.name]
-        anchor = str(rng.choice(list(REGIONS))) if relation == "in" else str(rng.choice(others))
-        action = Action(subject.name, relation, anchor)
-        if precondition_errors(scene, action) or postcondition_holds(scene, action):
+        action = random_action(scene, rng)
+        if not worth_doing(scene, action):
             continue
         if sample_target(scene, action, rng) is not None:
             return action

@@ -3,26 +3,17 @@ import pytest
 
 from spiral.errors import SpiralError
 from spiral.worlds.tabletop.actions import (
-    REGIONS,
-    RELATIONS,
     Action,
     Target,
     apply,
     cell_of,
     postcondition_holds,
     precondition_errors,
+    random_action,
     sample_target,
     trajectory,
 )
 from spiral.worlds.tabletop.scene import Scene, TableObject, random_scene, validity_errors
-
-
-def random_action(scene, rng):
-    subject = scene.objects[int(rng.integers(len(scene.objects)))]
-    relation = str(rng.choice(RELATIONS))
-    others = [o.name for o in scene.objects if o.name != subject.name]
-    anchor = str(rng.choice(list(REGIONS))) if relation == "in" else str(rng.choice(others))
-    return Action(subject.name, relation, anchor)
 
 
 def test_sampled_targets_satisfy_postcondition_and_keep_the_scene_valid():

@@ -8,14 +8,12 @@ from spiral.errors import SpiralError
 from spiral.types import Critique, FailureKind, Verdict
 from spiral.worlds.tabletop import corrupt
 from spiral.worlds.tabletop.actions import (
-    REGIONS,
-    RELATIONS,
     Action,
-    postcondition_holds,
-    precondition_errors,
+    random_action,
     sample_target,
     smoothstep,
     trajectory,
+    worth_doing,
 )
 from spiral.worlds.tabletop.checks import check_clip, check_postcondition, critique, flicker_score, smoothness
 from spiral.worlds.tabletop.failures import make_failure
@@ -31,11 +29,8 @@ def step_cases(count=24, seed0=0):
         rng = np.random.default_rng(seed)
         seed += 1
         scene = random_scene(rng, num_objects=int(rng.integers(3, 6)))
-        subject = scene.objects[int(rng.integers(len(scene.objects)))]
-        relation = "on" if len(cases) % 3 == 0 else str(rng.choice(RELATIONS))
-        others = [o.name for o in scene.objects if o.name != subject.name]
-        action = Action(subject.name, relation, str(rng.choice(list(REGIONS))) if relation == "in" else str(rng.choice(others)))
-        if precondition_errors(scene, action) or postcondition_holds(scene, action):
+        action = random_action(scene, rng, relation="on" if len(cases) % 3 == 0 else None)
+        if not worth_doing(scene, action):
             continue
         target = sample_target(scene, action, rng)
         if target is not None:

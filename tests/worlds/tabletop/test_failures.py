@@ -3,7 +3,12 @@ import math
 import numpy as np
 import pytest
 
-from spiral.worlds.tabletop.actions import REGIONS, RELATIONS, Action, postcondition_holds, precondition_errors, sample_target
+from spiral.worlds.tabletop.actions import (
+    postcondition_holds,
+    random_action,
+    sample_target,
+    worth_doing,
+)
 from spiral.worlds.tabletop.failures import FAILURE_KINDS, make_failure
 from spiral.worlds.tabletop.scene import random_scene
 
@@ -15,11 +20,8 @@ def step_cases(n_cases=60):
         rng = np.random.default_rng(seed)
         seed += 1
         scene = random_scene(rng, num_objects=int(rng.integers(3, 6)))
-        subject = scene.objects[int(rng.integers(len(scene.objects)))]
-        relation = str(rng.choice(RELATIONS))
-        others = [o.name for o in scene.objects if o.name != subject.name]
-        action = Action(subject.name, relation, str(rng.choice(list(REGIONS))) if relation == "in" else str(rng.choice(others)))
-        if precondition_errors(scene, action) or postcondition_holds(scene, action):
+        action = random_action(scene, rng)
+        if not worth_doing(scene, action):
             continue
         target = sample_target(scene, action, rng)
         if target is not None:

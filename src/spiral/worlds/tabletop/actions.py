@@ -195,6 +195,21 @@ def sample_target(scene: Scene, action: Action, rng: np.random.Generator, tries:
     return None
 
 
+def random_action(scene: Scene, rng: np.random.Generator, relation: str | None = None) -> Action:
+    """A random action on a random object of the scene; it may be infeasible or already done.
+    Draws subject, relation (unless given) and anchor from `rng`, in that order."""
+    subject = scene.objects[int(rng.integers(len(scene.objects)))]
+    relation = relation or str(rng.choice(RELATIONS))
+    others = [o.name for o in scene.objects if o.name != subject.name]
+    anchor = str(rng.choice(list(REGIONS))) if relation == "in" else str(rng.choice(others))
+    return Action(subject.name, relation, anchor)
+
+
+def worth_doing(scene: Scene, action: Action) -> bool:
+    """The action can start here and is not already done."""
+    return not precondition_errors(scene, action) and not postcondition_holds(scene, action)
+
+
 def apply(scene: Scene, action: Action, target: Target) -> Scene:
     return scene.moved(action.subject, target.x, target.y, target.on)
 
@@ -227,7 +242,7 @@ def distance_moved(before: Scene, after: Scene, name: str) -> float:
 
 __all__ = [
     "Action", "Target", "REGIONS", "CELLS", "DIRECTIONS", "RELATIONS", "SIZES",
-    "in_region", "cell_of", "relation_holds", "postcondition_holds", "precondition_errors",
+    "random_action", "worth_doing", "in_region", "cell_of", "relation_holds", "postcondition_holds", "precondition_errors",
     "describe_precondition", "describe_postcondition", "sample_target", "apply", "trajectory",
     "smoothstep", "distance_moved",
 ]  # fmt: skip
