@@ -6,7 +6,7 @@ export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint chromium bench world-model clean
+.PHONY: setup demo test lint chromium bench world-model critic clean
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ world-model: setup
 	$(VENV)/bin/spiral data make --world tabletop --episodes 3000 --seed 0 --failure-rate 0.1 --out data/tabletop-train
 	$(VENV)/bin/spiral train world-model --data data/tabletop-train --out runs/world-model --steps $(WM_STEPS)
 	cp runs/world-model/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
+
+# Re-create the learned tabletop critic (needs the datasets made above and the shipped world model).
+critic: setup
+	$(VENV)/bin/spiral train critic --out runs/critic
+	cp runs/critic/tabletop_critic.safetensors src/spiral/assets/tabletop_critic.safetensors
 
 clean:
 	rm -rf $(VENV) out

@@ -8,7 +8,7 @@ from spiral.errors import SpiralError
 DIFFUSERS_WORLD_MODELS = ("wan-i2v", "cogvideox-i2v", "ltx-i2v", "ltx-condition", "hunyuan-i2v")
 WORLD_MODELS = ("tabletop", *DIFFUSERS_WORLD_MODELS)
 PLANNERS = ("symbolic", "openai", "hf")
-CRITICS = ("oracle", "openai", "hf")
+CRITICS = ("oracle", "learned", "openai", "hf")
 
 
 def _unknown(kind: str, name: str, known: tuple[str, ...]) -> SpiralError:
@@ -50,6 +50,10 @@ def make_critic(name: str, model: str = "", base_url: str = "", api_key_env: str
         from spiral.agents.critic.oracle import OracleCriticAgent
 
         return OracleCriticAgent()
+    if name == "learned":
+        from spiral.agents.critic.learned import LearnedCriticAgent
+
+        return LearnedCriticAgent.load(model or None)
     if name == "openai":
         from spiral.agents.chat import ChatConfig
         from spiral.agents.critic.openai import OpenAICriticAgent

@@ -55,6 +55,15 @@ def _cmd_train_world_model(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_critic(ns: argparse.Namespace) -> int:
+    from spiral.agents.critic.learned_train import CriticTrainConfig, train_critic
+
+    weights = train_critic(config_from_args(CriticTrainConfig, ns))
+    print(f"weights: {weights}")
+    print(f"to ship them: cp {weights} src/spiral/assets/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from spiral.data.generate import DataMakeConfig
     from spiral.demo import DemoConfig
@@ -79,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     world_model = train.add_parser("world-model", help="train the tabletop world model (resumable)")
     add_config_args(world_model, WorldModelTrainConfig)
     world_model.set_defaults(func=_cmd_train_world_model)
+    from spiral.agents.critic.learned_train import CriticTrainConfig
+
+    critic = train.add_parser("critic", help="train the learned tabletop critic (SFT, then reward model)")
+    add_config_args(critic, CriticTrainConfig)
+    critic.set_defaults(func=_cmd_train_critic)
     from spiral.bench.cli import add_bench_commands
 
     add_bench_commands(sub)

@@ -1,0 +1,95 @@
+"""How well the `learned` critic agrees with the oracle on HELD-OUT world-model rollouts, for the
+SFT stage alone and for SFT + reward model.
+
+    .venv/bin/python benchmarks/critic_quality.py [--probes 300] [--group-size 2]
+        [--world-model FILE] [--sft runs/critic/critic_sft.safetensors]
+        [--rm FILE (default: the shipped critic)] [--svg docs/critic_scores.svg]
+
+Probes are the held-out scenes of tabletop_eval (seeds from 1_000_000 up), never used in training;
+each gets `group-size` samples of the world model (half ODE, half SDE, as in training) and the
+oracle labels every clip (check_clip(...).ok and .failure_kind). ROC-AUC is rank-based against
+those labels (target >= 0.95); failure-kind accuracy is on the clips the oracle failed; ECE and
+Brier say how calibrated the scores are. Rollouts are cached per world-model digest. The SFT row
+needs a training run's critic_sft.safetensors (the shipped critic is the SFT+RM one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from spiral.agents.critic.learned import load_net
+from spiral.agents.critic.learned_data import cached_rollouts
+from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table, score_histograms_svg, text_histogram
+from spiral.agents.critic.learned_net import KINDS, TextTable, predict
+from spiral.worldmodels.tabletop import default_weights
+from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, make_probes
+from spiral.worldmodels.text import shared_text_encoder
+
+ROLLOUT_SEED = 1  # the training rollouts use seed 0; another noise stream for the held-out ones
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--probes", type=int, default=300)
+    parser.add_argument("--group-size", type=int, default=2)
+    parser.add_argument("--world-model", default=None, help="default: the shipped tabletop_wm.safetensors")
+    parser.add_argument("--sft", default="runs/critic/critic_sft.safetensors")
+    parser.add_argument("--rm", default=None, help="default: the shipped tabletop_critic.safetensors")
+    parser.add_argument("--cache", default="runs/critic-cache")
+    parser.add_argument("--svg", default="docs/critic_scores.svg", help="score histograms of both stages ('' for none)")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    wm_path = Path(args.world_model) if args.world_model else default_weights()
+
+    began = time.perf_counter()
+    probes = make_probes(args.probes, seed=HELDOUT_SEED)
+    data = cached_rollouts(wm_path, probes, "heldout", Path(args.cache), args.group_size, ROLLOUT_SEED, 32)
+    rollout_s = time.perf_counter() - began
+    y = data.success.numpy()
+    kinds = collections.Counter(KINDS[k].value for k in data.kind.tolist())
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    print(f"world model: {wm_path}")
+    print(f"held-out rollouts: {len(data)} ({args.probes} probes x {args.group_size}; made or read in {rollout_s:.0f} s); "
+          f"oracle passes {y.mean():.1%}; oracle kinds: {dict(kinds)}")  # fmt: skip
+    texts = sorted(set(data.texts))
+    table = TextTable.build(texts, shared_text_encoder())
+    ids = torch.tensor([texts.index(t) for t in data.texts])
+
+    rows, hist = {}, {}
+    for stage, path in (("SFT", args.sft), ("SFT+RM", args.rm)):
+        if stage == "SFT" and not Path(path).is_file():  # only a training run leaves the SFT stage behind
+            print(f"(no SFT-stage weights at {path}: that row is left out)")
+            continue
+        net, _ = load_net(path)
+        t0 = time.perf_counter()
+        out = predict(net, data.frames, ids, table)
+        ms = (time.perf_counter() - t0) / len(data) * 1000
+        rows[stage] = critic_metrics(out, data.success, data.kind, data.drift)
+        hist[stage] = (rows[stage].pop("scores"), y)
+        print(
+            f"{stage}: {path or 'the shipped critic'} ({net.num_params() / 1e3:.0f}k parameters, {ms:.2f} ms per clip in batches)"
+        )
+    print()
+    print(metrics_table(rows))
+    print("(target: ROC-AUC >= 0.95 against the oracle; kind and replan accuracy on the clips the oracle failed)")
+    for stage, (p, labels) in hist.items():
+        print()
+        print(
+            text_histogram(f"{stage} scores on held-out rollouts", {"oracle pass": p[labels > 0], "oracle fail": p[labels == 0]})
+        )
+    if args.svg:
+        Path(args.svg).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.svg).write_text(score_histograms_svg("held-out world-model rollouts", hist))
+        print(f"\nhistograms: {args.svg}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Training data for the `learned` critic, kept at the critic's 32x32 and cached so it is made once:
+labelled ActWM dataset clips, and world-model rollouts labelled by the oracle. Rollout scenes come
+from `default_rng([ROLLOUT_STREAM, seed, i])`, apart from the held-out probes (integer seeds from
+HELDOUT_SEED up) and from `spiral data make` (pairs (seed, i)). Each scene gets a group of samples
+of one instruction (ODE as in the loop, SDE as in GRPO, and guided ones, see guided_frames): the
+group's passes and fails are the pairs the reward-model stage ranks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from spiral.agents.critic.learned_net import KIND_INDEX, downsample
+from spiral.data.format import read_episode, read_index
+from spiral.data.video import read_video
+from spiral.errors import DatasetError
+from spiral.types import Verdict
+from spiral.worldmodels.tabletop_eval import Probe, random_feasible_action
+from spiral.worlds.tabletop import checks
+from spiral.worlds.tabletop.actions import (
+    REGIONS,
+    RELATIONS,
+    Action,
+    postcondition_holds,
+    precondition_errors,
+    sample_target,
+    trajectory,
+)
+from spiral.worlds.tabletop.grammar import to_text
+from spiral.worlds.tabletop.oracle import read_scene
+from spiral.worlds.tabletop.render import render
+from spiral.worlds.tabletop.scene import random_scene
+
+ROLLOUT_STREAM = 4242
+SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
+CHUNK = 16  # scenes per cache file: an interrupted run redoes at most one chunk
+FIELDS = ("frames", "success", "kind", "drift", "group", "rollout", "guided")
+GUIDE_T = (0.5, 0.7)  # noise levels a guided rollout starts from (1 = pure noise, as in sampling)
+
+
+@dataclass
+class CriticData:
+    """Labelled clips. `group`: clips with the same start frame and instruction share an id."""
+
+    frames: torch.Tensor  # (N, T, R, R, 3) uint8
+    texts: list[str]  # the canonical instruction of each clip
+    success: torch.Tensor  # (N,) float 0/1
+    kind: torch.Tensor  # (N,) long, index into learned_net.KINDS
+    drift: torch.Tensor  # (N,) float 0/1: the failure needs a replan (oracle verdict GLOBAL_DRIFT)
+    group: torch.Tensor  # (N,) long
+    rollout: torch.Tensor  # (N,) bool: a world-model rollout, not a dataset clip
+    guided: torch.Tensor | None = None  # (N,) bool: guided by the true motion (guided_frames)
+
+    def __post_init__(self) -> None:
+        if self.guided is None:
+            self.guided = torch.zeros(len(self.texts), dtype=torch.bool)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx: torch.Tensor) -> CriticData:
+        tensors = {k: getattr(self, k)[idx] for k in FIELDS}
+        return CriticData(texts=[self.texts[i] for i in idx.tolist()], **tensors)
+
+    @staticmethod
+    def cat(parts: list[CriticData]) -> CriticData:
+        """Concatenate, renumbering groups so that different parts never share one."""
+        groups, offset = [], 0
+        for p in parts:
+            groups.append(p.group + offset)
+            offset += int(p.group.max()) + 1 if len(p) else 0
+        cat = {k: torch.cat([getattr(p, k) for p in parts]) for k in FIELDS if k != "group"}
+        return CriticData(texts=[t for p in parts for t in p.texts], group=torch.cat(groups), **cat)
+
+    def save(self, path: Path, meta: dict | None = None) -> None:
+        tensors = {k: getattr(self, k).contiguous() for k in FIELDS}
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata={"texts": json.dumps(self.texts)} | (meta or {}))
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load(path: Path, key: str | None = None) -> CriticData | None:
+        """The cached data, or None when the file is missing, broken or made for another key."""
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if key is not None and meta.get("key") != key:
+                    return None
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+            return CriticData(texts=json.loads(meta["texts"]), **tensors)
+        except Exception:  # noqa: BLE001 - a broken cache is remade, never trusted
+            return None
+
+
+def _labels(success: list[bool], kinds: list[str], drift: list[bool]) -> dict[str, torch.Tensor]:
+    return {
+        "success": torch.tensor(success, dtype=torch.float32),
+        "kind": torch.tensor([KIND_INDEX[k] for k in kinds], dtype=torch.long),
+        "drift": torch.tensor(drift, dtype=torch.float32),
+    }
+
+
+def mismatched(video: np.ndarray, action: Action, rng: np.random.Generator) -> tuple[Action, bool, str] | None:
+    """Another instruction for a clean clip of `action`, labelled as the oracle would label it: when
+    it names another subject, that one stayed put while another moved (WRONG_OBJECT); when it names
+    the same subject, it succeeded only if its postcondition holds at the end. Without these, a
+    critic could pass every clean-looking motion without reading the instruction at all."""
+    start = read_scene(video[0])
+    for _ in range(20):
+        subject = action.subject if rng.random() < 0.5 else start.objects[int(rng.integers(len(start.objects)))].name
+        relation = str(rng.choice(RELATIONS))
+        names = [o.name for o in start.objects if o.name != subject]
+        anchor = str(rng.choice(list(REGIONS))) if relation == "in" or not names else str(rng.choice(names))
+        other = Action(subject, relation, anchor)
+        if other == action or precondition_errors(start, other) or postcondition_holds(start, other):
+            continue
+        if subject != action.subject:
+            return other, False, "wrong_object"
+        ok = postcondition_holds(read_scene(video[-1]), other)
+        return other, ok, "none" if ok else "incomplete"
+    return None
+
+
+def load_dataset(root: Path, resolution: int, cache_dir: Path, swap_rate: float = 0.0, progress: bool = True) -> CriticData:
+    """Every labelled attempt of an ActWM dataset (the good clips and the failures made on purpose),
+    and, for a `swap_rate` share of the good clips, the same clip under a mismatched instruction."""
+    entries = read_index(root)
+    key = f"{Path(root).resolve()}:{len(entries)}:{entries[-1]['id'] if entries else ''}:{resolution}:{swap_rate}"
+    cache = Path(cache_dir) / f"dataset-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
+    cached = CriticData.load(cache, key)
+    if cached is not None:
+        return cached
+    frames, texts, success, kinds, drift, groups = [], [], [], [], [], []
+    step_id = 0  # a step's failed attempt and its good clip share a start frame and instruction
+    for entry in tqdm(entries, desc=f"decoding {Path(root).name}", unit="ep", disable=not progress):
+        episode = read_episode(Path(root) / entry["id"])
+        for step in episode.steps:
+            step_id += 1
+            action = Action(step.subject, step.relation, step.anchor)
+            text = to_text(action)
+            for attempt in step.attempts:
+                c = attempt.critique
+                ok = (
+                    attempt.label_success if attempt.label_success is not None else c is not None and c.verdict == Verdict.SUCCESS
+                )
+                if c is None or c.failure_kind.value not in KIND_INDEX:
+                    continue  # nothing to learn the failure kind from
+                video = read_video(Path(root) / entry["id"] / attempt.video)
+                labels = [(text, bool(ok), "none" if ok else c.failure_kind.value, not ok and c.verdict == Verdict.GLOBAL_DRIFT)]
+                rng = np.random.default_rng([ROLLOUT_STREAM, step_id])
+                swap = mismatched(video, action, rng) if ok and rng.random() < swap_rate else None
+                if swap is not None:
+                    labels.append((to_text(swap[0]), swap[1], swap[2], False))
+                small = downsample(video, resolution)
+                for t, y, kind, replan in labels:  # a swap shares the clip's group: the ranking pair
+                    frames.append(small)
+                    texts.append(t)
+                    success.append(y)
+                    kinds.append(kind)
+                    drift.append(replan)
+                    groups.append(step_id)
+    if not frames:
+        raise DatasetError(f"{root} holds no labelled clips to train a critic on")
+    n = len(frames)
+    data = CriticData(
+        torch.stack(frames),
+        texts,
+        group=torch.tensor(groups),
+        rollout=torch.zeros(n, dtype=torch.bool),
+        **_labels(success, kinds, drift),
+    )
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    data.save(cache, {"key": key})
+    return data
+
+
+def training_probes(count: int, seed: int, frame_size: int = 64) -> list[Probe]:
+    """Start scenes and feasible actions for training rollouts (never a held-out probe)."""
+    probes, i = [], 0
+    while len(probes) < count:
+        rng = np.random.default_rng([ROLLOUT_STREAM, seed, i])
+        i += 1
+        scene = random_scene(rng)
+        action = random_feasible_action(scene, rng)
+        if action is not None:
+            probes.append(Probe(scene, action, render(scene, frame_size)))
+    return probes
+
+
+def weights_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float) -> np.ndarray:
+    """SDEdit on the world model: the simulator's true motion of each probe, noised to flow time t0,
+    then denoised by the world model with the instruction. The clips carry the model's own
+    artefacts but succeed far more often than samples from pure noise: positives and near misses
+    from the domain the critic judges, of which a weak world model alone gives too few."""
+    from spiral.worldmodels.tabletop import timesteps, to_model_space, velocity
+
+    truth = []
+    for p, seed in zip(probes, seeds, strict=True):
+        rng = np.random.default_rng(seed)
+        target = next(t for t in (sample_target(p.scene, p.action, rng) for _ in range(20)) if t is not None)
+        scenes = trajectory(p.scene, p.action, target, wm.num_frames)
+        last, size = len(scenes) - 1, p.frame.shape[0]
+        truth.append(
+            np.stack([render(sc, size, on_top=p.action.subject if 0 < k < last else None) for k, sc in enumerate(scenes)])
+        )
+    frames = torch.from_numpy(np.stack(truth))
+    start = to_model_space(frames[:, 0], wm.cfg.resolution)
+    x0 = (to_model_space(frames[:, 1:], wm.cfg.resolution) - start[:, None]) / 2.0  # the change, as trained
+    text, pad = wm.text.encode([to_text(p.action) for p in probes])
+    null = wm.net.null_condition(len(probes))
+    x = (1 - t0) * x0 + t0 * wm.initial_noise(seeds)
+    ts = [t0] + [t for t in timesteps(wm.sampler.num_inference_steps, wm.sampler.shift) if t < t0]
+    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
+        x = x + (t_next - t) * velocity(wm.net, x, t, start, text, pad, wm.sampler.guidance_scale, null)
+    return wm.decode(frames[:, 0].numpy(), x.clamp(-1, 1))
+
+
+def label_rollouts(
+    wm, probes: list[Probe], group_size: int, seed: int, resolution: int, first_group: int = 0, guided: int = 0
+) -> CriticData:
+    """Sample `group_size` clips per probe and label each by the oracle: the last `guided` of each
+    group by guided_frames, the others from pure noise, half ODE and half SDE."""
+    starts = np.stack([p.frame for p in probes for _ in range(group_size)])
+    texts = [to_text(p.action) for p in probes for _ in range(group_size)]
+    seeds = [seed * 1_000_003 + (first_group + k // group_size) * group_size + k % group_size for k in range(len(texts))]
+    member = np.arange(len(texts)) % group_size
+    free = group_size - guided
+    modes = np.where(member >= free, 2 + member % 2, (member >= (free + 1) // 2).astype(int))  # 0 ODE, 1 SDE, 2-3 guided
+    clips = np.empty((len(texts), wm.num_frames, *starts.shape[1:]), dtype=np.uint8)
+    for mode in range(4):
+        idx = np.flatnonzero(modes == mode)
+        if mode < 2 and len(idx):
+            noise = SDE_NOISE_LEVEL if mode == 1 else 0.0
+            clips[idx] = wm.sample_frames(starts[idx], [texts[i] for i in idx], [seeds[i] for i in idx], noise_level=noise)
+        elif len(idx):
+            clips[idx] = guided_frames(wm, [probes[i // group_size] for i in idx], [seeds[i] for i in idx], GUIDE_T[mode - 2])
+    reports = [checks.check_clip(clip, probes[k // group_size].action) for k, clip in enumerate(clips)]
+    kinds = [r.failure_kind.value for r in reports]
+    # Probes meet their preconditions, so every oracle kind is one the head knows.
+    return CriticData(
+        downsample(clips, resolution),
+        texts,
+        group=torch.tensor([first_group + k // group_size for k in range(len(texts))]),
+        rollout=torch.ones(len(texts), dtype=torch.bool),
+        guided=torch.from_numpy(modes >= 2),
+        **_labels([r.ok for r in reports], kinds, [r.verdict == Verdict.GLOBAL_DRIFT for r in reports]),
+    )
+
+
+def cached_rollouts(
+    wm_path: Path,
+    probes: list[Probe],
+    name: str,
+    cache_dir: Path,
+    group_size: int,
+    seed: int,
+    resolution: int,
+    progress: bool = True,
+    guided: int = 0,
+) -> CriticData:
+    """World-model rollouts of these probes, labelled by the oracle, cached chunk by chunk under a
+    folder named by the weights' digest (new weights never reuse another model's rollouts).
+    `guided`: how many of each group are guided by the true motion (see guided_frames)."""
+    from spiral.worldmodels.tabletop import TabletopWorldModel
+
+    suffix = f"-guided{guided}" if guided else ""
+    folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}{suffix}"
+    folder.mkdir(parents=True, exist_ok=True)
+    wm, parts = None, []
+    chunks = range(0, len(probes), CHUNK)
+    for start in tqdm(chunks, desc=f"{name} rollouts", unit="chunk", disable=not progress):
+        chunk = probes[start : start + CHUNK]
+        key = json.dumps([[p.action.subject, p.action.relation, p.action.anchor] for p in chunk])
+        path = folder / f"chunk-{start // CHUNK:05d}.safetensors"
+        data = CriticData.load(path, key)
+        if data is None:
+            wm = wm or TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0])
+            data = label_rollouts(wm, chunk, group_size, seed, resolution, first_group=start, guided=guided)
+            data.save(path, {"key": key})
+        parts.append(data)
+    return CriticData.cat(parts) if len(parts) > 1 else parts[0]

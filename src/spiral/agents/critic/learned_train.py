@@ -1,0 +1,300 @@
+"""`spiral train critic`: the `learned` tabletop critic, in two stages, from one command.
+
+Reads top to bottom: labelled dataset clips + world-model rollouts labelled by the oracle (both
+cached) -> split off validation scenes -> stage 1, SFT (BCE on success, CE on the failure kind, BCE
+on "needs a replan") -> stage 2, reward model (a Bradley-Terry ranking loss between passed and
+failed clips, most of them of the same start frame and instruction, beside the SFT losses at a
+lower learning rate) -> Platt scaling fitted on the validation rollouts -> fp16 exports of both
+stages and their score histograms. A checkpoint (safetensors) holds the weights, the optimizer
+moments, the batch generator and the step, so a resumed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from spiral.agents.critic.learned_data import CriticData, cached_rollouts, load_dataset, training_probes, weights_digest
+from spiral.agents.critic.learned_metrics import critic_metrics, fit_platt, metrics_table, score_histograms_svg, text_histogram
+from spiral.agents.critic.learned_net import CriticNet, CriticNetConfig, TextTable, clips_to_input, predict
+from spiral.config import option
+from spiral.errors import SpiralError
+from spiral.worldmodels.text import shared_text_encoder
+
+
+@dataclass(frozen=True)
+class CriticTrainConfig:
+    data: str = option("data/tabletop-train,data/critic-train", "comma-separated ActWM dataset folders (labelled clips)")
+    world_model: str = option("", "world-model weights to roll out (default: the shipped tabletop_wm.safetensors)")
+    rollouts: int = option(3072, "world-model rollouts from training scenes, labelled by the oracle (cached)")
+    group_size: int = option(6, "rollouts per scene and instruction; the ranking pairs")
+    guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
+    out: Path = option(Path("runs/critic"), "run folder: checkpoint, log, exported weights, histograms")
+    cache: Path = option(Path("runs/critic-cache"), "cache of decoded dataset clips and rollouts")
+    sft_steps: int = option(1600, "stage 1 (SFT) optimizer steps")
+    rm_steps: int = option(300, "stage 2 (reward model) optimizer steps")
+    batch_size: int = option(64, "clips per step")
+    lr: float = option(1e-3, "stage 1 AdamW learning rate (cosine decay)")
+    rm_lr: float = option(2e-4, "stage 2 AdamW learning rate (cosine decay)")
+    swap_rate: float = option(0.35, "share of good dataset clips also shown with a mismatched instruction")
+    rollout_share: float = option(0.5, "share of each batch drawn from the world-model rollouts")
+    val_share: float = option(0.2, "share of scenes held back for validation and calibration")
+    dim: int = option(96, "transformer width")
+    depth: int = option(3, "transformer blocks")
+    seed: int = option(0, "seed of initialisation, splits, batches and rollouts")
+    checkpoint_every: int = option(100, "steps between checkpoints")
+    threads: int = option(0, "torch threads; 0 = OMP_NUM_THREADS or 1")
+
+
+@dataclass
+class Split:
+    data: CriticData
+    text_ids: torch.Tensor  # (N,) row of each clip's instruction in the embedding table
+    train: torch.Tensor
+    val: torch.Tensor
+    mixed: tuple[list[torch.Tensor], list[torch.Tensor]]  # training groups with a pass and a fail (see mixed_groups)
+
+
+def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) -> tuple[Split, TextTable, str]:
+    """All clips, their text rows, a train/validation split by group, and the text embedding table."""
+    from spiral.worldmodels.tabletop import default_weights
+
+    folders = [Path(d.strip()) for d in cfg.data.split(",") if d.strip()]
+    parts = [load_dataset(folder, net_cfg.resolution, cfg.cache, cfg.swap_rate, progress) for folder in folders]
+    digest = ""
+    if cfg.rollouts > 0:
+        wm_path = Path(cfg.world_model) if cfg.world_model else default_weights()
+        if not wm_path.is_file():
+            raise SpiralError(f"missing world-model weights {wm_path}; pass --world-model or --rollouts 0")
+        digest = weights_digest(wm_path)
+        probes = training_probes(math.ceil(cfg.rollouts / cfg.group_size), cfg.seed)
+        res = net_cfg.resolution
+        parts.append(cached_rollouts(wm_path, probes, "train", cfg.cache, cfg.group_size, cfg.seed, res, progress, cfg.guided))
+    if not parts:
+        raise SpiralError("nothing to train on: give --data folders or --rollouts > 0")
+    data = CriticData.cat(parts)
+    texts = sorted(set(data.texts))
+    table = TextTable.build(texts, shared_text_encoder())
+    row = {t: i for i, t in enumerate(texts)}
+    text_ids = torch.tensor([row[t] for t in data.texts])
+    groups = torch.unique(data.group)
+    held = groups[
+        torch.randperm(len(groups), generator=torch.Generator().manual_seed(cfg.seed))[: int(len(groups) * cfg.val_share)]
+    ]
+    val_mask = torch.isin(data.group, held)
+    train = torch.nonzero(~val_mask)[:, 0]
+    split = Split(data, text_ids, train, torch.nonzero(val_mask)[:, 0], mixed_groups(data, train))
+    return split, TextTable(table.emb.half(), table.pad, table.rgb, table.named), digest
+
+
+def sample_batch(split: Split, cfg: CriticTrainConfig, gen: torch.Generator, stage: int) -> torch.Tensor:
+    """Stage 1: rollouts (classes square-root balanced) and dataset clips (half failures). Stage 2:
+    whole groups that hold both a pass and a fail, plus a quarter of random rollouts."""
+    d, idx = split.data, split.train
+    roll = idx[d.rollout[idx]]
+    dset = idx[~d.rollout[idx]]
+    n_roll = round(cfg.batch_size * cfg.rollout_share) if len(roll) else 0
+    if stage == 2:
+        mixed = split.mixed
+        # A handful of mixed rollout groups is not drawn half the time (learnt by heart): share grows to 200.
+        roll_share = cfg.rollout_share * min(1.0, len(mixed[1]) / 200) if mixed[0] else 1.0
+        if mixed[0] or mixed[1]:
+            picks, size = [], 0
+            while size < cfg.batch_size - n_roll // 2:
+                use_roll = bool(mixed[1]) and bool(torch.rand((), generator=gen) < roll_share)
+                pool = mixed[1] if use_roll else mixed[0]
+                picks.append(pool[int(torch.randint(len(pool), (1,), generator=gen))])
+                size += len(picks[-1])
+            rand = roll[torch.randint(len(roll), (n_roll // 2,), generator=gen)] if n_roll else roll[:0]
+            return torch.cat([*picks, rand])
+    out = []
+    if n_roll:
+        y = d.success[roll].long()
+        w = torch.bincount(y, minlength=2).clamp(min=1).float()[y].rsqrt()
+        out.append(roll[torch.multinomial(w, n_roll, replacement=True, generator=gen)])
+    if len(dset):
+        y = d.success[dset].long()
+        w = 1.0 / torch.bincount(y, minlength=2).clamp(min=1).float()[y]  # half passes, half fails
+        out.append(dset[torch.multinomial(w, cfg.batch_size - n_roll, replacement=True, generator=gen)])
+    return torch.cat(out)
+
+
+def mixed_groups(d: CriticData, idx: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Groups with at least one passed and one failed clip among idx: (dataset ones, rollout ones)."""
+    idx = idx[~d.guided[idx]]  # guided clips look unlike samples: ranking them against samples teaches the wrong thing
+    order = idx[torch.argsort(d.group[idx], stable=True)]
+    groups = torch.split(order, torch.unique_consecutive(d.group[order], return_counts=True)[1].tolist())
+    mixed = [g for g in groups if 0 < d.success[g].sum() < len(g)]
+    return [g for g in mixed if not d.rollout[g[0]]], [g for g in mixed if d.rollout[g[0]]]
+
+
+def losses(net: CriticNet, split: Split, idx: torch.Tensor, table: TextTable, stage: int) -> tuple[torch.Tensor, dict]:
+    d = split.data
+    ids = split.text_ids[idx]
+    x = clips_to_input(d.frames[idx], net.cfg, table.rgb[ids], table.named[ids])
+    out = net(x, table.emb[ids].float(), table.pad[ids], calibrated=False)
+    y, fail = d.success[idx], d.success[idx] == 0
+    bce = F.binary_cross_entropy_with_logits(out.success, y)
+    ce = F.cross_entropy(out.kind, d.kind[idx])
+    drift = F.binary_cross_entropy_with_logits(out.drift[fail], d.drift[idx][fail]) if fail.any() else out.drift.sum() * 0
+    loss = bce + 0.5 * ce + 0.25 * drift
+    parts = {"bce": bce.item(), "ce": ce.item()}
+    if stage == 2:
+        # Bradley-Terry: every (pass, fail) pair in the batch; pairs of the same start frame and
+        # instruction weigh most, since telling those apart is exactly what a retry decision needs.
+        diff = out.success[:, None] - out.success[None, :]
+        pair = (y[:, None] > 0) & (y[None, :] == 0) & ~(d.guided[idx][:, None] | d.guided[idx][None, :])  # samples only
+        same = d.group[idx][:, None] == d.group[idx][None, :]
+        w = pair.float() * torch.where(same, 1.0, 0.25)
+        rank = (F.softplus(-diff) * w).sum() / w.sum().clamp(min=1e-6)
+        loss = rank + 0.5 * loss
+        parts["rank"] = rank.item()
+    return loss, parts
+
+
+def cosine_lr(step: int, total: int, base: float) -> float:
+    warm = min(1.0, (step + 1) / 20)
+    return base * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total)))))
+
+
+# ---- checkpoints and exports (safetensors only; no pickle) ---------------------------------------
+def save_checkpoint(path: Path, net: CriticNet, opt, gen: torch.Generator, step: int, extra: dict) -> None:
+    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+    state = opt.state_dict()
+    for i, s in state["state"].items():
+        tensors |= {f"opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)) for k, v in s.items()}
+    tensors["gen_state"] = gen.get_state()
+    meta = {"step": str(step), "param_groups": json.dumps(state["param_groups"]), "extra": json.dumps(extra)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, net: CriticNet, opt, gen: torch.Generator) -> tuple[int, dict]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    opt_state: dict = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            opt_state["state"].setdefault(int(i), {})[name] = v
+    opt.load_state_dict(opt_state)
+    gen.set_state(tensors["gen_state"])
+    return int(meta["step"]), json.loads(meta["extra"])
+
+
+def export_weights(path: Path, net: CriticNet, info: dict) -> None:
+    """float16 weights (the loader casts back to float32) with the config and how they were made."""
+    meta = {"config": json.dumps(net.cfg.to_dict())} | {k: str(v) for k, v in info.items()}
+    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+
+
+# ---- the run ------------------------------------------------------------------------------------
+def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
+    from spiral.agents.critic.learned import WEIGHTS_NAME, load_net
+
+    torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
+    began = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in ("out", "threads", "checkpoint_every", "cache")}
+    config_path = out / "config.json"
+    if config_path.is_file() and json.loads(config_path.read_text()) != settings:
+        raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
+    config_path.write_text(json.dumps(settings, indent=1))
+    net_cfg = CriticNetConfig(dim=cfg.dim, depth=cfg.depth)
+    split, table, digest = prepare(cfg, net_cfg, progress)
+    d = split.data
+    real, guided = d.rollout & ~d.guided, d.guided
+    print(f"clips: {len(d)}; world-model rollouts: {int(real.sum())} sampled ({d.success[real].mean():.0%} pass the oracle), "
+          f"{int(guided.sum())} guided ({d.success[guided].mean():.0%} pass); {len(split.train)} train, {len(split.val)} val")  # fmt: skip
+
+    torch.manual_seed(cfg.seed)
+    net = CriticNet(net_cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ckpt = out / "checkpoint.safetensors"
+    step, extra = load_checkpoint(ckpt, net, opt, gen) if ckpt.is_file() else (0, {"seconds": 0.0})
+    seconds_before, t0 = extra["seconds"] + 0.0, time.perf_counter()
+    total = cfg.sft_steps + cfg.rm_steps
+    sft_path = out / "critic_sft.safetensors"
+    bar = tqdm(total=total, initial=step, desc="critic", unit="step", disable=not progress)
+    for stage, first, last, base_lr in ((1, 0, cfg.sft_steps, cfg.lr), (2, cfg.sft_steps, total, cfg.rm_lr)):
+        if step >= last and (stage == 2 or sft_path.is_file()):
+            continue
+        if stage == 2 and step == first:  # fresh moments: ranking is a new objective
+            opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=0.01)
+        while step < last:
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step - first, last - first, base_lr)
+            net.train()
+            loss, parts = losses(net, split, sample_batch(split, cfg, gen, stage), table, stage)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(stage="SFT" if stage == 1 else "RM", loss=f"{loss.item():.3f}")
+            with open(out / "log.jsonl", "a") as log:
+                log.write(json.dumps({"step": step, "stage": stage, "loss": loss.item(), **parts}) + "\n")
+            if step % cfg.checkpoint_every == 0 or step == last:
+                extra["seconds"] = seconds_before + time.perf_counter() - t0
+                save_checkpoint(ckpt, net, opt, gen, step, extra)
+        if stage == 1:
+            export_weights(sft_path, net, {"stage": "sft", "steps": step})
+    bar.close()
+
+    # Platt scaling on the validation rollouts (the clips the critic will see); all validation
+    # clips when the rollouts hold too few passes or fails to fit two numbers on.
+    val_roll = split.val[d.rollout[split.val] & ~d.guided[split.val]]  # real samples only
+    y_roll = d.success[val_roll]
+    fit_on = val_roll if min(int(y_roll.sum()), int((1 - y_roll).sum())) >= 5 else split.val
+    scale, bias = 1.0, 0.0  # nothing held back (or one class only): leave the scores as they are
+    if 0 < int(d.success[fit_on].sum()) < len(fit_on):
+        logits = predict(net, d.frames[fit_on], split.text_ids[fit_on], table, calibrated=False).success
+        scale, bias = fit_platt(logits, d.success[fit_on])
+    net.calib.copy_(torch.tensor([scale, bias]))
+    weights = out / WEIGHTS_NAME
+    info = {
+        "stage": "sft+rm", "sft_steps": cfg.sft_steps, "rm_steps": cfg.rm_steps, "clips": len(d),
+        "rollouts": int(d.rollout.sum()), "world_model_sha256_16": digest, "data": cfg.data,
+        "platt_scale": round(scale, 4), "platt_bias": round(bias, 4),
+        "train_seconds": round(seconds_before + time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
+    }  # fmt: skip
+    export_weights(weights, net, info)
+
+    report: dict = {"seconds_total_this_run": round(time.perf_counter() - began, 1), **info}
+    rows, hist = {}, {}
+    for name, path in (("SFT", sft_path), ("SFT+RM", weights)):
+        shipped, _ = load_net(path)  # measure what was exported (fp16), not the fp32 in memory
+        for part, idx in (("rollouts", val_roll), ("dataset", split.val[~d.rollout[split.val]])):
+            if len(idx):
+                o = predict(shipped, d.frames[idx], split.text_ids[idx], table)
+                m = rows[f"{name}, val {part}"] = critic_metrics(o, d.success[idx], d.kind[idx], d.drift[idx])
+                scores = m.pop("scores")
+                if part == "rollouts":
+                    hist[name] = (scores, d.success[idx].numpy())
+    print(metrics_table(rows))
+    report |= rows
+    for name, (scores, labels) in hist.items():
+        print(
+            text_histogram(f"{name} scores on validation rollouts", {"passed": scores[labels > 0], "failed": scores[labels == 0]})
+        )
+    if hist:
+        (out / "critic_scores.svg").write_text(score_histograms_svg("validation rollouts", hist))
+    finite = json.loads(json.dumps(report, default=float).replace("NaN", "null"))  # NaN is not JSON
+    (out / "metrics.json").write_text(json.dumps(finite, indent=1))
+    return weights

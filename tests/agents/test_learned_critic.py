@@ -1,0 +1,158 @@
+import json
+from itertools import product
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from spiral.agents.critic.learned import LearnedCriticAgent, canonical, default_weights, load_net
+from spiral.agents.critic.learned_data import CriticData, cached_rollouts, training_probes
+from spiral.agents.critic.learned_metrics import fit_platt, roc_auc
+from spiral.agents.critic.learned_net import KINDS, CriticNet, CriticNetConfig, TextTable, predict
+from spiral.agents.critic.learned_train import CriticTrainConfig, train_critic
+from spiral.agents.protocols import CriticAgent
+from spiral.data.generate import DataMakeConfig, make_dataset
+from spiral.errors import SpiralError
+from spiral.memory import WorldMemory
+from spiral.types import Clip, Critique, FailureKind, Step, Verdict
+from spiral.worldmodels.tabletop_eval import HELDOUT_SEED
+from spiral.worldmodels.text import shared_text_encoder
+from spiral.worlds.tabletop.render import render
+from spiral.worlds.tabletop.scene import random_scene
+
+TINY = CriticNetConfig(dim=32, depth=1, heads=2)
+STEP = Step("move the red square to the left of the blue circle", "red square", ("blue circle",),
+            action={"subject": "red square", "relation": "left of", "anchor": "blue circle"})  # fmt: skip
+
+
+def tiny_agent(threshold=0.5) -> LearnedCriticAgent:
+    torch.manual_seed(0)
+    return LearnedCriticAgent(CriticNet(TINY), threshold=threshold)
+
+
+def clip(size=64, frames=8) -> Clip:
+    frame = render(random_scene(np.random.default_rng(1)), size)
+    return Clip(np.repeat(frame[None], frames, axis=0), STEP.instruction, 0, "test")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny training run on a small dataset made mostly of failures (no world model needed)."""
+    root = tmp_path_factory.mktemp("critic")
+    make_dataset(DataMakeConfig(out=root / "data", episodes=16, seed=5, frame_size=32, failure_rate=0.8), progress=False)
+    cfg = CriticTrainConfig(data=str(root / "data"), rollouts=0, out=root / "run", cache=root / "cache", sft_steps=160, swap_rate=0.0,
+                            rm_steps=10, batch_size=32, lr=2e-3, dim=32, depth=1, val_share=0.0, checkpoint_every=40)  # fmt: skip
+    return cfg, train_critic(cfg, progress=False)
+
+
+def test_roc_auc_is_the_pairwise_win_rate_with_ties_counting_half():
+    rng = np.random.default_rng(0)
+    s, y = rng.integers(0, 5, 60).astype(float), rng.random(60) < 0.4
+    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in product(s[y], s[~y])]
+    assert roc_auc(s, y) == pytest.approx(np.mean(wins))
+    assert roc_auc(np.arange(4.0), np.array([0, 0, 1, 1])) == 1.0
+    assert np.isnan(roc_auc(np.ones(3), np.ones(3)))
+
+
+def test_platt_scaling_keeps_the_order_and_fits_the_labels():
+    logits = torch.linspace(-4, 4, 200)
+    labels = (torch.rand(200, generator=torch.Generator().manual_seed(0)) < torch.sigmoid(0.5 * logits - 1)).float()
+    scale, bias = fit_platt(logits, labels)
+    assert 0 < scale < 1.0 and bias < 0
+
+
+def test_tiny_training_run_learns(tiny_run):
+    cfg, weights = tiny_run
+    log = [json.loads(line) for line in (cfg.out / "log.jsonl").read_text().splitlines()]
+    sft = [r["bce"] for r in log if r["stage"] == 1]
+    assert len(log) == cfg.sft_steps + cfg.rm_steps and any("rank" in r for r in log)
+    assert np.mean(sft[-15:]) < np.mean(sft[:15]) - 0.15, "the success loss did not fall"
+    # AUC of the shipped (fp16) export on its own training clips, well above chance (0.5).
+    net, info = load_net(weights)
+    data = CriticData.load(next(cfg.cache.glob("dataset-*.safetensors")))
+    out = predict(net, data.frames, torch.arange(len(data)), TextTable.build(data.texts, shared_text_encoder()))
+    assert roc_auc(out.success.numpy(), data.success.numpy()) > 0.8
+    assert info["stage"] == "sft+rm" and (cfg.out / "critic_sft.safetensors").is_file()
+    with safe_open(str(weights), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118
+
+
+def test_a_finished_run_resumes_without_training_again(tiny_run):
+    cfg, weights = tiny_run
+    lines = (cfg.out / "log.jsonl").read_text().count("\n")
+    assert train_critic(cfg, progress=False) == weights
+    assert (cfg.out / "log.jsonl").read_text().count("\n") == lines
+    with pytest.raises(SpiralError, match="other settings"):
+        train_critic(CriticTrainConfig(**{**cfg.__dict__, "sft_steps": 5}), progress=False)
+
+
+def test_learned_critic_follows_the_critic_agent_protocol():
+    agent = tiny_agent()
+    assert isinstance(agent, CriticAgent) and agent.name == "learned"
+    critique = agent.critique(STEP, clip(), WorldMemory("test goal"))
+    assert isinstance(critique, Critique) and 0.0 <= critique.score <= 1.0
+    assert (critique.verdict == Verdict.SUCCESS) == (critique.score >= agent.threshold)
+    # The same clip twice gives the same judgement (no hidden randomness).
+    assert agent.critique(STEP, clip(), WorldMemory("test goal")) == critique
+
+
+def test_failures_name_the_kind_the_objects_and_a_canonical_retry():
+    failed = tiny_agent(threshold=1.01).critique(STEP, clip(), WorldMemory("test goal"))
+    assert failed.verdict in (Verdict.LOCAL_FAILURE, Verdict.GLOBAL_DRIFT)
+    assert failed.failure_kind in KINDS[1:] and failed.failure_kind != FailureKind.NONE
+    assert "square" in failed.feedback or "object" in failed.feedback
+    if failed.verdict == Verdict.LOCAL_FAILURE:
+        assert failed.refined_instruction == STEP.instruction
+    passed = tiny_agent(threshold=0.0).critique(STEP, clip(), WorldMemory("test goal"))
+    assert passed.verdict == Verdict.SUCCESS and passed.failure_kind == FailureKind.NONE
+
+
+def test_reward_is_a_plain_callable_with_one_score_in_0_1_per_clip():
+    agent = tiny_agent()
+    clips = [clip(64), clip(32), clip(64, frames=15)]  # sizes and lengths may differ
+    r = agent(clips, [STEP.instruction] * 3)
+    assert isinstance(r, torch.Tensor) and r.shape == (3,) and ((r >= 0) & (r <= 1)).all()
+    batch = np.stack([clip().frames] * 2)
+    assert agent.reward(batch, STEP.instruction).shape == (2,)
+    assert torch.allclose(agent.reward([clips[0].frames], [STEP.instruction]), r[:1], atol=1e-6)
+    assert canonical("slide the red square onto the blue circle") == "put the red square on the blue circle"
+    with pytest.raises(SpiralError, match="instructions"):
+        agent.reward(clips, ["one"])
+
+
+def test_missing_or_corrupt_weights_name_the_file_and_the_fix(tmp_path):
+    with pytest.raises(
+        SpiralError, match=r"missing critic weights: .*nope.safetensors; re-create them with: make critic .*spiral train critic"
+    ):
+        LearnedCriticAgent.load(tmp_path / "nope.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(SpiralError, match=r"corrupt critic weights .*bad.safetensors.*spiral train critic"):
+        LearnedCriticAgent.load(bad)
+
+
+def test_rollouts_come_from_training_scenes_and_are_cached(tmp_path, monkeypatch):
+    from spiral.agents.critic import learned_data
+    from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
+    from spiral.worldmodels.tabletop_train import export_weights
+
+    torch.manual_seed(0)
+    export_weights(tmp_path / "wm.safetensors", TabletopNet(TabletopNetConfig(dim=32, depth=1, heads=2)), {})
+    probes = training_probes(3, seed=0, frame_size=32)
+    heldout_frames = {render(random_scene(np.random.default_rng(HELDOUT_SEED + i)), 32).tobytes() for i in range(50)}
+    assert not heldout_frames & {p.frame.tobytes() for p in probes}
+    data = cached_rollouts(tmp_path / "wm.safetensors", probes, "train", tmp_path, 2, 0, 32, progress=False, guided=1)
+    assert len(data) == 6 and data.rollout.all() and data.frames.shape[1:] == (8, 32, 32, 3)
+    assert data.group.tolist() == [0, 0, 1, 1, 2, 2] and data.guided.tolist() == [False, True] * 3
+    monkeypatch.setattr(learned_data, "label_rollouts", lambda *a, **k: pytest.fail("rollouts were made twice"))
+    again = cached_rollouts(tmp_path / "wm.safetensors", probes, "train", tmp_path, 2, 0, 32, progress=False, guided=1)
+    assert torch.equal(again.frames, data.frames) and again.texts == data.texts
+
+
+def test_shipped_weights_load_and_judge_a_clip():
+    if not default_weights().is_file():
+        pytest.skip("no shipped critic weights yet (spiral train critic, then copy them to src/spiral/assets)")
+    agent = LearnedCriticAgent.load()
+    critique = agent.critique(STEP, clip(), WorldMemory("test goal"))
+    assert 0.0 <= critique.score <= 1.0 and agent.info["stage"] == "sft+rm"
