@@ -45,6 +45,8 @@ world-model: setup
 
 # Re-create the learned tabletop critic (needs the datasets made above and the shipped world model).
 critic: setup
+	$(VENV)/bin/spiral data make --world tabletop --episodes 3000 --seed 0 --failure-rate 0.1 --out data/tabletop-train
+	$(VENV)/bin/spiral data make --world tabletop --episodes 800 --seed 7 --failure-rate 0.6 --out data/critic-train
 	$(VENV)/bin/spiral train critic --out runs/critic
 	cp runs/critic/tabletop_critic.safetensors src/spiral/assets/tabletop_critic.safetensors
 
