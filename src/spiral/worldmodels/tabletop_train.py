@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic
 from spiral.config import option, required
 from spiral.data.format import read_episode, read_index
 from spiral.data.video import read_video
@@ -133,21 +134,16 @@ def lr_at(step: int, cfg: WorldModelTrainConfig) -> float:
 
 # ---- checkpoints (safetensors only; no pickle) -------------------------------------------------
 def save_checkpoint(path: Path, net, ema, opt, gen: torch.Generator, rng: np.random.Generator, step: int, extra: dict) -> None:
-    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
-    state = opt.state_dict()
-    for i, s in state["state"].items():
-        tensors |= {f"opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)) for k, v in s.items()}
-    tensors["gen_state"] = gen.get_state()
+    tensors = {f"net.{k}": v for k, v in net.state_dict().items()} | {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    opt_tensors, param_groups = optimizer_tensors(opt)
+    tensors |= opt_tensors | {"gen_state": gen.get_state()}
     meta = {
         "step": str(step),
-        "param_groups": json.dumps(state["param_groups"]),
+        "param_groups": param_groups,
         "rng": json.dumps(rng.bit_generator.state),
         "extra": json.dumps(extra),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    save_atomic(path, tensors, meta)
 
 
 def load_checkpoint(path: Path, net, ema, opt, gen: torch.Generator, rng: np.random.Generator) -> tuple[int, dict]:
@@ -156,23 +152,17 @@ def load_checkpoint(path: Path, net, ema, opt, gen: torch.Generator, rng: np.ran
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     tensors = load_file(str(path))
-    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    opt_state: dict = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            opt_state["state"].setdefault(int(i), {})[name] = v
-    opt.load_state_dict(opt_state)
+    net.load_state_dict(prefixed(tensors, "net"))
+    ema.load_state_dict(prefixed(tensors, "ema"))
+    restore_optimizer(opt, tensors, meta["param_groups"])
     gen.set_state(tensors["gen_state"])
     rng.bit_generator.state = json.loads(meta["rng"])
     return int(meta["step"]), json.loads(meta["extra"])
 
 
 def export_weights(path: Path, ema: TabletopNet, info: dict) -> None:
-    """EMA weights in float16 (half the size of the shipped asset; the loader casts back to float32)."""
-    meta = {"config": json.dumps(ema.cfg.to_dict())} | {k: str(v) for k, v in info.items()}
-    save_file({k: v.half().contiguous() for k, v in ema.state_dict().items()}, str(path), metadata=meta)
+    """The EMA weights, in float16, as the shipped asset."""
+    export_half(path, ema, ema.cfg.to_dict(), info)
 
 
 # ---- the loop ---------------------------------------------------------------------------------

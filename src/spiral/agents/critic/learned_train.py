@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from spiral.agents.critic.learned_data import CriticData, cached_rollouts, load_dataset, training_probes, weights_digest
 from spiral.agents.critic.learned_metrics import critic_metrics, fit_platt, metrics_table, score_histograms_svg, text_histogram
 from spiral.agents.critic.learned_net import CriticNet, CriticNetConfig, TextTable, clips_to_input, predict
+from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic
 from spiral.config import option
 from spiral.errors import SpiralError
 from spiral.worldmodels.text import shared_text_encoder
@@ -169,36 +170,24 @@ def cosine_lr(step: int, total: int, base: float) -> float:
 
 # ---- checkpoints and exports (safetensors only; no pickle) ---------------------------------------
 def save_checkpoint(path: Path, net: CriticNet, opt, gen: torch.Generator, step: int, extra: dict) -> None:
-    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    state = opt.state_dict()
-    for i, s in state["state"].items():
-        tensors |= {f"opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)) for k, v in s.items()}
-    tensors["gen_state"] = gen.get_state()
-    meta = {"step": str(step), "param_groups": json.dumps(state["param_groups"]), "extra": json.dumps(extra)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    opt_tensors, param_groups = optimizer_tensors(opt)
+    tensors = {f"net.{k}": v for k, v in net.state_dict().items()} | opt_tensors | {"gen_state": gen.get_state()}
+    save_atomic(path, tensors, {"step": str(step), "param_groups": param_groups, "extra": json.dumps(extra)})
 
 
 def load_checkpoint(path: Path, net: CriticNet, opt, gen: torch.Generator) -> tuple[int, dict]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     tensors = load_file(str(path))
-    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-    opt_state: dict = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            opt_state["state"].setdefault(int(i), {})[name] = v
-    opt.load_state_dict(opt_state)
+    net.load_state_dict(prefixed(tensors, "net"))
+    restore_optimizer(opt, tensors, meta["param_groups"])
     gen.set_state(tensors["gen_state"])
     return int(meta["step"]), json.loads(meta["extra"])
 
 
 def export_weights(path: Path, net: CriticNet, info: dict) -> None:
     """float16 weights (the loader casts back to float32) with the config and how they were made."""
-    meta = {"config": json.dumps(net.cfg.to_dict())} | {k: str(v) for k, v in info.items()}
-    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+    export_half(path, net, net.cfg.to_dict(), info)
 
 
 # ---- the run ------------------------------------------------------------------------------------
