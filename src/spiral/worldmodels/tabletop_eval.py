@@ -53,10 +53,11 @@ def random_feasible_action(scene: Scene, rng: np.random.Generator) -> Action | N
     return None
 
 
-def make_probes(count: int, frame_size: int = 64, seed: int = HELDOUT_SEED) -> list[Probe]:
+def make_probes(count: int, frame_size: int = 64, seed: int = HELDOUT_SEED, stream: tuple[int, ...] | None = None) -> list[Probe]:
+    """Scenes seeded by seed + i (held-out probes), or by (*stream, i) when a stream is given."""
     probes, i = [], 0
     while len(probes) < count:
-        rng = np.random.default_rng(seed + i)
+        rng = np.random.default_rng(seed + i if stream is None else [*stream, i])
         i += 1
         scene = random_scene(rng)
         action = random_feasible_action(scene, rng)

@@ -25,7 +25,7 @@ from spiral.data.format import read_episode, read_index
 from spiral.data.video import read_video
 from spiral.errors import DatasetError
 from spiral.types import Verdict
-from spiral.worldmodels.tabletop_eval import Probe, random_feasible_action
+from spiral.worldmodels.tabletop_eval import Probe, make_probes
 from spiral.worlds.tabletop import checks
 from spiral.worlds.tabletop.actions import (
     REGIONS,
@@ -39,7 +39,6 @@ from spiral.worlds.tabletop.actions import (
 from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.oracle import read_scene
 from spiral.worlds.tabletop.render import render
-from spiral.worlds.tabletop.scene import random_scene
 
 ROLLOUT_STREAM = 4242
 SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
@@ -186,15 +185,7 @@ def load_dataset(root: Path, resolution: int, cache_dir: Path, swap_rate: float 
 
 def training_probes(count: int, seed: int, frame_size: int = 64) -> list[Probe]:
     """Start scenes and feasible actions for training rollouts (never a held-out probe)."""
-    probes, i = [], 0
-    while len(probes) < count:
-        rng = np.random.default_rng([ROLLOUT_STREAM, seed, i])
-        i += 1
-        scene = random_scene(rng)
-        action = random_feasible_action(scene, rng)
-        if action is not None:
-            probes.append(Probe(scene, action, render(scene, frame_size)))
-    return probes
+    return make_probes(count, frame_size, stream=(ROLLOUT_STREAM, seed))
 
 
 def weights_digest(path: Path) -> str:
