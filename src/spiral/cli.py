@@ -55,6 +55,20 @@ def _cmd_train_world_model(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_grpo(ns: argparse.Namespace) -> int:
+    from spiral.rl.train import GRPOTrainConfig, train_grpo
+
+    outcome = train_grpo(config_from_args(GRPOTrainConfig, ns))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    print(f"weights: {outcome.weights} (after {outcome.iterations} iterations)")
+    if outcome.stopped_by_guard:
+        print(f"spiral: warning: {outcome.stopped_by_guard}", file=sys.stderr)
+        return 3
+    print(f"to ship them as the default: cp {outcome.weights} src/spiral/assets/")
+    return 0
+
+
 def _cmd_train_critic(ns: argparse.Namespace) -> int:
     from spiral.agents.critic.learned_train import CriticTrainConfig, train_critic
 
@@ -93,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     critic = train.add_parser("critic", help="train the learned tabletop critic (SFT, then reward model)")
     add_config_args(critic, CriticTrainConfig)
     critic.set_defaults(func=_cmd_train_critic)
+    from spiral.rl.train import GRPOTrainConfig
+
+    grpo = train.add_parser("grpo", help="post-train the tabletop world model with GRPO (resumable, torchrun-ready)")
+    add_config_args(grpo, GRPOTrainConfig)
+    grpo.set_defaults(func=_cmd_train_grpo)
     from spiral.bench.cli import add_bench_commands
 
     add_bench_commands(sub)

@@ -50,7 +50,7 @@ class Rollout:
     """A batch of sampled changes with what GRPO needs: the latents visited and each SDE step's
     log-probability. latents[k] is x at timesteps[k]; latents[-1] is the clean sample."""
 
-    x0: torch.Tensor  # (B, T-1, 3, R, R) clean change in [-1, 1]
+    x0: torch.Tensor  # (B, T-1, 3, R, R) clean change latent (see change_latent)
     latents: list[torch.Tensor]
     log_probs: torch.Tensor  # (B, steps); zeros for deterministic (ODE) sampling
     timesteps: list[float]
@@ -69,6 +69,12 @@ def to_model_space(frames: torch.Tensor, resolution: int) -> torch.Tensor:
     if x.shape[-1] != resolution:
         x = F.interpolate(x, size=(resolution, resolution), mode="area")
     return x.reshape(*lead, 3, resolution, resolution)
+
+
+def change_latent(frames: torch.Tensor, start: torch.Tensor, scale: float) -> torch.Tensor:
+    """What the net generates: model-space frames (B, T-1, 3, R, R) as their change from the start
+    frame (B, 3, R, R), times the net's change_scale. Its inverse is in `decode`."""
+    return scale * (frames - start[:, None]) / 2.0
 
 
 def velocity(net: TabletopNet, x: torch.Tensor, t: float, start: torch.Tensor, text, pad, guidance: float, null) -> torch.Tensor:
@@ -176,16 +182,18 @@ class TabletopWorldModel:
                 x, lp = x + (t_next - t) * v, torch.zeros(x.shape[0])
             latents.append(x)
             log_probs.append(lp)
-        return Rollout(x.clamp(-1, 1), latents, torch.stack(log_probs, dim=1), ts)
+        limit = self.cfg.change_scale
+        return Rollout(x.clamp(-limit, limit), latents, torch.stack(log_probs, dim=1), ts)
 
-    def decode(self, starts: np.ndarray, x0: torch.Tensor) -> np.ndarray:
-        """Start frames (B, H, W, 3) uint8 + clean changes -> clips (B, T, H, W, 3) uint8.
+    def decode(self, starts: np.ndarray, latent: torch.Tensor) -> np.ndarray:
+        """Start frames (B, H, W, 3) uint8 + clean change latents -> clips (B, T, H, W, 3) uint8.
 
         Where the model changed nothing the sharp start frame is kept; where it changed something the
         model's own frame (start + change at 32x32, upsampled) is used. Adding an upsampled change to
         the sharp start instead would leave a ring where an object was erased, since a blurry
         erase cannot cancel sharp edges.
         """
+        x0 = latent / self.cfg.change_scale
         b, t = x0.shape[:2]
         r, s = self.cfg.resolution, self.frame_size
         start_small = to_model_space(torch.from_numpy(starts), r)  # (B, 3, R, R) in [-1, 1]

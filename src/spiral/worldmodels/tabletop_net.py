@@ -27,6 +27,11 @@ class TabletopNetConfig:
     heads: int = 4
     text_dim: int = 384  # the sentence encoder's token embedding size
     mlp_ratio: float = 4.0
+    # The net sees the change from the start frame times this factor. Changes are sparse (about 5%
+    # of pixels, std 0.08 unscaled), so unscaled the noise drowns them at all but the lowest noise
+    # levels and the sampler decides where things go in its last step; scaled, the layout is decided
+    # mid-trajectory, as in latent models whose latents are scaled to unit variance.
+    change_scale: float = 1.0
 
     @property
     def tokens(self) -> int:

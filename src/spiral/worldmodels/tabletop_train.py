@@ -26,7 +26,7 @@ from spiral.config import option, required
 from spiral.data.format import read_episode, read_index
 from spiral.data.video import read_video
 from spiral.errors import DatasetError, SpiralError
-from spiral.worldmodels.tabletop import TabletopWorldModel, to_model_space
+from spiral.worldmodels.tabletop import TabletopWorldModel, change_latent, to_model_space
 from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
 from spiral.worldmodels.text import shared_text_encoder
 from spiral.worlds.tabletop.actions import Action
@@ -50,6 +50,7 @@ class WorldModelTrainConfig:
     dim: int = option(128, "transformer width")
     depth: int = option(6, "transformer blocks")
     heads: int = option(4, "attention heads")
+    change_scale: float = option(6.0, "factor on the change from the start frame the net generates (see TabletopNetConfig)")
     seed: int = option(0, "seed of initialisation, batches and noise")
     checkpoint_every: int = option(250, "steps between checkpoints")
     eval_every: int = option(1000, "steps between oracle evaluations on held-out probes (0: never)")
@@ -57,7 +58,9 @@ class WorldModelTrainConfig:
     threads: int = option(0, "torch threads; 0 = OMP_NUM_THREADS or 1")
 
     def net_config(self) -> TabletopNetConfig:
-        return TabletopNetConfig(resolution=self.resolution, dim=self.dim, depth=self.depth, heads=self.heads)
+        return TabletopNetConfig(
+            resolution=self.resolution, dim=self.dim, depth=self.depth, heads=self.heads, change_scale=self.change_scale
+        )
 
 
 @dataclass
@@ -105,7 +108,7 @@ def load_clips(data: Path, resolution: int) -> TrainingClips:
 def flow_matching_loss(net: TabletopNet, frames: torch.Tensor, text, pad, gen: torch.Generator) -> torch.Tensor:
     """Velocity loss with x0-prediction: x_t = (1 - t) x0 + t eps, v = eps - x0, v_hat = (x_t - x0_hat) / t."""
     start = to_model_space(frames[:, 0], net.cfg.resolution)
-    x0 = (to_model_space(frames[:, 1:], net.cfg.resolution) - start[:, None]) / 2.0
+    x0 = change_latent(to_model_space(frames[:, 1:], net.cfg.resolution), start, net.cfg.change_scale)
     b = x0.shape[0]
     t = torch.sigmoid(torch.randn(b, generator=gen))  # logit-normal: most samples at mid noise
     eps = torch.randn(x0.shape, generator=gen)

@@ -198,7 +198,7 @@ def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float) -> np.nd
     then denoised by the world model with the instruction. The clips carry the model's own
     artefacts but succeed far more often than samples from pure noise: positives and near misses
     from the domain the critic judges, of which a weak world model alone gives too few."""
-    from spiral.worldmodels.tabletop import timesteps, to_model_space, velocity
+    from spiral.worldmodels.tabletop import change_latent, timesteps, to_model_space, velocity
 
     truth = []
     for p, seed in zip(probes, seeds, strict=True):
@@ -211,14 +211,14 @@ def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float) -> np.nd
         )
     frames = torch.from_numpy(np.stack(truth))
     start = to_model_space(frames[:, 0], wm.cfg.resolution)
-    x0 = (to_model_space(frames[:, 1:], wm.cfg.resolution) - start[:, None]) / 2.0  # the change, as trained
+    x0 = change_latent(to_model_space(frames[:, 1:], wm.cfg.resolution), start, wm.cfg.change_scale)
     text, pad = wm.text.encode([to_text(p.action) for p in probes])
     null = wm.net.null_condition(len(probes))
     x = (1 - t0) * x0 + t0 * wm.initial_noise(seeds)
     ts = [t0] + [t for t in timesteps(wm.sampler.num_inference_steps, wm.sampler.shift) if t < t0]
     for t, t_next in zip(ts[:-1], ts[1:], strict=True):
         x = x + (t_next - t) * velocity(wm.net, x, t, start, text, pad, wm.sampler.guidance_scale, null)
-    return wm.decode(frames[:, 0].numpy(), x.clamp(-1, 1))
+    return wm.decode(frames[:, 0].numpy(), x.clamp(-wm.cfg.change_scale, wm.cfg.change_scale))
 
 
 def label_rollouts(

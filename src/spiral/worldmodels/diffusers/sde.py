@@ -13,14 +13,15 @@ Re-scoring runs the pipeline again from the same seeds, and the hook returns the
 at each step instead of drawing one: the pipeline then visits exactly the stored states and the
 hook evaluates their log-probabilities under the current weights. With `grad=True` it runs the
 pipeline body without its no_grad wrapper, and `on_step(k, log_prob)` can backpropagate each step
-as it comes, so memory holds one step's graph at a time.
+as it comes, so memory holds one step's graph at a time. The hook also keeps each step's std and,
+for the steps named in `record`, the Gaussian's mean (what a KL to a reference policy needs).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from spiral.errors import SpiralError
-from spiral.rl.sde import sde_step_with_logprob
+from spiral.rl.sde import gaussian_log_prob, sde_mean_std
 
 
 @dataclass
@@ -48,6 +49,23 @@ class DiffusersRollout:
     noise_level: float
 
 
+def ddim_mean_std(
+    x_t: torch.Tensor, model_output: torch.Tensor, alpha: float, alpha_prev: float, eta: float, prediction_type: str
+) -> tuple[torch.Tensor, float]:
+    """The Gaussian of one DDIM move from cumulative alpha `alpha` to `alpha_prev`: its mean and std
+    (eta * sigma_DDPM; 0 for eta = 0, the deterministic CogVideoX step)."""
+    if prediction_type == "v_prediction":
+        x0 = math.sqrt(alpha) * x_t - math.sqrt(1 - alpha) * model_output
+    elif prediction_type == "epsilon":
+        x0 = (x_t - math.sqrt(1 - alpha) * model_output) / math.sqrt(alpha)
+    else:
+        raise SpiralError(f"the DDIM log-prob step supports v_prediction and epsilon, not {prediction_type!r}")
+    eps = (x_t - math.sqrt(alpha) * x0) / math.sqrt(1 - alpha)
+    std = eta * math.sqrt((1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev))
+    mean = math.sqrt(alpha_prev) * x0 + math.sqrt(max(1 - alpha_prev - std**2, 0.0)) * eps
+    return mean, std
+
+
 def ddim_step_with_logprob(
     x_t: torch.Tensor,
     model_output: torch.Tensor,
@@ -60,27 +78,32 @@ def ddim_step_with_logprob(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DDIM from cumulative alpha `alpha` to `alpha_prev` with std eta * sigma_DDPM. eta = 0 is the
     deterministic CogVideoX step; > 0 is Gaussian, so its log-prob (mean per element) is defined."""
-    if prediction_type == "v_prediction":
-        x0 = math.sqrt(alpha) * x_t - math.sqrt(1 - alpha) * model_output
-    elif prediction_type == "epsilon":
-        x0 = (x_t - math.sqrt(1 - alpha) * model_output) / math.sqrt(alpha)
-    else:
-        raise SpiralError(f"the DDIM log-prob step supports v_prediction and epsilon, not {prediction_type!r}")
-    eps = (x_t - math.sqrt(alpha) * x0) / math.sqrt(1 - alpha)
-    std = eta * math.sqrt((1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev))
-    mean = math.sqrt(alpha_prev) * x0 + math.sqrt(max(1 - alpha_prev - std**2, 0.0)) * eps
+    mean, std = ddim_mean_std(x_t, model_output, alpha, alpha_prev, eta, prediction_type)
     if std == 0:
         return mean, torch.zeros(x_t.shape[0], device=x_t.device)
     if prev_sample is None:
         prev_sample = mean + std * torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
-    log_prob = -((prev_sample.detach() - mean) ** 2) / (2 * std**2) - math.log(std) - 0.5 * math.log(2 * math.pi)
-    return prev_sample, log_prob.mean(dim=tuple(range(1, x_t.dim())))
+    return prev_sample, gaussian_log_prob(prev_sample, mean, std)
+
+
+def gaussian_step(kind: str, noise_level: float, a: float, b: float) -> bool:
+    """Whether the move from a to b is Gaussian (else deterministic, log-prob 0): every step but
+    the last one, to sigma 0 (flow) or cumulative alpha 1 (ddim), when noise_level > 0."""
+    return noise_level > 0 and (b > 0 if kind == "flow" else b < 1)
 
 
 class StepHook:
     """Stands in for `scheduler.step` during one pipeline call (see the module docstring)."""
 
-    def __init__(self, scheduler, kind: str, noise_level: float, seeds: list[int], replay: list[torch.Tensor] | None = None):
+    def __init__(
+        self,
+        scheduler,
+        kind: str,
+        noise_level: float,
+        seeds: list[int],
+        replay: list[torch.Tensor] | None = None,
+        record: Collection[int] = (),
+    ):
         if kind == "ddim" and type(scheduler).__name__ != "CogVideoXDDIMScheduler":
             raise SpiralError(
                 f"GRPO sampling on CogVideoX needs CogVideoXDDIMScheduler, not {type(scheduler).__name__} "
@@ -91,6 +114,8 @@ class StepHook:
         self.latents: list[torch.Tensor] = []
         self.log_probs: list[torch.Tensor] = []
         self.times: list[float] = []
+        self.stds: list[torch.Tensor] = []  # (B,) per step; 0 where the step is deterministic
+        self.record, self.means = record, {}  # step -> (B, ...) mean of the moved elements, with grad
         self.on_step: Callable[[int, torch.Tensor], None] | None = None
 
     def times_at(self, timestep) -> tuple[float, float]:
@@ -102,15 +127,22 @@ class StepHook:
         return float(s.alphas_cumprod[int(timestep)]), float(alpha_prev)
 
     def move(self, x: torch.Tensor, out: torch.Tensor, i: int, a: float, b: float, prev: torch.Tensor | None):
+        """One item's step: (next sample, log-prob, the Gaussian's mean, its std (1,))."""
         if not self.generators:  # on the latents' device, seeded apart from the pipeline's noise
             self.generators = [torch.Generator(device=x.device).manual_seed(s * 7919 + 17) for s in self.seeds]
-        gen = self.generators[i]
+        gaussian = gaussian_step(self.kind, self.noise_level, a, b)
         if self.kind == "ddim":
-            pred = self.scheduler.config.prediction_type
-            return ddim_step_with_logprob(x, out, a, b, self.noise_level, pred, generator=gen, prev_sample=prev)
-        if self.noise_level > 0 and b > 0:
-            return sde_step_with_logprob(x, out, a, b, self.noise_level, generator=gen, prev_sample=prev)
-        return x + (b - a) * out, torch.zeros(x.shape[0], device=x.device)
+            mean, std = ddim_mean_std(x, out, a, b, self.noise_level, self.scheduler.config.prediction_type)
+        elif gaussian:
+            mean, std = sde_mean_std(x, out, a, b, self.noise_level)
+        else:
+            mean, std = x + (b - a) * out, 0.0
+        std = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(1)
+        if not gaussian:
+            return mean, torch.zeros(1, device=x.device), mean, torch.zeros_like(std)
+        if prev is None:
+            prev = mean + std * torch.randn(x.shape, generator=self.generators[i], dtype=x.dtype, device=x.device)
+        return prev, gaussian_log_prob(prev, mean, std), mean, std
 
     def __call__(self, model_output, timestep, sample, *args, per_token_timesteps=None, return_dict=True, **kwargs):
         k = len(self.log_probs)
@@ -131,8 +163,7 @@ class StepHook:
             self.move(x[i : i + 1], out[i : i + 1], i, a, b, None if stored is None else stored_moved[i : i + 1])
             for i in range(x.shape[0])
         ]
-        prev = torch.cat([p for p, _ in pieces])
-        log_prob = torch.cat([lp for _, lp in pieces])
+        prev, log_prob, mean, std = (torch.cat(parts) for parts in zip(*pieces, strict=True))
         if active is not None:
             full = sample.float().clone()
             full[:, active] = prev
@@ -143,6 +174,9 @@ class StepHook:
         self.latents.append(prev.detach().float().cpu())
         self.times.append(b)
         self.log_probs.append(log_prob)
+        self.stds.append(std.detach())
+        if k in self.record:
+            self.means[k] = mean
         if self.on_step is not None:
             self.on_step(k, log_prob)
         prev = prev.detach().to(sample.dtype) if stored is None else stored.to(sample.dtype)

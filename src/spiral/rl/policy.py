@@ -1,0 +1,150 @@
+"""A world model seen as a GRPO policy: it samples a group of clips with the SDE sampler, keeping
+the latents it visited, and later re-evaluates the Gaussian of chosen denoising steps under its
+current weights (with gradients) and under the reference weights (without).
+
+`TabletopPolicy` fine-tunes every weight of the embedded model; its reference is a frozen copy of
+the weights it started from. The diffusers backbones train a LoRA adapter instead and use the
+adapter switched off as the reference (`spiral.rl.diffusers_policy`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from spiral.rl.sde import gaussian_log_prob, sde_mean_std
+from spiral.worldmodels.tabletop import TabletopWorldModel, to_model_space, velocity
+
+
+@dataclass
+class GroupRollout:
+    """G clips sampled from one start frame and instruction. latents[k] is the state at
+    timesteps[k] (latents[0] the initial noise); log_probs[:, k] is the log-probability of the move
+    from latents[k] to latents[k + 1] (0 where the move is deterministic)."""
+
+    frames: np.ndarray  # (G, T, H, W, 3) uint8, frames[:, 0] the start frame
+    latents: list[torch.Tensor]
+    log_probs: torch.Tensor  # (G, steps)
+    timesteps: list[float]
+    instruction: str
+    seeds: list[int]
+    noise_level: float
+    condition: Any = None  # what the policy needs to re-evaluate the steps (encoded start, text)
+
+
+@dataclass
+class StepEval:
+    """The Gaussian of some steps re-evaluated: log-probabilities of the stored moves and means,
+    each (G, len(steps), ...) with std (len(steps),) shared by the group."""
+
+    log_probs: torch.Tensor  # (G, n)
+    means: list[torch.Tensor]  # n tensors like the latents
+    stds: list[torch.Tensor]
+
+
+class Policy(Protocol):
+    name: str
+
+    def trainable(self) -> list[nn.Parameter]: ...
+
+    def stochastic_steps(self, rollout: GroupRollout) -> list[int]:
+        """Indices of the steps whose moves are Gaussian (the only ones GRPO can train)."""
+        ...
+
+    def rollout(self, start: np.ndarray, instruction: str, seeds: list[int], noise_level: float) -> GroupRollout: ...
+
+    def evaluate(self, rollout: GroupRollout, steps: Sequence[int], reference: bool = False) -> StepEval:
+        """With reference=False, under the current weights with gradients; with True, under the
+        reference weights without."""
+        ...
+
+    def sample_frames(self, starts: np.ndarray, instructions: list[str], seeds: list[int]) -> np.ndarray:
+        """Deterministic (ODE) clips, as the closed loop would generate them: (B, T, H, W, 3)."""
+        ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+@contextmanager
+def same_kernels_as_training() -> Iterator[None]:
+    """Inference without gradients may take torch's fused attention fast path, whose numbers differ
+    in the last bits from the path taken with gradients; rollouts switch it off so that re-scoring
+    them before any update gives a ratio of exactly 1."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+class TabletopPolicy:
+    """Full fine-tune of the embedded tabletop model; the reference is a frozen copy."""
+
+    name = "tabletop"
+
+    def __init__(self, wm: TabletopWorldModel, reference: nn.Module | None = None):
+        self.wm = wm
+        self.net = wm.net
+        self.reference = reference if reference is not None else copy.deepcopy(wm.net)
+        self.reference.requires_grad_(False).eval()
+
+    def trainable(self) -> list[nn.Parameter]:
+        return list(self.net.parameters())
+
+    def stochastic_steps(self, rollout: GroupRollout) -> list[int]:
+        return [k for k, t_next in enumerate(rollout.timesteps[1:]) if t_next > 0]
+
+    def rollout(self, start: np.ndarray, instruction: str, seeds: list[int], noise_level: float) -> GroupRollout:
+        starts = np.repeat(start[None], len(seeds), axis=0)
+        with same_kernels_as_training():
+            sampled = self.wm.sample(starts, [instruction] * len(seeds), seeds, noise_level)
+        start_small = to_model_space(torch.from_numpy(starts), self.wm.cfg.resolution)
+        text, pad = self.wm.text.encode([instruction] * len(seeds))
+        return GroupRollout(
+            self.wm.decode(starts, sampled.x0),
+            sampled.latents,
+            sampled.log_probs,
+            sampled.timesteps,
+            instruction,
+            list(seeds),
+            noise_level,
+            condition=(start_small, text, pad),
+        )
+
+    def evaluate(self, rollout: GroupRollout, steps: Sequence[int], reference: bool = False) -> StepEval:
+        net = self.reference if reference else self.net
+        start, text, pad = rollout.condition
+        guidance, null = self.wm.sampler.guidance_scale, net.null_condition(len(rollout.seeds))
+        log_probs, means, stds = [], [], []
+        with torch.set_grad_enabled(not reference):
+            for k in steps:
+                t, t_next = rollout.timesteps[k], rollout.timesteps[k + 1]
+                x = rollout.latents[k]
+                v = velocity(net, x, t, start, text, pad, guidance, null)
+                mean, std = sde_mean_std(x, v, t, t_next, rollout.noise_level)
+                log_probs.append(gaussian_log_prob(rollout.latents[k + 1], mean, std))
+                means.append(mean)
+                stds.append(torch.as_tensor(std).flatten()[0])
+        return StepEval(torch.stack(log_probs, dim=1), means, stds)
+
+    def sample_frames(self, starts: np.ndarray, instructions: list[str], seeds: list[int]) -> np.ndarray:
+        return self.wm.sample_frames(starts, instructions, seeds)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"net.{k}": v for k, v in self.net.state_dict().items()} | {
+            f"ref.{k}": v for k, v in self.reference.state_dict().items()
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        self.reference.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ref.")})

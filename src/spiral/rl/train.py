@@ -1,0 +1,295 @@
+"""`spiral train grpo`: Progressive-Evolution GRPO on the embedded tabletop world model.
+
+Reads top to bottom: set up (policy, optimizer, curriculum, reward, probes, guard; resume from the
+checkpoint if there is one) -> per iteration: draw tasks at the curriculum's horizon, sample a group
+per task, reward and normalise, one or more clipped-ratio updates -> now and then: probe the judge
+and the reward side by side (the reward-hacking guard), checkpoint -> export the weights.
+
+Everything random in an iteration is seeded by (seed, iteration, rank), so a resumed run continues
+exactly as an uninterrupted one would; the checkpoint holds the weights, the reference, the
+optimizer moments and the guard's readings. Under torchrun (or `accelerate launch`) each process
+draws its share of the groups and the gradients are averaged over processes before every update
+(gloo on the CPU), so every process keeps identical weights; process 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from tqdm import tqdm
+
+from spiral.checkpoints import export_half, optimizer_tensors, restore_optimizer, save_atomic
+from spiral.config import option
+from spiral.errors import SpiralError
+from spiral.rl.curriculum import TabletopTasks, Task, horizon_at, parse_schedule
+from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, group_loss
+from spiral.rl.guard import ProbeReading, RewardHackingGuard
+from spiral.rl.policy import GroupRollout, Policy, TabletopPolicy
+from spiral.rl.rewards import Reward, judged_success, make_reward
+from spiral.worldmodels.tabletop import TabletopWorldModel
+from spiral.worldmodels.tabletop_eval import make_probes
+from spiral.worlds.tabletop.grammar import to_text
+
+PROBE_STREAM = (4242,)  # guard probes: scenes no training task and no quality benchmark uses
+
+
+@dataclass(frozen=True)
+class GRPOTrainConfig:
+    out: Path = option(Path("runs/grpo"), "run folder: checkpoint, log and the improved weights")
+    weights: str = option("", "world-model weights to start from (default: the shipped tabletop model)")
+    iterations: int = option(100, "GRPO iterations in total (a resumed run stops here too)")
+    groups: int = option(8, "groups (tasks) per iteration, shared out over the processes")
+    group_size: int = option(8, "clips sampled per group from the same start frame and action")
+    updates: int = option(1, "optimizer updates per iteration (the groups split into this many minibatches)")
+    lr: float = option(2e-5, "AdamW learning rate")
+    grad_clip: float = option(1.0, "gradient norm clip")
+    noise_level: float = option(0.7, "SDE noise level of the sampler (Flow-GRPO's a)")
+    clip_range: float = option(1e-3, "PPO ratio clip range (ratios of per-element mean log-probs)")
+    adv_clip: float = option(5.0, "advantages clipped to +- this")
+    beta: float = option(0.004, "KL weight to the reference (the starting weights)")
+    step_fraction: float = option(1.0, "share of the stochastic denoising steps trained per rollout")
+    schedule: str = option("1:0", "curriculum HORIZON:START_ITERATION,... e.g. '1:0,2:40,4:80'")
+    reward: str = option("oracle", "reward: oracle, learned, or a mix like 'oracle=0.7,learned=0.3'")
+    critic_weights: str = option("", "learned critic weights for the 'learned' reward (default: shipped)")
+    probes: int = option(32, "fixed probes on which the guard compares reward and judged success")
+    eval_every: int = option(10, "iterations between probe evaluations (0: never, no guard)")
+    guard: bool = option(True, "stop when reward rises while judged success falls (reward hacking)")
+    guard_window: int = option(2, "the guard compares against the probe reading this many evaluations back")
+    seed: int = option(0, "seed of tasks, sampling noise and step choice")
+    checkpoint_every: int = option(5, "iterations between checkpoints")
+    threads: int = option(0, "torch threads; 0 = OMP_NUM_THREADS or 1")
+
+    def settings(self) -> GRPOSettings:
+        return GRPOSettings(self.noise_level, self.clip_range, self.adv_clip, self.beta, self.step_fraction)
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return cls(dist.get_rank(), world)
+
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= self.world
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        """Process 0's decision, on every process."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)])
+        dist.broadcast(t, src=0)
+        return bool(t.item())
+
+
+def load_policy(weights: str) -> tuple[TabletopPolicy, TabletopWorldModel]:
+    wm = TabletopWorldModel.load(weights or None)
+    return TabletopPolicy(wm), wm
+
+
+@dataclass
+class GroupResult:
+    task: Task
+    rollout: GroupRollout
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    judged: torch.Tensor
+
+
+def iteration_groups(cfg: GRPOTrainConfig, dist: Distributed) -> int:
+    if cfg.groups % dist.world:
+        raise SpiralError(f"--groups {cfg.groups} does not split evenly over {dist.world} processes")
+    return cfg.groups // dist.world
+
+
+def run_iteration(
+    policy: Policy, opt: torch.optim.Optimizer, tasks: TabletopTasks, reward: Reward, cfg: GRPOTrainConfig,
+    iteration: int, dist: Distributed, horizon: int,
+) -> dict:  # fmt: skip
+    """One GRPO iteration on this process's share of groups; returns its log record."""
+    s = cfg.settings()
+    rng = np.random.default_rng([cfg.seed, iteration, dist.rank])
+    began = time.perf_counter()
+    groups: list[GroupResult] = []
+    for g in range(iteration_groups(cfg, dist)):
+        task = tasks.sample(rng, horizon, policy)
+        first = (cfg.seed * 1_000_003 + iteration * 9_973 + dist.rank * 101 + g) * cfg.group_size
+        seeds = [first + i for i in range(cfg.group_size)]
+        rollout = policy.rollout(task.start, task.instruction, seeds, s.noise_level)
+        rewards = reward(rollout.frames, task)
+        groups.append(
+            GroupResult(
+                task, rollout, rewards, group_advantages(rewards, s.adv_clip, s.eps), judged_success(rollout.frames, task)
+            )
+        )
+    sampled = time.perf_counter()
+    params = policy.trainable()
+    stats = {"policy": [], "kl": [], "clipped": [], "ratio_dev": []}
+    for batch in np.array_split(np.arange(len(groups)), max(1, min(cfg.updates, len(groups)))):
+        opt.zero_grad(set_to_none=True)
+        for i in batch:
+            group = groups[i]
+            steps = choose_steps(policy.stochastic_steps(group.rollout), s.step_fraction, rng)
+            part = group_loss(policy, group.rollout, group.advantages, steps, s, scale=1.0 / len(batch))
+            part.loss.backward()
+            for key in stats:
+                stats[key].append(getattr(part, key))
+        dist.average_gradients(params)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+    rewards = torch.cat([g.rewards for g in groups])
+    return {
+        "iteration": iteration + 1,
+        "horizon": horizon,
+        "reward": float(rewards.mean()),
+        "judged": float(torch.cat([g.judged for g in groups]).mean()),
+        "groups_with_signal": sum(float(g.rewards.std()) > 0 for g in groups) / len(groups),
+        **{k: float(np.mean(v)) for k, v in stats.items()},
+        "grad_norm": float(grad_norm),
+        "sample_seconds": round(sampled - began, 3),
+        "update_seconds": round(time.perf_counter() - sampled, 3),
+    }
+
+
+def probe_reading(policy: Policy, probes, reward: Reward, iteration: int) -> ProbeReading:
+    """Deterministic clips on the fixed probes: mean reward and the judge's pass rate."""
+    starts = np.stack([p.frame for p in probes])
+    texts = [to_text(p.action) for p in probes]
+    clips = policy.sample_frames(starts, texts, list(range(len(probes))))
+    tasks = [Task(p.frame, p.action, t, 1, 0) for p, t in zip(probes, texts, strict=True)]
+    rewards = [float(reward(c[None], t)[0]) for c, t in zip(clips, tasks, strict=True)]
+    judged = [float(judged_success(c[None], t)[0]) for c, t in zip(clips, tasks, strict=True)]
+    return ProbeReading(iteration, float(np.mean(rewards)), float(np.mean(judged)))
+
+
+# ---- checkpoints (safetensors only) --------------------------------------------------------------
+def save_checkpoint(path: Path, policy: Policy, opt, iteration: int, guard: RewardHackingGuard, seconds: float) -> None:
+    opt_tensors, param_groups = optimizer_tensors(opt)
+    meta = {
+        "iteration": str(iteration),
+        "param_groups": param_groups,
+        "guard": json.dumps(guard.to_list()),
+        "seconds": str(seconds),
+    }
+    save_atomic(path, policy.state_dict() | opt_tensors, meta)
+
+
+def load_checkpoint(path: Path, policy: Policy, opt, guard: RewardHackingGuard) -> tuple[int, float]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    policy.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("opt.")})
+    restore_optimizer(opt, tensors, meta["param_groups"])
+    guard.load(json.loads(meta["guard"]))
+    return int(meta["iteration"]), float(meta["seconds"])
+
+
+def check_settings(out: Path, cfg: GRPOTrainConfig) -> None:
+    """A run folder belongs to one configuration; resuming with other settings would mix runs."""
+    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in ("iterations", "out", "threads", "checkpoint_every")}
+    path = out / "config.json"
+    if path.is_file() and json.loads(path.read_text()) != settings:
+        raise SpiralError(f"{out} holds a GRPO run with other settings ({path}); use another --out")
+    path.write_text(json.dumps(settings, indent=1))
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+@dataclass
+class GRPOOutcome:
+    weights: Path
+    iterations: int
+    stopped_by_guard: str | None
+
+
+def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | None = None) -> GRPOOutcome:
+    """`reward` overrides cfg.reward with any callable (clips, task) -> (G,) rewards."""
+    torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
+    dist = Distributed.from_env()
+    iteration_groups(cfg, dist)  # refuse a bad split before any work
+    stages = parse_schedule(cfg.schedule)
+    out = Path(cfg.out)
+    main = dist.rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        check_settings(out, cfg)
+    policy, wm = load_policy(cfg.weights)
+    reward = reward or make_reward(cfg.reward, cfg.critic_weights or None)
+    opt = torch.optim.AdamW(policy.trainable(), lr=cfg.lr, weight_decay=0.0)
+    guard = RewardHackingGuard(window=cfg.guard_window)
+    ckpt = out / "checkpoint.safetensors"
+    iteration, seconds_before = load_checkpoint(ckpt, policy, opt, guard) if ckpt.is_file() else (0, 0.0)
+    tasks = TabletopTasks(wm.frame_size)
+    probes = make_probes(cfg.probes, wm.frame_size, stream=PROBE_STREAM) if cfg.eval_every else []
+    if main and cfg.eval_every and not guard.readings:
+        first = probe_reading(policy, probes, reward, 0)
+        guard.add(first)
+        log(out, {"iteration": 0, "probe_reward": first.reward, "probe_judged": first.judged})
+    bar = tqdm(total=cfg.iterations, initial=iteration, desc="grpo", unit="it", disable=not (progress and main))
+    began, stopped = time.perf_counter(), None
+    while iteration < cfg.iterations and stopped is None:
+        horizon = horizon_at(stages, iteration)
+        record = run_iteration(policy, opt, tasks, reward, cfg, iteration, dist, horizon)
+        iteration += 1
+        bar.update(1)
+        bar.set_postfix(reward=f"{record['reward']:.3f}", judged=f"{record['judged']:.2f}", h=horizon)
+        if main and cfg.eval_every and iteration % cfg.eval_every == 0:
+            reading = probe_reading(policy, probes, reward, iteration)
+            record |= {"probe_reward": reading.reward, "probe_judged": reading.judged}
+            warning = guard.add(reading)
+            bar.write(f"iteration {iteration}: probe reward {reading.reward:.3f}, judged success {reading.judged:.3f}")
+            if warning and cfg.guard:
+                stopped = warning
+                record["guard"] = warning
+                bar.write(f"WARNING: {warning}; stopping (the checkpoint and weights are kept)")
+        stop_all = dist.broadcast_flag(stopped is not None)
+        if stop_all and stopped is None:
+            stopped = "stopped by process 0's reward-hacking guard"
+        if main:
+            record["seconds"] = round(seconds_before + time.perf_counter() - began, 2)
+            log(out, record)
+            if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations or stopped:
+                save_checkpoint(ckpt, policy, opt, iteration, guard, seconds_before + time.perf_counter() - began)
+    bar.close()
+    weights = out / "tabletop_wm.safetensors"
+    if main:
+        info = {
+            "base": cfg.weights or "shipped tabletop_wm.safetensors", "grpo_iterations": iteration,
+            "groups": cfg.groups, "group_size": cfg.group_size, "reward": cfg.reward, "schedule": cfg.schedule,
+            "train_seconds": round(seconds_before + time.perf_counter() - began, 1), "processes": dist.world,
+            "machine": f"{platform.machine()} {os.cpu_count()} cores", "stopped_by_guard": stopped or "",
+        } | {f"base_{k}": v for k, v in wm.info.items()}  # fmt: skip
+        export_half(weights, policy.net, policy.net.cfg.to_dict(), info)
+    return GRPOOutcome(weights, iteration, stopped)
+
+
+def log(out: Path, record: dict) -> None:
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
