@@ -62,7 +62,7 @@ class GroupLoss:
     ratio_dev: float  # max |ratio - 1|
 
 
-def group_loss(
+def grpo_loss(
     policy: Policy, rollout: GroupRollout, advantages: torch.Tensor, steps: list[int], s: GRPOSettings, scale: float
 ) -> GroupLoss:
     """The loss of one group over `steps`, scaled by `scale` (1 / groups per update)."""

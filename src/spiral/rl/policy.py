@@ -96,7 +96,11 @@ class TabletopPolicy:
         self.wm = wm
         self.net = wm.net
         self.reference = reference if reference is not None else copy.deepcopy(wm.net)
-        self.reference.requires_grad_(False).eval()
+        # The reference is only run without gradients and never handed to the optimizer. Its
+        # parameters keep requires_grad=True on purpose: torch picks other kernels for a weight that
+        # does not require grad (F.linear on MHA's transposed input), whose last bits differ, and the
+        # reference would then not equal the current weights before any update.
+        self.reference.eval()
 
     def trainable(self) -> list[nn.Parameter]:
         return list(self.net.parameters())
@@ -126,7 +130,9 @@ class TabletopPolicy:
         start, text, pad = rollout.condition
         guidance, null = self.wm.sampler.guidance_scale, net.null_condition(len(rollout.seeds))
         log_probs, means, stds = [], [], []
-        with torch.set_grad_enabled(not reference):
+        # The reference pass runs without gradients: keep it off the fused fast path as well, or its
+        # means differ from the current weights' in the last bits before any update (KL > 0).
+        with torch.set_grad_enabled(not reference), same_kernels_as_training():
             for k in steps:
                 t, t_next = rollout.timesteps[k], rollout.timesteps[k + 1]
                 x = rollout.latents[k]

@@ -9,6 +9,9 @@ watches is always the oracle's pass/fail, whatever the reward.
 
 from __future__ import annotations
 
+import hashlib
+import math
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -21,13 +24,28 @@ from spiral.worlds.tabletop import checks
 Reward = Callable[[np.ndarray, Task], torch.Tensor]  # (G, T, H, W, 3) uint8 clips -> (G,) rewards
 
 
+_REPORTS: OrderedDict[tuple, checks.ClipReport] = OrderedDict()
+_REPORTS_KEPT = 512  # a few iterations' clips
+
+
+def oracle_report(clip: np.ndarray, task: Task) -> checks.ClipReport:
+    """The oracle's report on a clip, computed once: with the oracle reward the judge reads the same
+    clips again, and the oracle is the slowest part of a GRPO iteration."""
+    key = (hashlib.blake2b(clip.tobytes(), digest_size=16).digest(), clip.shape, task.action)
+    if key not in _REPORTS:
+        _REPORTS[key] = checks.check_clip(clip, task.action)
+        if len(_REPORTS) > _REPORTS_KEPT:
+            _REPORTS.popitem(last=False)
+    return _REPORTS[key]
+
+
 def oracle_reward(clips: np.ndarray, task: Task) -> torch.Tensor:
-    return torch.tensor([checks.check_clip(c, task.action).score for c in clips], dtype=torch.float32)
+    return torch.tensor([oracle_report(c, task).score for c in clips], dtype=torch.float32)
 
 
 def judged_success(clips: np.ndarray, task: Task) -> torch.Tensor:
     """The judge: 1 where the oracle finds the step done and nothing else changed."""
-    return torch.tensor([float(checks.check_clip(c, task.action).ok) for c in clips])
+    return torch.tensor([float(oracle_report(c, task).ok) for c in clips])
 
 
 def learned_reward(path: str | None = None) -> Reward:
@@ -63,7 +81,7 @@ def make_reward(spec: str, critic_weights: str | None = None) -> Reward:
             w = float(weight) if weight else 1.0
         except ValueError:
             raise SpiralError(f"bad reward weight {weight!r} in {spec!r}: write name=number") from None
-        if w <= 0:
+        if not (w > 0 and math.isfinite(w)):  # nan and inf would pass a plain w <= 0
             raise SpiralError(f"reward weights must be > 0, got {item!r}")
         parts.append((w, makers[name]()))
     return parts[0][1] if len(parts) == 1 and parts[0][0] == 1.0 else mixed_reward(parts)

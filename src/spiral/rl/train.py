@@ -31,7 +31,7 @@ from spiral.checkpoints import export_half, optimizer_tensors, restore_optimizer
 from spiral.config import option
 from spiral.errors import SpiralError
 from spiral.rl.curriculum import TabletopTasks, Task, horizon_at, parse_schedule
-from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, group_loss
+from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, grpo_loss
 from spiral.rl.guard import ProbeReading, RewardHackingGuard
 from spiral.rl.policy import GroupRollout, Policy, TabletopPolicy
 from spiral.rl.rewards import Reward, judged_success, make_reward
@@ -158,7 +158,7 @@ def run_iteration(
         for i in batch:
             group = groups[i]
             steps = choose_steps(policy.stochastic_steps(group.rollout), s.step_fraction, rng)
-            part = group_loss(policy, group.rollout, group.advantages, steps, s, scale=1.0 / len(batch))
+            part = grpo_loss(policy, group.rollout, group.advantages, steps, s, scale=1.0 / len(batch))
             part.loss.backward()
             for key in stats:
                 stats[key].append(getattr(part, key))
@@ -237,15 +237,17 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
     stages = parse_schedule(cfg.schedule)
     out = Path(cfg.out)
     main = dist.rank == 0
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        check_settings(out, cfg)
     policy, wm = load_policy(cfg.weights)
     reward = reward or make_reward(cfg.reward, cfg.critic_weights or None)
+    if main:  # only once the weights and the reward are known good: a typo must not claim the folder
+        out.mkdir(parents=True, exist_ok=True)
+        check_settings(out, cfg)
     opt = torch.optim.AdamW(policy.trainable(), lr=cfg.lr, weight_decay=0.0)
     guard = RewardHackingGuard(window=cfg.guard_window)
     ckpt = out / "checkpoint.safetensors"
     iteration, seconds_before = load_checkpoint(ckpt, policy, opt, guard) if ckpt.is_file() else (0, 0.0)
+    if main:
+        trim_log(out, iteration)
     tasks = TabletopTasks(wm.frame_size)
     probes = make_probes(cfg.probes, wm.frame_size, stream=PROBE_STREAM) if cfg.eval_every else []
     if main and cfg.eval_every and not guard.readings:
@@ -288,6 +290,16 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
         } | {f"base_{k}": v for k, v in wm.info.items()}  # fmt: skip
         export_half(weights, policy.net, policy.net.cfg.to_dict(), info)
     return GRPOOutcome(weights, iteration, stopped)
+
+
+def trim_log(out: Path, iteration: int) -> None:
+    """Drop log records of iterations after the checkpoint: a resumed run redoes them."""
+    path = out / "log.jsonl"
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["iteration"] <= iteration]
+        tmp = path.with_name("log.jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
 
 
 def log(out: Path, record: dict) -> None:
