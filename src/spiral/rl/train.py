@@ -45,7 +45,16 @@ PROBE_STREAM = (4242,)  # guard probes: scenes no training task and no quality b
 @dataclass(frozen=True)
 class GRPOTrainConfig:
     out: Path = option(Path("runs/grpo"), "run folder: checkpoint, log and the improved weights")
-    weights: str = option("", "world-model weights to start from (default: the shipped tabletop model)")
+    world_model: str = option(
+        "tabletop",
+        "tabletop (full fine-tune) or a diffusers backbone trained through LoRA: wan-i2v, cogvideox-i2v, ltx-i2v, ltx-condition, hunyuan-i2v",
+    )
+    weights: str = option("", "tabletop weights to start from (default: the shipped tabletop model)")
+    model_path: str = option("", "diffusers backbones: model folder or hub id (default: the backbone's reference model)")
+    model_options: str = option(
+        "", "diffusers backbones: KEY=VALUE,... of DiffusersConfig, e.g. 'height=480,width=832,num_frames=33,device=cuda'"
+    )
+    lora_rank: int = option(16, "diffusers backbones: LoRA rank (alpha = rank)")
     iterations: int = option(100, "GRPO iterations in total (a resumed run stops here too)")
     groups: int = option(8, "groups (tasks) per iteration, shared out over the processes")
     group_size: int = option(8, "clips sampled per group from the same start frame and action")
@@ -113,6 +122,45 @@ class Distributed:
 def load_policy(weights: str) -> tuple[TabletopPolicy, TabletopWorldModel]:
     wm = TabletopWorldModel.load(weights or None)
     return TabletopPolicy(wm), wm
+
+
+def parse_options(text: str) -> dict:
+    """'height=480,device=cuda' -> {'height': 480, 'device': 'cuda'} (numbers become numbers)."""
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpiralError(f"bad --model-options item {item!r}: write KEY=VALUE,... e.g. 'height=480,num_frames=33'")
+        for kind in (int, float):
+            try:
+                options[key] = kind(value)
+                break
+            except ValueError:
+                options[key] = value
+    return options
+
+
+def make_policy(cfg: GRPOTrainConfig) -> tuple[Policy, object]:
+    """(policy, world model). Diffusers backbones get a fresh LoRA adapter on their denoiser."""
+    if cfg.world_model == "tabletop":
+        return load_policy(cfg.weights)
+    from spiral.rl.diffusers_policy import DiffusersLoRAPolicy
+    from spiral.worldmodels.diffusers.model import make_diffusers_world_model
+
+    wm = make_diffusers_world_model(cfg.world_model, cfg.model_path or None, **parse_options(cfg.model_options))
+    return DiffusersLoRAPolicy(wm, rank=cfg.lora_rank, alpha=cfg.lora_rank), wm
+
+
+def export_path(out: Path, policy: Policy) -> Path:
+    return out / ("tabletop_wm.safetensors" if isinstance(policy, TabletopPolicy) else "lora.safetensors")
+
+
+def export(path: Path, policy: Policy, info: dict) -> None:
+    """The tabletop model as float16 weights in the shipped format; a LoRA adapter as its tensors."""
+    if isinstance(policy, TabletopPolicy):
+        export_half(path, policy.net, policy.net.cfg.to_dict(), info)
+    else:
+        save_atomic(path, policy.state_dict(), {k: str(v) for k, v in info.items()})
 
 
 @dataclass
@@ -237,7 +285,7 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
     stages = parse_schedule(cfg.schedule)
     out = Path(cfg.out)
     main = dist.rank == 0
-    policy, wm = load_policy(cfg.weights)
+    policy, wm = make_policy(cfg)
     reward = reward or make_reward(cfg.reward, cfg.critic_weights or None)
     if main:  # only once the weights and the reward are known good: a typo must not claim the folder
         out.mkdir(parents=True, exist_ok=True)
@@ -280,15 +328,15 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
             if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations or stopped:
                 save_checkpoint(ckpt, policy, opt, iteration, guard, seconds_before + time.perf_counter() - began)
     bar.close()
-    weights = out / "tabletop_wm.safetensors"
+    weights = export_path(out, policy)
     if main:
         info = {
-            "base": cfg.weights or "shipped tabletop_wm.safetensors", "grpo_iterations": iteration,
+            "base": cfg.weights or cfg.model_path or f"default {cfg.world_model}", "grpo_iterations": iteration,
             "groups": cfg.groups, "group_size": cfg.group_size, "reward": cfg.reward, "schedule": cfg.schedule,
             "train_seconds": round(seconds_before + time.perf_counter() - began, 1), "processes": dist.world,
             "machine": f"{platform.machine()} {os.cpu_count()} cores", "stopped_by_guard": stopped or "",
-        } | {f"base_{k}": v for k, v in wm.info.items()}  # fmt: skip
-        export_half(weights, policy.net, policy.net.cfg.to_dict(), info)
+        } | {f"base_{k}": v for k, v in getattr(wm, "info", {}).items()}  # fmt: skip
+        export(weights, policy, info)
     return GRPOOutcome(weights, iteration, stopped)
 
 
