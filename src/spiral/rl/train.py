@@ -87,14 +87,17 @@ class Distributed:
     world: int = 1
 
     @classmethod
-    def from_env(cls) -> Distributed:
+    def from_env(cls, cuda: bool = False) -> Distributed:
+        """cuda: the model's tensors live on GPUs (one per process, NCCL); else gloo on the CPU."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls()
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group("gloo")
+            if cuda:  # "cuda" then means this process's own GPU
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl" if cuda else "gloo")
         return cls(dist.get_rank(), world)
 
     def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
@@ -280,7 +283,7 @@ class GRPOOutcome:
 def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | None = None) -> GRPOOutcome:
     """`reward` overrides cfg.reward with any callable (clips, task) -> (G,) rewards."""
     torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
-    dist = Distributed.from_env()
+    dist = Distributed.from_env(cuda=cfg.world_model != "tabletop" and torch.cuda.is_available())
     iteration_groups(cfg, dist)  # refuse a bad split before any work
     stages = parse_schedule(cfg.schedule)
     out = Path(cfg.out)
