@@ -1,6 +1,6 @@
 """Quality and speed of the tabletop world model on held-out scenes, judged by the oracle from pixels.
 
-    .venv/bin/python benchmarks/world_model_quality.py [--probes 200] [--weights FILE]
+    .venv/bin/python benchmarks/world_model_quality.py [--probes 200] [--weights FILE] [--guidance G]
 
 Single-step success: one sample per probe; the postcondition holds and nothing else changed.
 Objects preserved: no object vanished, doubled, appeared or changed colour/shape.
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from spiral.worldmodels.tabletop import TabletopWorldModel
+from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 from spiral.worldmodels.tabletop_eval import evaluate, make_probes
 from spiral.worlds.tabletop.grammar import to_text
 
@@ -36,10 +36,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--weights", default=None)
+    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the sampler's)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    wm = TabletopWorldModel.load(args.weights)
+    sampler = SamplerConfig() if args.guidance is None else SamplerConfig(guidance_scale=args.guidance)
+    wm = TabletopWorldModel.load(args.weights, sampler=sampler)
     probes = make_probes(args.probes)
     wm.generate(probes[0].frame, to_text(probes[0].action), seed=0)  # load the text encoder first
     one = timed(lambda: wm.generate(probes[1].frame, to_text(probes[1].action), seed=1), 20)
@@ -50,7 +52,7 @@ def main() -> None:
     params = sum(p.numel() for p in wm.net.parameters())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     print(f"model: {params / 1e6:.2f}M parameters, trained {wm.info.get('steps')} steps in {wm.info.get('train_seconds')} s "
-          f"({wm.info.get('machine')}); {wm.sampler.num_inference_steps} Euler steps; frames {wm.num_frames} x {wm.frame_size}px")  # fmt: skip
+          f"({wm.info.get('machine')}); {wm.sampler.num_inference_steps} Euler steps, guidance {wm.sampler.guidance_scale}; frames {wm.num_frames} x {wm.frame_size}px")  # fmt: skip
     print(f"held-out probes: {len(probes)} (one sample each)")
     print(f"  single-step success (canonical wording) {canonical.success:6.1%}   target >= 70%")
     print(f"  postcondition holds                     {canonical.postcondition:6.1%}")

@@ -27,8 +27,8 @@ def main() -> None:
     seen, tasks = {}, []
     load_policy = train.load_policy
 
-    def capturing_load_policy(path):
-        policy, wm = load_policy(path)
+    def capturing_load_policy(path, guidance=0.0):
+        policy, wm = load_policy(path, guidance)
         seen["policy"], seen["start"] = policy, digest(policy.net.state_dict())
         return policy, wm
 

@@ -1,6 +1,8 @@
 """TabletopPolicy on a tiny random net: rollouts, exact on-policy ratios, the frozen reference, a
 GRPO step moving the policy, the state round trip; and the curriculum's tasks."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,17 @@ def test_curriculum_tasks_atomic_and_chained_from_the_models_own_frames():
             assert np.array_equal(task.start, last_frames[0, -1]), "the step starts from the model's own frame"
             assert not np.array_equal(task.start, first_start[0]), "which differs from the fresh render"
     assert chained, "max horizon 3 over 6 draws should give some chained tasks"
+
+
+def test_fallback_actions_handle_frames_read_as_one_object_or_none():
+    """A chain step from a model frame where the oracle finds one object (only region moves are
+    possible) or none must not crash the curriculum."""
+    from spiral.worldmodels.tabletop_eval import random_feasible_action
+    from spiral.worlds.tabletop.scene import random_scene
+
+    rng = np.random.default_rng(0)
+    scene = random_scene(rng)
+    one = replace(scene, objects=scene.objects[:1])
+    action = random_feasible_action(one, rng)
+    assert action is not None and action.relation == "in" and action.subject == one.objects[0].name
+    assert random_feasible_action(replace(scene, objects=()), rng) is None

@@ -81,7 +81,8 @@ def test_sde_sampling_gives_finite_logprobs_that_rescore_exactly():
     start = to_model_space(torch.from_numpy(starts), wm.cfg.resolution)
     t, t_next = rollout.timesteps[1], rollout.timesteps[2]
     with torch.no_grad():
-        v = velocity(wm.net, rollout.latents[1], t, start, text, pad, 1.0, None)
+        null = wm.net.null_condition(2)
+        v = velocity(wm.net, rollout.latents[1], t, start, text, pad, wm.sampler.guidance_scale, null)
     _, lp = sde_step_with_logprob(rollout.latents[1], v, t, t_next, 0.7, prev_sample=rollout.latents[2])
     torch.testing.assert_close(lp, rollout.log_probs[:, 1])
     ode = wm.sample(starts, [INSTRUCTION] * 2, seeds=[1, 2], noise_level=0.0)

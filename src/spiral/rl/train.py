@@ -35,7 +35,7 @@ from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, grpo_lo
 from spiral.rl.guard import ProbeReading, RewardHackingGuard
 from spiral.rl.policy import GroupRollout, Policy, TabletopPolicy
 from spiral.rl.rewards import Reward, judged_success, make_reward
-from spiral.worldmodels.tabletop import TabletopWorldModel
+from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 from spiral.worldmodels.tabletop_eval import make_probes
 from spiral.worlds.tabletop.grammar import to_text
 
@@ -55,6 +55,7 @@ class GRPOTrainConfig:
         "", "diffusers backbones: KEY=VALUE,... of DiffusersConfig, e.g. 'height=480,width=832,num_frames=33,device=cuda'"
     )
     lora_rank: int = option(16, "diffusers backbones: LoRA rank (alpha = rank)")
+    guidance: float = option(0.0, "tabletop: classifier-free guidance of the rollouts; 0 = the model's sampler default")
     iterations: int = option(100, "GRPO iterations in total (a resumed run stops here too)")
     groups: int = option(8, "groups (tasks) per iteration, shared out over the processes")
     group_size: int = option(8, "clips sampled per group from the same start frame and action")
@@ -122,8 +123,8 @@ class Distributed:
         return bool(t.item())
 
 
-def load_policy(weights: str) -> tuple[TabletopPolicy, TabletopWorldModel]:
-    wm = TabletopWorldModel.load(weights or None)
+def load_policy(weights: str, guidance: float = 0.0) -> tuple[TabletopPolicy, TabletopWorldModel]:
+    wm = TabletopWorldModel.load(weights or None, sampler=SamplerConfig(guidance_scale=guidance) if guidance else None)
     return TabletopPolicy(wm), wm
 
 
@@ -146,7 +147,7 @@ def parse_options(text: str) -> dict:
 def make_policy(cfg: GRPOTrainConfig) -> tuple[Policy, object]:
     """(policy, world model). Diffusers backbones get a fresh LoRA adapter on their denoiser."""
     if cfg.world_model == "tabletop":
-        return load_policy(cfg.weights)
+        return load_policy(cfg.weights, cfg.guidance)
     from spiral.rl.diffusers_policy import DiffusersLoRAPolicy
     from spiral.worldmodels.diffusers.model import make_diffusers_world_model
 

@@ -44,8 +44,13 @@ class QualityResult:
 
 
 def random_feasible_action(scene: Scene, rng: np.random.Generator) -> Action | None:
+    """A feasible action that is not already done, or None. A scene read off a model's frame may
+    hold a single object (only region moves) or none."""
+    if not scene.objects:
+        return None
+    relation = "in" if len(scene.objects) == 1 else None
     for _ in range(50):
-        action = random_action(scene, rng)
+        action = random_action(scene, rng, relation)
         if not worth_doing(scene, action):
             continue
         if sample_target(scene, action, rng) is not None:
