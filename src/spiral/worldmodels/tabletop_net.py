@@ -28,9 +28,9 @@ class TabletopNetConfig:
     text_dim: int = 384  # the sentence encoder's token embedding size
     mlp_ratio: float = 4.0
     # The net sees the change from the start frame times this factor. Changes are sparse (about 5%
-    # of pixels, std 0.08 unscaled), so unscaled the noise drowns them at all but the lowest noise
-    # levels and the sampler decides where things go in its last step; scaled, the layout is decided
-    # mid-trajectory, as in latent models whose latents are scaled to unit variance.
+    # of pixels, std 0.08 unscaled), so unscaled the noise drowns them at all but low noise levels,
+    # as latent models avoid by scaling latents to unit variance. Tried: 6 (std ~0.5) stayed at 0%
+    # held-out success after 7,000 steps where 1 had reached 4%, so the shipped model uses 1.
     change_scale: float = 1.0
 
     @property

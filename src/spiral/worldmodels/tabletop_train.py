@@ -50,7 +50,7 @@ class WorldModelTrainConfig:
     dim: int = option(128, "transformer width")
     depth: int = option(6, "transformer blocks")
     heads: int = option(4, "attention heads")
-    change_scale: float = option(6.0, "factor on the change from the start frame the net generates (see TabletopNetConfig)")
+    change_scale: float = option(1.0, "factor on the change from the start frame the net generates (see TabletopNetConfig)")
     seed: int = option(0, "seed of initialisation, batches and noise")
     checkpoint_every: int = option(250, "steps between checkpoints")
     eval_every: int = option(1000, "steps between oracle evaluations on held-out probes (0: never)")
