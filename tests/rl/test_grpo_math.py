@@ -129,9 +129,10 @@ def test_guard_fires_when_reward_rises_while_judged_success_falls():
         "reward hacking suspected at iteration 20: since iteration 0 the critic's reward rose 0.400 -> 0.450 "
         "while the judge's success fell 0.600 -> 0.500"
     )
-    # It compares against the reading `window` evaluations back, not the previous one.
-    assert feed(RewardHackingGuard(window=1), [(0.40, 0.60), (0.45, 0.50)])[1] is not None
-    assert feed(RewardHackingGuard(window=3), [(0.40, 0.60), (0.41, 0.60), (0.45, 0.50)]) == [None] * 3
+    # A drift too slow to show between neighbouring readings is caught within the window only.
+    slow = [(0.40, 0.60), (0.415, 0.57), (0.43, 0.54)]
+    assert feed(RewardHackingGuard(window=1), slow) == [None] * 3
+    assert feed(RewardHackingGuard(window=2), slow)[2] is not None
 
 
 def test_guard_stays_quiet_below_the_thresholds_or_when_both_rise():
@@ -143,8 +144,9 @@ def test_guard_stays_quiet_below_the_thresholds_or_when_both_rise():
     assert feed(RewardHackingGuard(), small_rise) == [None] * 3
     small_drop = [(0.40, 0.60), (0.50, 0.60), (0.60, 0.57)]  # -0.03 < 0.05
     assert feed(RewardHackingGuard(), small_drop) == [None] * 3
-    # Before the window has filled there is nothing to compare against, however big the swing.
-    assert feed(RewardHackingGuard(window=2), [(0.0, 1.0), (1.0, 0.0)]) == [None, None]
+    # The first reading has nothing to compare against; the second already has.
+    first, second = feed(RewardHackingGuard(window=2), [(0.0, 1.0), (1.0, 0.0)])
+    assert first is None and second is not None
     custom = RewardHackingGuard(window=1, reward_rise=0.2, judged_drop=0.2)
     assert feed(custom, [(0.0, 1.0), (0.1, 0.0), (0.4, 0.0)]) == [None, None, None]
 

@@ -17,25 +17,25 @@ class ProbeReading:
 
 @dataclass
 class RewardHackingGuard:
-    """Fires when, against the reading `window` evaluations back, the reward rose by at least
-    `reward_rise` while judged success fell by at least `judged_drop`."""
+    """Fires when, against any of the last `window` readings, the reward rose by at least
+    `reward_rise` while judged success fell by at least `judged_drop`. Comparing with every recent
+    reading, not only the previous one, catches a slow drift that no single interval shows."""
 
-    window: int = 2
+    window: int = 5
     reward_rise: float = 0.02
     judged_drop: float = 0.05
     readings: list[ProbeReading] = field(default_factory=list)
 
     def add(self, reading: ProbeReading) -> str | None:
+        earlier = self.readings[-self.window :]
         self.readings.append(reading)
-        if len(self.readings) <= self.window:
-            return None
-        then = self.readings[-1 - self.window]
-        if reading.reward - then.reward >= self.reward_rise and then.judged - reading.judged >= self.judged_drop:
-            return (
-                f"reward hacking suspected at iteration {reading.iteration}: since iteration {then.iteration} the "
-                f"critic's reward rose {then.reward:.3f} -> {reading.reward:.3f} while the judge's success fell "
-                f"{then.judged:.3f} -> {reading.judged:.3f}"
-            )
+        for then in earlier:  # oldest first: the message names the longest stretch
+            if reading.reward - then.reward >= self.reward_rise and then.judged - reading.judged >= self.judged_drop:
+                return (
+                    f"reward hacking suspected at iteration {reading.iteration}: since iteration {then.iteration} the "
+                    f"critic's reward rose {then.reward:.3f} -> {reading.reward:.3f} while the judge's success fell "
+                    f"{then.judged:.3f} -> {reading.judged:.3f}"
+                )
         return None
 
     def to_list(self) -> list[dict]:

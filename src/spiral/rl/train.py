@@ -73,7 +73,7 @@ class GRPOTrainConfig:
     probes: int = option(32, "fixed probes on which the guard compares reward and judged success")
     eval_every: int = option(10, "iterations between probe evaluations (0: never, no guard)")
     guard: bool = option(True, "stop when reward rises while judged success falls (reward hacking)")
-    guard_window: int = option(2, "the guard compares against the probe reading this many evaluations back")
+    guard_window: int = option(5, "the guard compares the newest probe reading with each of this many before it")
     seed: int = option(0, "seed of tasks, sampling noise and step choice")
     checkpoint_every: int = option(5, "iterations between checkpoints")
     threads: int = option(0, "torch threads; 0 = OMP_NUM_THREADS or 1")
