@@ -135,13 +135,17 @@ def parse_options(text: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise SpiralError(f"bad --model-options item {item!r}: write KEY=VALUE,... e.g. 'height=480,num_frames=33'")
-        for kind in (int, float):
-            try:
-                options[key] = kind(value)
-                break
-            except ValueError:
-                options[key] = value
+        options[key] = number_or_text(value)
     return options
+
+
+def number_or_text(value: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def make_policy(cfg: GRPOTrainConfig) -> tuple[Policy, object]:
