@@ -95,7 +95,7 @@ class TabletopTasks:
         planner = SymbolicPlanAgent(seed=int(rng.integers(2**31)))
         frame = render(scene, self.frame_size)
         for index in range(horizon):
-            action = self.propose(planner, goal, frame, rng)
+            action = self.propose(planner, goal, frame)
             if action is None:
                 return None if index == 0 else self.fallback(frame, rng, horizon, index)
             if index == horizon - 1:
@@ -105,7 +105,7 @@ class TabletopTasks:
         return None
 
     @staticmethod
-    def propose(planner: SymbolicPlanAgent, goal: str, frame: np.ndarray, rng) -> Action | None:
+    def propose(planner: SymbolicPlanAgent, goal: str, frame: np.ndarray) -> Action | None:
         """The PlanAgent's next step from this frame (it replans from what it sees), or None when
         the goal is done or cannot be planned from here."""
         plan = planner.plan(goal, frame, WorldMemory(goal))

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from spiral.checkpoints import prefixed
 from spiral.rl.sde import gaussian_log_prob, sde_mean_std
-from spiral.worldmodels.tabletop import TabletopWorldModel, to_model_space, velocity
+from spiral.worldmodels.tabletop import TabletopWorldModel, velocity
 
 
 @dataclass
@@ -112,8 +113,6 @@ class TabletopPolicy:
         starts = np.repeat(start[None], len(seeds), axis=0)
         with same_kernels_as_training():
             sampled = self.wm.sample(starts, [instruction] * len(seeds), seeds, noise_level)
-        start_small = to_model_space(torch.from_numpy(starts), self.wm.cfg.resolution)
-        text, pad = self.wm.text.encode([instruction] * len(seeds))
         return GroupRollout(
             self.wm.decode(starts, sampled.x0),
             sampled.latents,
@@ -122,7 +121,7 @@ class TabletopPolicy:
             instruction,
             list(seeds),
             noise_level,
-            condition=(start_small, text, pad),
+            condition=sampled.condition,
         )
 
     def evaluate(self, rollout: GroupRollout, steps: Sequence[int], reference: bool = False) -> StepEval:
@@ -152,5 +151,5 @@ class TabletopPolicy:
         }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-        self.reference.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ref.")})
+        self.net.load_state_dict(prefixed(state, "net"))
+        self.reference.load_state_dict(prefixed(state, "ref"))

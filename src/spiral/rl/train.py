@@ -312,6 +312,10 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
         log(out, {"iteration": 0, "probe_reward": first.reward, "probe_judged": first.judged})
     bar = tqdm(total=cfg.iterations, initial=iteration, desc="grpo", unit="it", disable=not (progress and main))
     began, stopped = time.perf_counter(), None
+
+    def elapsed() -> float:  # training seconds over every resumed part of the run
+        return seconds_before + time.perf_counter() - began
+
     while iteration < cfg.iterations and stopped is None:
         horizon = horizon_at(stages, iteration)
         record = run_iteration(policy, opt, tasks, reward, cfg, iteration, dist, horizon)
@@ -331,17 +335,17 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
         if stop_all and stopped is None:
             stopped = "stopped by process 0's reward-hacking guard"
         if main:
-            record["seconds"] = round(seconds_before + time.perf_counter() - began, 2)
+            record["seconds"] = round(elapsed(), 2)
             log(out, record)
             if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations or stopped:
-                save_checkpoint(ckpt, policy, opt, iteration, guard, seconds_before + time.perf_counter() - began)
+                save_checkpoint(ckpt, policy, opt, iteration, guard, elapsed())
     bar.close()
     weights = export_path(out, policy)
     if main:
         info = {
             "base": cfg.weights or cfg.model_path or f"default {cfg.world_model}", "grpo_iterations": iteration,
             "groups": cfg.groups, "group_size": cfg.group_size, "reward": cfg.reward, "schedule": cfg.schedule,
-            "train_seconds": round(seconds_before + time.perf_counter() - began, 1), "processes": dist.world,
+            "train_seconds": round(elapsed(), 1), "processes": dist.world,
             "machine": f"{platform.machine()} {os.cpu_count()} cores", "stopped_by_guard": stopped or "",
         } | {f"base_{k}": v for k, v in getattr(wm, "info", {}).items()}  # fmt: skip
         export(weights, policy, info)

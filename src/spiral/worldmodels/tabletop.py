@@ -56,6 +56,7 @@ class Rollout:
     latents: list[torch.Tensor]
     log_probs: torch.Tensor  # (B, steps); zeros for deterministic (ODE) sampling
     timesteps: list[float]
+    condition: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (start in model space, text, pad): re-scoring needs it
 
 
 def timesteps(steps: int, shift: float = 1.0) -> list[float]:
@@ -185,7 +186,7 @@ class TabletopWorldModel:
             latents.append(x)
             log_probs.append(lp)
         limit = self.cfg.change_scale
-        return Rollout(x.clamp(-limit, limit), latents, torch.stack(log_probs, dim=1), ts)
+        return Rollout(x.clamp(-limit, limit), latents, torch.stack(log_probs, dim=1), ts, (start, text, pad))
 
     def decode(self, starts: np.ndarray, latent: torch.Tensor) -> np.ndarray:
         """Start frames (B, H, W, 3) uint8 + clean change latents -> clips (B, T, H, W, 3) uint8.
