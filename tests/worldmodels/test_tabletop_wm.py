@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,13 @@ from spiral.rl.sde import sde_step_with_logprob
 from spiral.worldmodels.base import check_world_model, prepare_frame
 from spiral.worldmodels.tabletop import TabletopWorldModel, default_weights
 from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
-from spiral.worldmodels.tabletop_train import WorldModelTrainConfig, flow_matching_loss, load_clips, train_world_model
+from spiral.worldmodels.tabletop_train import (
+    WorldModelTrainConfig,
+    flow_matching_loss,
+    load_clips,
+    lr_at,
+    train_world_model,
+)
 from spiral.worldmodels.text import shared_text_encoder
 from spiral.worlds.tabletop.render import render
 from spiral.worlds.tabletop.scene import random_scene
@@ -20,16 +27,33 @@ FRAME = render(random_scene(np.random.default_rng(0)), 64)
 INSTRUCTION = "move the red square to the left side"
 
 
-def tiny_model(seed=0):
+def tiny_model(seed=0, sigma_data=0.0):
     torch.manual_seed(seed)
-    net = TabletopNet(TINY)
+    net = TabletopNet(replace(TINY, sigma_data=sigma_data))
     # Zero-initialised output layers would make every sample identical; give them some weight.
     torch.nn.init.normal_(net.out.weight, std=0.05)
     return TabletopWorldModel(net)
 
 
-def test_tiny_random_model_passes_conformance():
-    check_world_model(tiny_model(), FRAME, INSTRUCTION)
+@pytest.mark.parametrize("sigma_data", [0.0, 0.08])
+def test_tiny_random_model_passes_conformance(sigma_data):
+    check_world_model(tiny_model(sigma_data=sigma_data), FRAME, INSTRUCTION)
+
+
+def test_preconditioning_keeps_the_input_at_low_noise_and_ignores_it_at_pure_noise():
+    plain, pre = tiny_model().net, tiny_model(sigma_data=0.08).net  # the same weights
+    x = 0.08 * torch.randn(2, 7, 3, 32, 32)
+    start = torch.rand(2, 3, 32, 32) * 2 - 1
+    text, pad = shared_text_encoder().encode([INSTRUCTION] * 2)
+    with torch.no_grad():
+        low = pre(x, torch.full((2,), 1e-4), start, text, pad)
+        assert (low - x).abs().max() < 1e-3  # c_skip ~ 1, c_out ~ t: the clean input passes through
+        assert (plain(x, torch.full((2,), 1e-4), start, text, pad) - x).abs().max() > 0.05  # unlike the plain net
+        noise = torch.randn(2, 7, 3, 32, 32)
+        at_one = pre(noise, torch.ones(2), start, text, pad)
+        # At t = 1 the input is pure noise: c_skip = 0, and the net's output is scaled to sigma_data.
+        f = plain.predict(noise, torch.ones(2), start, text, pad)
+        torch.testing.assert_close(at_one, 0.08 * f)
 
 
 def test_shipped_model_passes_conformance():
@@ -134,3 +158,40 @@ def test_resumed_training_continues_identically(tiny_data, tmp_path):
         train_world_model(
             WorldModelTrainConfig(**{**tiny_cfg(tiny_data, tmp_path / "b", 10).__dict__, "lr": 1.0}), progress=False
         )
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_over_the_last_steps(tmp_path):
+    cfg = WorldModelTrainConfig(data=tmp_path, steps=100, lr=1e-3, warmup=10, lr_decay=40)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(30, cfg) == lr_at(60, cfg) == pytest.approx(1e-3)
+    assert lr_at(80, cfg) == pytest.approx(0.5e-3) and lr_at(99, cfg) == pytest.approx(1e-3 / 40)
+    assert lr_at(99, replace(cfg, lr_decay=0)) == pytest.approx(1e-3)
+
+
+def test_training_can_start_from_exported_weights(tiny_data, tmp_path):
+    first = TabletopWorldModel.load(train_world_model(tiny_cfg(tiny_data, tmp_path / "a", 10), progress=False)).net
+    cfg = replace(tiny_cfg(tiny_data, tmp_path / "b", 3), init=tmp_path / "a" / "tabletop_wm.safetensors", lr=1e-5)
+    tuned = TabletopWorldModel.load(train_world_model(cfg, progress=False)).net
+    torch.manual_seed(1)
+    fresh = TabletopNet(cfg.net_config())
+
+    def distance(a, b):
+        return sum((p - q).abs().sum().item() for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+    # Three small steps from the first run's weights stay near them, far nearer than any random start.
+    assert distance(tuned, first) < 0.05 * distance(fresh, first)
+    with pytest.raises(SpiralError, match=r"another architecture: dim 32 \(given 64\)"):
+        train_world_model(replace(cfg, out=tmp_path / "c", dim=64), progress=False)
+    with pytest.raises(SpiralError, match="missing world-model weights"):
+        train_world_model(replace(cfg, out=tmp_path / "d", init=tmp_path / "none.safetensors"), progress=False)
+
+
+def test_a_run_started_before_a_setting_existed_resumes_at_its_default(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    train_world_model(tiny_cfg(tiny_data, out, 5), progress=False)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["lr_decay"]  # as written by a version without the option
+    (out / "config.json").write_text(json.dumps(saved))
+    train_world_model(tiny_cfg(tiny_data, out, 6), progress=False)
+    with pytest.raises(SpiralError, match="other settings"):
+        train_world_model(replace(tiny_cfg(tiny_data, out, 7), lr_decay=3), progress=False)

@@ -32,6 +32,13 @@ class TabletopNetConfig:
     # as latent models avoid by scaling latents to unit variance. Tried: 6 (std ~0.5) stayed at 0%
     # held-out success after 7,000 steps where 1 had reached 4%, so the shipped model uses 1.
     change_scale: float = 1.0
+    # Preconditioning (EDM, Karras et al. 2022, in flow-matching time): the std of the clean change
+    # latent, or 0 for none. With it the net sees its noisy input scaled to unit variance and predicts
+    # x0 as c_skip * x_t + c_out * F, so at low noise it only corrects its input instead of
+    # re-painting it through a 128-wide token: without it, even given the true clip at t = 0.02 the
+    # shipped net's prediction passed the oracle only 78% of the time (its error floor). 0.08 is the
+    # measured std of the change in the tabletop data.
+    sigma_data: float = 0.0
 
     @property
     def tokens(self) -> int:
@@ -118,7 +125,21 @@ class TabletopNet(nn.Module):
     def forward(
         self, x_t: torch.Tensor, t: torch.Tensor, start: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor
     ) -> torch.Tensor:
-        tokens = torch.cat([self.to_tokens(x_t), self.to_tokens(start[:, None])], dim=-1)
+        sigma = self.cfg.sigma_data
+        if not sigma:
+            return self.predict(x_t, t, start, text, text_pad)
+        # x_t = (1 - t) x0 + t eps has variance (1 - t)^2 sigma^2 + t^2 per value.
+        tt = t.view(-1, 1, 1, 1, 1).to(x_t.dtype)
+        std = ((1 - tt) ** 2 * sigma**2 + tt**2).sqrt()
+        c_skip = (1 - tt) * sigma**2 / std**2  # the best linear guess of x0 from x_t alone
+        c_out = tt * sigma / std  # the std of what that guess leaves
+        return c_skip * x_t + c_out * self.predict(x_t / std, t, start, text, text_pad)
+
+    def predict(
+        self, x_in: torch.Tensor, t: torch.Tensor, start: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor
+    ) -> torch.Tensor:
+        """The transformer itself: x0 when unpreconditioned, else the scaled correction F."""
+        tokens = torch.cat([self.to_tokens(x_in), self.to_tokens(start[:, None])], dim=-1)
         x = self.embed(tokens) + self.pos
         keep = (~text_pad).unsqueeze(-1).float()
         pooled = (text * keep).sum(1) / keep.sum(1).clamp(min=1.0)

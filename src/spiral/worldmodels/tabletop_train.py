@@ -43,6 +43,8 @@ class WorldModelTrainConfig:
     batch_size: int = option(32, "clips per step")
     lr: float = option(3e-4, "AdamW learning rate after warm-up")
     warmup: int = option(200, "steps of linear learning-rate warm-up")
+    lr_decay: int = option(0, "lower the learning rate linearly to 0 over the last N of --steps (0: constant)")
+    init: Path | None = option(None, "start from these exported weights (e.g. the shipped model) instead of random ones")
     weight_decay: float = option(0.01, "AdamW weight decay")
     ema_decay: float = option(0.999, "exponential moving average of the weights, used for sampling")
     text_dropout: float = option(0.1, "share of samples shown without instruction (enables guidance)")
@@ -51,6 +53,9 @@ class WorldModelTrainConfig:
     depth: int = option(6, "transformer blocks")
     heads: int = option(4, "attention heads")
     change_scale: float = option(1.0, "factor on the change from the start frame the net generates (see TabletopNetConfig)")
+    sigma_data: float = option(
+        0.0, "preconditioning: std of the change latent, 0 = off (tried 0.08: worse; see TabletopNetConfig)"
+    )
     seed: int = option(0, "seed of initialisation, batches and noise")
     checkpoint_every: int = option(250, "steps between checkpoints")
     eval_every: int = option(1000, "steps between oracle evaluations on held-out probes (0: never)")
@@ -59,7 +64,12 @@ class WorldModelTrainConfig:
 
     def net_config(self) -> TabletopNetConfig:
         return TabletopNetConfig(
-            resolution=self.resolution, dim=self.dim, depth=self.depth, heads=self.heads, change_scale=self.change_scale
+            resolution=self.resolution,
+            dim=self.dim,
+            depth=self.depth,
+            heads=self.heads,
+            change_scale=self.change_scale,
+            sigma_data=self.sigma_data,
         )
 
 
@@ -132,7 +142,28 @@ def drop_instructions(net: TabletopNet, emb: torch.Tensor, pad: torch.Tensor, dr
 
 
 def lr_at(step: int, cfg: WorldModelTrainConfig) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+    decay = min(1.0, (cfg.steps - step) / cfg.lr_decay) if cfg.lr_decay else 1.0
+    return cfg.lr * warm * decay
+
+
+def initial_net(cfg: WorldModelTrainConfig) -> TabletopNet:
+    """Random weights, or --init's; the architecture options must then match the file's."""
+    if cfg.init is None:
+        return TabletopNet(cfg.net_config())
+    net = TabletopWorldModel.load(cfg.init).net.train()  # names the file and the fix if it is bad
+    if net.cfg != cfg.net_config():
+        theirs, ours = net.cfg.to_dict(), cfg.net_config().to_dict()
+        differ = ", ".join(f"{k} {theirs[k]} (given {ours[k]})" for k in theirs if theirs[k] != ours[k])
+        raise SpiralError(f"--init {cfg.init} has another architecture: {differ}; pass the same options")
+    return net.requires_grad_(True)
+
+
+def same_settings(saved: dict, settings: dict) -> bool:
+    """A run folder's settings match; a setting added to the code after the run began counts as
+    matching at its default, which is what the run used."""
+    defaults = {f: str(getattr(WorldModelTrainConfig, f, None)) for f in settings}
+    return all(saved.get(k, defaults[k]) == v for k, v in settings.items()) and saved.keys() <= settings.keys()
 
 
 # ---- checkpoints (safetensors only; no pickle) -------------------------------------------------
@@ -179,13 +210,13 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     settings = {
         k: str(v) for k, v in asdict(cfg).items() if k not in ("steps", "out", "threads", "eval_every", "checkpoint_every")
     }
-    if config_path.is_file() and json.loads(config_path.read_text()) != settings:
+    if config_path.is_file() and not same_settings(json.loads(config_path.read_text()), settings):
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
 
     clips = load_clips(cfg.data, cfg.resolution)
     torch.manual_seed(cfg.seed)
-    net = TabletopNet(cfg.net_config())
+    net = initial_net(cfg)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
