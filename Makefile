@@ -37,11 +37,14 @@ bench: setup
 
 # Re-create the shipped tabletop world model from scratch (data, training, install); see
 # src/spiral/assets/tabletop_wm.md for what the shipped one took.
-WM_STEPS ?= 8000
+WM_STEPS ?= 11500
+WM_ANNEAL ?= 6000
 world-model: setup
 	$(VENV)/bin/spiral data make --world tabletop --episodes 3000 --seed 0 --failure-rate 0.1 --out data/tabletop-train
 	$(VENV)/bin/spiral train world-model --data data/tabletop-train --out runs/world-model --steps $(WM_STEPS)
-	cp runs/world-model/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
+	$(VENV)/bin/spiral train world-model --data data/tabletop-train --out runs/world-model-anneal \
+		--init runs/world-model/tabletop_wm.safetensors --steps $(WM_ANNEAL) --lr-decay $(WM_ANNEAL)
+	cp runs/world-model-anneal/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
 
 # Re-create the learned tabletop critic (needs the datasets made above and the shipped world model).
 critic: setup

@@ -35,8 +35,9 @@ class TabletopNetConfig:
     # Preconditioning (EDM, Karras et al. 2022, in flow-matching time): the std of the clean change
     # latent, or 0 for none. With it the net sees its noisy input scaled to unit variance and predicts
     # x0 as c_skip * x_t + c_out * F, so at low noise it only corrects its input instead of
-    # re-painting it through a 128-wide token (given the true clip at t = 0.02 the unpreconditioned
-    # net's prediction passes the oracle only 78% of the time). Tried with 0.08, the measured std:
+    # re-painting it through a 128-wide token (given the true clip noised to t = 0.02, the
+    # unpreconditioned net's clip passes the oracle only 70-74% of the time, against 98% for the
+    # true clip through the same latent: benchmarks/world_model_ceiling.py). Tried with 0.08, the measured std:
     # worse, because the change is sparse, so the skip also passes noise into the still background,
     # which the net must then cancel exactly; at 3,500 steps the frames were grainy all over and the
     # training loss above the unpreconditioned run's. Off by default.

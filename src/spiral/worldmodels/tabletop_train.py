@@ -147,16 +147,19 @@ def lr_at(step: int, cfg: WorldModelTrainConfig) -> float:
     return cfg.lr * warm * decay
 
 
-def initial_net(cfg: WorldModelTrainConfig) -> TabletopNet:
-    """Random weights, or --init's; the architecture options must then match the file's."""
+def initial_net(cfg: WorldModelTrainConfig) -> tuple[TabletopNet, dict]:
+    """Random weights, or --init's (the architecture options must then match the file's), and the
+    training behind them: {"steps": ..., "train_seconds": ...}."""
     if cfg.init is None:
-        return TabletopNet(cfg.net_config())
-    net = TabletopWorldModel.load(cfg.init).net.train()  # names the file and the fix if it is bad
+        return TabletopNet(cfg.net_config()), {"steps": 0, "train_seconds": 0.0}
+    wm = TabletopWorldModel.load(cfg.init)  # names the file and the fix if it is bad
+    net = wm.net.train()
     if net.cfg != cfg.net_config():
         theirs, ours = net.cfg.to_dict(), cfg.net_config().to_dict()
         differ = ", ".join(f"{k} {theirs[k]} (given {ours[k]})" for k in theirs if theirs[k] != ours[k])
         raise SpiralError(f"--init {cfg.init} has another architecture: {differ}; pass the same options")
-    return net.requires_grad_(True)
+    before = {"steps": int(wm.info.get("steps", 0)), "train_seconds": float(wm.info.get("train_seconds", 0.0))}
+    return net.requires_grad_(True), before
 
 
 def same_settings(saved: dict, settings: dict) -> bool:
@@ -216,7 +219,7 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
 
     clips = load_clips(cfg.data, cfg.resolution)
     torch.manual_seed(cfg.seed)
-    net = initial_net(cfg)
+    net, before = initial_net(cfg)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -259,9 +262,11 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
             save_checkpoint(ckpt, net, ema, opt, gen, rng, step, extra)
     bar.close()
     extra["seconds"] = seconds_before + time.perf_counter() - began
+    # steps and train_seconds count the --init weights' training too: what it took to make these.
     info = {
-        "steps": step, "batch_size": cfg.batch_size, "clips": len(clips.actions), "data": str(cfg.data),
-        "train_seconds": round(extra["seconds"], 1), "threads": torch.get_num_threads(),
+        "steps": before["steps"] + step, "batch_size": cfg.batch_size, "clips": len(clips.actions), "data": str(cfg.data),
+        "train_seconds": round(before["train_seconds"] + extra["seconds"], 1), "threads": torch.get_num_threads(),
+        "init": "" if cfg.init is None else str(cfg.init), "steps_this_run": step, "lr_decay": cfg.lr_decay,
         "machine": f"{platform.machine()} {os.cpu_count()} cores", "final_loss": None if last_loss is None else round(last_loss, 5),
     }  # fmt: skip
     weights = out / "tabletop_wm.safetensors"
