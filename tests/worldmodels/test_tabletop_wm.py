@@ -166,6 +166,8 @@ def test_learning_rate_warms_up_then_decays_to_zero_over_the_last_steps(tmp_path
     assert lr_at(30, cfg) == lr_at(60, cfg) == pytest.approx(1e-3)
     assert lr_at(80, cfg) == pytest.approx(0.5e-3) and lr_at(99, cfg) == pytest.approx(1e-3 / 40)
     assert lr_at(99, replace(cfg, lr_decay=0)) == pytest.approx(1e-3)
+    with pytest.raises(SpiralError, match="--lr-decay must be 0"):
+        train_world_model(replace(cfg, lr_decay=-5, out=tmp_path / "run"), progress=False)
 
 
 def test_training_can_start_from_exported_weights(tiny_data, tmp_path):

@@ -207,6 +207,8 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     from spiral.worldmodels.tabletop_eval import evaluate, make_probes
 
     torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if cfg.lr_decay < 0:
+        raise SpiralError(f"--lr-decay must be 0 (constant) or a number of steps, got {cfg.lr_decay}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
