@@ -8,7 +8,7 @@ from safetensors import safe_open
 
 from spiral.agents.critic.learned import LearnedCriticAgent, canonical, default_weights, load_net
 from spiral.agents.critic.learned_data import CriticData, cached_rollouts, training_probes
-from spiral.agents.critic.learned_metrics import fit_platt, roc_auc
+from spiral.agents.critic.learned_metrics import balanced_threshold, fit_platt, roc_auc
 from spiral.agents.critic.learned_net import KINDS, CriticNet, CriticNetConfig, TextTable, predict
 from spiral.agents.critic.learned_train import CriticTrainConfig, train_critic
 from spiral.agents.protocols import CriticAgent
@@ -156,3 +156,14 @@ def test_shipped_weights_load_and_judge_a_clip():
     agent = LearnedCriticAgent.load()
     critique = agent.critique(STEP, clip(), WorldMemory("test goal"))
     assert 0.0 <= critique.score <= 1.0 and agent.info["stage"] == "sft+rm"
+    assert agent.threshold == float(agent.info["threshold"]) and 0.0 < agent.threshold < 1.0  # chosen in training
+    assert LearnedCriticAgent.load(threshold=0.9).threshold == 0.9
+
+
+def test_the_pass_threshold_is_chosen_for_balanced_accuracy():
+    # Calibrated scores of rare passes stay low: every pass scores 0.2-0.4, every fail below 0.15
+    # but one at 0.3. 0.5 would reject everything; the chosen cut keeps all passes, loses one fail.
+    passes, fails = torch.tensor([0.2, 0.25, 0.3, 0.4]), torch.tensor([0.01, 0.05, 0.1, 0.12, 0.14, 0.3])
+    cut = balanced_threshold(torch.cat([passes, fails]), torch.tensor([1] * 4 + [0] * 6))
+    assert 0.14 < cut <= 0.2
+    assert balanced_threshold(passes, torch.ones(4)) == 0.5  # one class only: nothing to choose

@@ -92,9 +92,11 @@ class LearnedCriticAgent:
         self.info = info or {}
 
     @classmethod
-    def load(cls, path: str | Path | None = None, threshold: float = 0.5) -> LearnedCriticAgent:
+    def load(cls, path: str | Path | None = None, threshold: float | None = None) -> LearnedCriticAgent:
+        """threshold: the score at which a clip passes; by default the one training chose on
+        held-back rollouts (best balanced accuracy), or 0.5 for weights that carry none."""
         net, info = load_net(path)
-        return cls(net, threshold, info=info)
+        return cls(net, float(info.get("threshold", 0.5)) if threshold is None else threshold, info=info)
 
     @torch.no_grad()
     def predict(self, clips: Sequence, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -58,6 +58,23 @@ def fit_platt(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> t
     return float(log_scale.detach().exp()), float(bias.detach())
 
 
+def balanced_threshold(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """The score threshold with the best balanced accuracy (mean of the pass and fail recalls) on
+    held-back clips. Passes are rare among rollouts, so a calibrated critic's probabilities can stay
+    below 0.5 even for its most confident passes; at 0.5 it would then reject every clip."""
+    s, y = scores.double(), labels.bool()
+    if y.all() or not y.any():
+        return 0.5
+    cuts = torch.unique(s)
+    best, best_cut = -1.0, 0.5
+    for lo, hi in zip(torch.cat([cuts[:1] - 1e-3, cuts[:-1]]).tolist(), cuts.tolist(), strict=True):
+        cut = (lo + hi) / 2  # between two neighbouring scores: passes are scores >= cut
+        balanced = float(((s >= cut) & y).sum() / y.sum() + ((s < cut) & ~y).sum() / (~y).sum()) / 2
+        if balanced > best:
+            best, best_cut = balanced, cut
+    return float(best_cut)
+
+
 def critic_metrics(out, success: torch.Tensor, kind: torch.Tensor, drift: torch.Tensor) -> dict:
     """How a critic's outputs (learned_net.CriticOutput) agree with the labels: ROC-AUC, accuracy
     at 0.5, calibration (ECE, Brier), and on the failed clips the failure-kind and replan accuracy."""

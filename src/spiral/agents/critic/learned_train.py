@@ -25,7 +25,14 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from spiral.agents.critic.learned_data import CriticData, cached_rollouts, load_dataset, training_probes, weights_digest
-from spiral.agents.critic.learned_metrics import critic_metrics, fit_platt, metrics_table, score_histograms_svg, text_histogram
+from spiral.agents.critic.learned_metrics import (
+    balanced_threshold,
+    critic_metrics,
+    fit_platt,
+    metrics_table,
+    score_histograms_svg,
+    text_histogram,
+)
 from spiral.agents.critic.learned_net import CriticNet, CriticNetConfig, TextTable, clips_to_input, predict
 from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic
 from spiral.config import option
@@ -256,11 +263,13 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
         logits = predict(net, d.frames[fit_on], split.text_ids[fit_on], table, calibrated=False).success
         scale, bias = fit_platt(logits, d.success[fit_on])
     net.calib.copy_(torch.tensor([scale, bias]))
+    calibrated = torch.sigmoid(predict(net, d.frames[fit_on], split.text_ids[fit_on], table).success)
+    threshold = balanced_threshold(calibrated, d.success[fit_on])
     weights = out / WEIGHTS_NAME
     info = {
         "stage": "sft+rm", "sft_steps": cfg.sft_steps, "rm_steps": cfg.rm_steps, "clips": len(d),
         "rollouts": int(d.rollout.sum()), "world_model_sha256_16": digest, "data": cfg.data,
-        "platt_scale": round(scale, 4), "platt_bias": round(bias, 4),
+        "platt_scale": round(scale, 4), "platt_bias": round(bias, 4), "threshold": round(threshold, 4),
         "train_seconds": round(seconds_before + time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
     }  # fmt: skip
     export_weights(weights, net, info)
