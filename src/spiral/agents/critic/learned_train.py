@@ -258,13 +258,13 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     val_roll = split.val[d.rollout[split.val] & ~d.guided[split.val]]  # real samples only
     y_roll = d.success[val_roll]
     fit_on = val_roll if min(int(y_roll.sum()), int((1 - y_roll).sum())) >= 5 else split.val
+    logits = predict(net, d.frames[fit_on], split.text_ids[fit_on], table, calibrated=False).success
     scale, bias = 1.0, 0.0  # nothing held back (or one class only): leave the scores as they are
     if 0 < int(d.success[fit_on].sum()) < len(fit_on):
-        logits = predict(net, d.frames[fit_on], split.text_ids[fit_on], table, calibrated=False).success
         scale, bias = fit_platt(logits, d.success[fit_on])
     net.calib.copy_(torch.tensor([scale, bias]))
-    calibrated = torch.sigmoid(predict(net, d.frames[fit_on], split.text_ids[fit_on], table).success)
-    threshold = balanced_threshold(calibrated, d.success[fit_on])
+    # The pass threshold on the same clips' calibrated scores (what the net now outputs for them).
+    threshold = balanced_threshold(torch.sigmoid(logits * net.calib[0] + net.calib[1]), d.success[fit_on])
     weights = out / WEIGHTS_NAME
     info = {
         "stage": "sft+rm", "sft_steps": cfg.sft_steps, "rm_steps": cfg.rm_steps, "clips": len(d),
