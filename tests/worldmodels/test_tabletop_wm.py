@@ -10,11 +10,11 @@ from spiral.errors import SpiralError
 from spiral.rl.sde import sde_step_with_logprob
 from spiral.worldmodels.base import check_world_model, prepare_frame
 from spiral.worldmodels.tabletop import TabletopWorldModel, default_weights
+from spiral.worldmodels.tabletop_data import load_clips
 from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
 from spiral.worldmodels.tabletop_train import (
     WorldModelTrainConfig,
     flow_matching_loss,
-    load_clips,
     lr_at,
     train_world_model,
 )
@@ -197,3 +197,38 @@ def test_a_run_started_before_a_setting_existed_resumes_at_its_default(tiny_data
     train_world_model(tiny_cfg(tiny_data, out, 6), progress=False)
     with pytest.raises(SpiralError, match="other settings"):
         train_world_model(replace(tiny_cfg(tiny_data, out, 7), lr_decay=3), progress=False)
+
+
+def test_training_on_fresh_simulator_clips_alone_resumes_identically_with_a_worker(tmp_path):
+    cfg = replace(tiny_cfg(None, tmp_path / "a", 6), fresh=1.0, workers=0)
+    straight = train_world_model(cfg, progress=False)
+    train_world_model(replace(cfg, out=tmp_path / "b", steps=3, workers=1), progress=False)
+    resumed = train_world_model(replace(cfg, out=tmp_path / "b", workers=1), progress=False)
+    a, b = TabletopWorldModel.load(straight), TabletopWorldModel.load(resumed)
+    for k, v in a.net.state_dict().items():
+        torch.testing.assert_close(v, b.net.state_dict()[k], rtol=0, atol=0)
+    assert a.info["fresh_clips"] == "48" and a.info["clips"] == "0"
+    with pytest.raises(SpiralError, match="no --data given"):
+        train_world_model(replace(cfg, out=tmp_path / "c", fresh=0.5), progress=False)
+    with pytest.raises(SpiralError, match="--fresh is a share"):
+        train_world_model(replace(cfg, out=tmp_path / "d", fresh=1.5), progress=False)
+
+
+def test_a_skip_head_grows_on_weights_trained_without_one(tiny_data, tmp_path):
+    base_path = train_world_model(tiny_cfg(tiny_data, tmp_path / "a", 3), progress=False)
+    cfg = replace(tiny_cfg(tiny_data, tmp_path / "b", 0), init=base_path, skip_head=16)
+    grown = TabletopWorldModel.load(train_world_model(cfg, progress=False)).net
+    base = TabletopWorldModel.load(base_path).net
+    assert grown.cfg.skip_head == 16 and base.cfg.skip_head == 0
+    x, start = torch.randn(2, 7, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1
+    text, pad = shared_text_encoder().encode([INSTRUCTION] * 2)
+    with torch.no_grad():  # the new head starts at zero: the grown net computes what the file's did
+        torch.testing.assert_close(
+            grown(x, torch.full((2,), 0.3), start, text, pad), base(x, torch.full((2,), 0.3), start, text, pad)
+        )
+    trained = TabletopWorldModel.load(train_world_model(replace(cfg, out=tmp_path / "c", steps=3), progress=False)).net
+    assert trained.skip[-1].weight.abs().sum() > 0  # and it learns
+    with pytest.raises(SpiralError, match="another architecture: skip_head 16"):
+        train_world_model(
+            replace(cfg, out=tmp_path / "d", init=tmp_path / "c" / "tabletop_wm.safetensors", skip_head=8), progress=False
+        )

@@ -42,6 +42,11 @@ class TabletopNetConfig:
     # which the net must then cancel exactly; at 3,500 steps the frames were grainy all over and the
     # training loss above the unpreconditioned run's. Off by default.
     sigma_data: float = 0.0
+    # Hidden width of a second output head that sees the noisy input tubelet and the start patch
+    # beside the transformer's token (0: none). A token is `dim` wide but its tubelet holds
+    # `tubelet` values (336 by default), so through the token alone the net cannot even copy a
+    # nearly clean input; this head can, and learns per token how much of its input to trust.
+    skip_head: int = 0
 
     @property
     def tokens(self) -> int:
@@ -108,7 +113,14 @@ class TabletopNet(nn.Module):
         self.norm_out = nn.LayerNorm(cfg.dim, elementwise_affine=False)
         self.ada_out = nn.Linear(cfg.dim, 2 * cfg.dim)
         self.out = nn.Linear(cfg.dim, cfg.tubelet)
-        for layer in (self.ada_out, self.out):
+        self.skip = None
+        if cfg.skip_head:
+            self.skip = nn.Sequential(
+                nn.Linear(cfg.dim + cfg.tubelet + start_values, cfg.skip_head),
+                nn.GELU(approximate="tanh"),
+                nn.Linear(cfg.skip_head, cfg.tubelet),
+            )
+        for layer in (self.ada_out, self.out, *([self.skip[-1]] if self.skip is not None else [])):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -151,7 +163,11 @@ class TabletopNet(nn.Module):
         for block in self.blocks:
             x = block(x, cond, text_h, text_pad)
         shift, scale = self.ada_out(F.silu(cond)).chunk(2, dim=-1)
-        return self.from_tokens(self.out(modulate(self.norm_out(x), shift, scale)))
+        h = modulate(self.norm_out(x), shift, scale)
+        out = self.out(h)
+        if self.skip is not None:
+            out = out + self.skip(torch.cat([h, tokens], dim=-1))
+        return self.from_tokens(out)
 
     def null_condition(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.null_text.expand(batch, 1, -1), torch.zeros(batch, 1, dtype=torch.bool, device=self.null_text.device)

@@ -18,18 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic
-from spiral.config import option, required
-from spiral.data.format import read_episode, read_index
-from spiral.data.video import read_video
-from spiral.errors import DatasetError, SpiralError
+from spiral.config import option
+from spiral.errors import SpiralError
 from spiral.worldmodels.tabletop import TabletopWorldModel, change_latent, to_model_space
+from spiral.worldmodels.tabletop_data import SimulatorFeed, TrainingClips, load_clips
 from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
 from spiral.worldmodels.text import shared_text_encoder
-from spiral.worlds.tabletop.actions import Action
 from spiral.worlds.tabletop.paraphrase import paraphrase
 
 T_FLOOR = 0.05  # the velocity loss divides by t; below this the weight would explode
@@ -37,7 +35,11 @@ T_FLOOR = 0.05  # the velocity loss divides by t; below this the weight would ex
 
 @dataclass(frozen=True)
 class WorldModelTrainConfig:
-    data: Path = required("ActWM dataset folder to train on (made by `spiral data make`)")
+    data: Path | None = option(None, "ActWM dataset folder to train on (made by `spiral data make`); omit with --fresh 1")
+    fresh: float = option(
+        0.0, "share of each batch rendered fresh by the tabletop simulator (random scene and feasible action; never repeats)"
+    )
+    workers: int = option(1, "background processes that render the fresh clips ahead of training (0: in this process)")
     out: Path = option(Path("runs/world-model"), "run folder: checkpoint, log and exported weights")
     steps: int = option(4000, "optimizer steps in total (a resumed run stops here too)")
     batch_size: int = option(32, "clips per step")
@@ -56,6 +58,7 @@ class WorldModelTrainConfig:
     sigma_data: float = option(
         0.0, "preconditioning: std of the change latent, 0 = off (tried 0.08: worse; see TabletopNetConfig)"
     )
+    skip_head: int = option(0, "hidden width of the output head that also sees the noisy input (0: none; see TabletopNetConfig)")
     seed: int = option(0, "seed of initialisation, batches and noise")
     checkpoint_every: int = option(250, "steps between checkpoints")
     eval_every: int = option(1000, "steps between oracle evaluations on held-out probes (0: never)")
@@ -70,49 +73,8 @@ class WorldModelTrainConfig:
             heads=self.heads,
             change_scale=self.change_scale,
             sigma_data=self.sigma_data,
+            skip_head=self.skip_head,
         )
-
-
-@dataclass
-class TrainingClips:
-    frames: torch.Tensor  # (N, T, R, R, 3) uint8 at model resolution
-    actions: list[Action]
-
-
-def load_clips(data: Path, resolution: int) -> TrainingClips:
-    """Every step's accepted (successful) clip, area-downsampled to the model resolution. The
-    decoded tensors are cached next to the dataset, keyed by the index, to skip decoding next time."""
-    entries = read_index(data)
-    cache = Path(data) / f".cache-world-model-{resolution}.safetensors"
-    key = f"{len(entries)}:{entries[-1]['id'] if entries else ''}"
-    if cache.is_file():
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(cache), framework="pt") as f:
-                meta = f.metadata()
-                if meta.get("key") == key:
-                    actions = [Action(*a) for a in json.loads(meta["actions"])]
-                    return TrainingClips(f.get_tensor("frames"), actions)
-        except Exception:  # noqa: BLE001 - a broken cache is rebuilt, never trusted
-            pass
-    frames, actions = [], []
-    for entry in tqdm(entries, desc="decoding clips", unit="ep"):
-        episode = read_episode(Path(data) / entry["id"])
-        for step in episode.steps:
-            attempt = step.attempts[step.accepted] if step.accepted is not None else None
-            if attempt is None or attempt.label_success is False:
-                continue
-            video = torch.from_numpy(read_video(Path(data) / entry["id"] / attempt.video))
-            small = (to_model_space(video, resolution) + 1.0) * 127.5
-            frames.append(small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
-            actions.append(Action(step.subject, step.relation, step.anchor))
-    if not frames:
-        raise DatasetError(f"{data} holds no successful step clips to train on")
-    stacked = torch.stack(frames)
-    meta = {"key": key, "actions": json.dumps([[a.subject, a.relation, a.anchor] for a in actions])}
-    save_file({"frames": stacked}, str(cache), metadata=meta)
-    return TrainingClips(stacked, actions)
 
 
 def flow_matching_loss(net: TabletopNet, frames: torch.Tensor, text, pad, gen: torch.Generator) -> torch.Tensor:
@@ -148,16 +110,23 @@ def lr_at(step: int, cfg: WorldModelTrainConfig) -> float:
 
 
 def initial_net(cfg: WorldModelTrainConfig) -> tuple[TabletopNet, dict]:
-    """Random weights, or --init's (the architecture options must then match the file's), and the
-    training behind them: {"steps": ..., "train_seconds": ...}."""
+    """Random weights, or --init's, and the training behind them: {"steps": ..., "train_seconds": ...}.
+    The architecture options must match the file's, except that a skip head may be added to weights
+    trained without one: it starts at zero, so the net starts out computing what the file's did."""
     if cfg.init is None:
         return TabletopNet(cfg.net_config()), {"steps": 0, "train_seconds": 0.0}
     wm = TabletopWorldModel.load(cfg.init)  # names the file and the fix if it is bad
     net = wm.net.train()
     if net.cfg != cfg.net_config():
         theirs, ours = net.cfg.to_dict(), cfg.net_config().to_dict()
-        differ = ", ".join(f"{k} {theirs[k]} (given {ours[k]})" for k in theirs if theirs[k] != ours[k])
-        raise SpiralError(f"--init {cfg.init} has another architecture: {differ}; pass the same options")
+        differ = [k for k in theirs if theirs[k] != ours[k]]
+        if differ != ["skip_head"] or theirs["skip_head"]:
+            listed = ", ".join(f"{k} {theirs[k]} (given {ours[k]})" for k in differ)
+            raise SpiralError(f"--init {cfg.init} has another architecture: {listed}; pass the same options")
+        grown = TabletopNet(cfg.net_config())
+        missing = grown.load_state_dict(net.state_dict(), strict=False).missing_keys
+        assert all(k.startswith("skip.") for k in missing), missing
+        net = grown.train()
     before = {"steps": int(wm.info.get("steps", 0)), "train_seconds": float(wm.info.get("train_seconds", 0.0))}
     return net.requires_grad_(True), before
 
@@ -204,7 +173,7 @@ def export_weights(path: Path, ema: TabletopNet, info: dict) -> None:
 
 # ---- the loop ---------------------------------------------------------------------------------
 def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path:
-    from spiral.worldmodels.tabletop_eval import evaluate, make_probes
+    from spiral.worldmodels.tabletop_eval import make_probes
 
     torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
     if cfg.lr_decay < 0:
@@ -213,13 +182,20 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
     settings = {
-        k: str(v) for k, v in asdict(cfg).items() if k not in ("steps", "out", "threads", "eval_every", "checkpoint_every")
+        k: str(v)
+        for k, v in asdict(cfg).items()
+        if k not in ("steps", "out", "threads", "workers", "eval_every", "checkpoint_every")
     }
     if config_path.is_file() and not same_settings(json.loads(config_path.read_text()), settings):
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
 
-    clips = load_clips(cfg.data, cfg.resolution)
+    fresh_per_step = round(cfg.batch_size * cfg.fresh)
+    if not 0.0 <= cfg.fresh <= 1.0:
+        raise SpiralError(f"--fresh is a share of each batch, between 0 and 1; got {cfg.fresh}")
+    if cfg.data is None and fresh_per_step < cfg.batch_size:
+        raise SpiralError("no --data given: pass an ActWM dataset folder, or --fresh 1 to train on simulator clips only")
+    clips = load_clips(cfg.data, cfg.resolution) if cfg.data is not None else None
     torch.manual_seed(cfg.seed)
     net, before = initial_net(cfg)
     ema = copy.deepcopy(net).requires_grad_(False)
@@ -230,17 +206,54 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     ckpt = out / "checkpoint.safetensors"
     step, extra = load_checkpoint(ckpt, net, ema, opt, gen, rng) if ckpt.is_file() else (0, {"seconds": 0.0})
     probes = make_probes(cfg.eval_probes) if cfg.eval_every else []
+    feed = SimulatorFeed(cfg.seed, fresh_per_step, cfg.net_config().num_frames, cfg.resolution, step, cfg.workers)
+    try:
+        step, last_loss = _train_steps(cfg, net, ema, opt, gen, rng, text, clips, feed, probes, step, extra, progress)
+    finally:
+        feed.close()
+    # steps and train_seconds count the --init weights' training too: what it took to make these.
+    info = {
+        "steps": before["steps"] + step, "batch_size": cfg.batch_size, "clips": 0 if clips is None else len(clips.actions),
+        "data": str(cfg.data), "fresh": cfg.fresh, "fresh_clips": step * fresh_per_step,
+        "train_seconds": round(before["train_seconds"] + extra["seconds"], 1), "threads": torch.get_num_threads(),
+        "init": "" if cfg.init is None else str(cfg.init), "steps_this_run": step, "lr_decay": cfg.lr_decay,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores", "final_loss": None if last_loss is None else round(last_loss, 5),
+    }  # fmt: skip
+    weights = out / "tabletop_wm.safetensors"
+    export_weights(weights, ema, info)
+    return weights
+
+
+def batch_clips(clips: TrainingClips | None, feed: SimulatorFeed, size: int, fresh: int, gen: torch.Generator) -> TrainingClips:
+    """`size - fresh` clips drawn from the dataset, then `fresh` new ones from the simulator."""
+    parts = []
+    if size - fresh:
+        idx = torch.randint(len(clips.actions), (size - fresh,), generator=gen)
+        parts.append(TrainingClips(clips.frames[idx], [clips.actions[i] for i in idx.tolist()]))
+    if fresh:
+        parts.append(feed.next())
+    return TrainingClips(torch.cat([p.frames for p in parts]), [a for p in parts for a in p.actions])
+
+
+def _train_steps(cfg, net, ema, opt, gen, rng, text, clips, feed, probes, step, extra, progress) -> tuple[int, float | None]:
+    """The optimizer steps from `step` to cfg.steps, checkpointing as they go; `extra` carries the
+    run's seconds and last loss into each checkpoint."""
+    from spiral.worldmodels.tabletop_eval import evaluate
+
+    out = Path(cfg.out)
+    ckpt = out / "checkpoint.safetensors"
+    fresh_per_step = round(cfg.batch_size * cfg.fresh)
     bar = tqdm(total=cfg.steps, initial=step, desc="world model", unit="step", disable=not progress)
     began, seconds_before = time.perf_counter(), extra["seconds"]
     last_loss = extra.get("last_loss")
     while step < cfg.steps:
-        idx = torch.randint(len(clips.actions), (cfg.batch_size,), generator=gen)
-        texts = [paraphrase(clips.actions[i], rng, "train") for i in idx.tolist()]
+        batch = batch_clips(clips, feed, cfg.batch_size, fresh_per_step, gen)
+        texts = [paraphrase(action, rng, "train") for action in batch.actions]
         emb, pad = text.encode(texts)
         emb, pad = drop_instructions(net, emb, pad, torch.rand(cfg.batch_size, generator=gen) < cfg.text_dropout)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = flow_matching_loss(net, clips.frames[idx], emb, pad, gen)
+        loss = flow_matching_loss(net, batch.frames, emb, pad, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -264,13 +277,4 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
             save_checkpoint(ckpt, net, ema, opt, gen, rng, step, extra)
     bar.close()
     extra["seconds"] = seconds_before + time.perf_counter() - began
-    # steps and train_seconds count the --init weights' training too: what it took to make these.
-    info = {
-        "steps": before["steps"] + step, "batch_size": cfg.batch_size, "clips": len(clips.actions), "data": str(cfg.data),
-        "train_seconds": round(before["train_seconds"] + extra["seconds"], 1), "threads": torch.get_num_threads(),
-        "init": "" if cfg.init is None else str(cfg.init), "steps_this_run": step, "lr_decay": cfg.lr_decay,
-        "machine": f"{platform.machine()} {os.cpu_count()} cores", "final_loss": None if last_loss is None else round(last_loss, 5),
-    }  # fmt: skip
-    weights = out / "tabletop_wm.safetensors"
-    export_weights(weights, ema, info)
-    return weights
+    return step, last_loss

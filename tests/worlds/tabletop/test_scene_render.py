@@ -60,3 +60,22 @@ def test_render_stacked_top_object_visible_and_base_ring_visible():
 def test_render_rejects_tiny_frames():
     with pytest.raises(SpiralError, match="at least 32"):
         render(Scene(), 16)
+
+
+def test_painting_only_each_shapes_window_gives_the_whole_canvas_frame():
+    # The reference paints every object's coverage over the whole canvas, as render once did.
+    from spiral.worlds.tabletop.render import coverage
+
+    rng = np.random.default_rng(11)
+    for i in range(60):
+        scene = random_scene(rng)
+        size = (32, 48, 64, 100)[i % 4]
+        on_top = scene.objects[0].name if i % 3 == 0 else None
+        canvas = np.empty((size, size, 3), np.float32)
+        canvas[:] = TABLE_RGB
+        order = [o for o in scene.draw_order() if o.name != on_top] + ([scene.get(on_top)] if on_top else [])
+        for obj in order:
+            alpha = coverage(obj.shape, obj.x, obj.y, obj.half, size)[..., None]
+            canvas = canvas * (1.0 - alpha) + alpha * np.asarray(COLOURS[obj.colour], np.float32)
+        expected = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(render(scene, size, on_top=on_top), expected)
