@@ -214,12 +214,13 @@ def test_training_on_fresh_simulator_clips_alone_resumes_identically_with_a_work
         train_world_model(replace(cfg, out=tmp_path / "d", fresh=1.5), progress=False)
 
 
-def test_a_skip_head_grows_on_weights_trained_without_one(tiny_data, tmp_path):
+@pytest.mark.parametrize("part", [{"skip_head": 16}, {"input_gate": True}, {"skip_head": 8, "input_gate": True}])
+def test_a_skip_head_or_input_gate_grows_on_weights_trained_without(tiny_data, tmp_path, part):
     base_path = train_world_model(tiny_cfg(tiny_data, tmp_path / "a", 3), progress=False)
-    cfg = replace(tiny_cfg(tiny_data, tmp_path / "b", 0), init=base_path, skip_head=16)
+    cfg = replace(tiny_cfg(tiny_data, tmp_path / "b", 0), init=base_path, **part)
     grown = TabletopWorldModel.load(train_world_model(cfg, progress=False)).net
     base = TabletopWorldModel.load(base_path).net
-    assert grown.cfg.skip_head == 16 and base.cfg.skip_head == 0
+    assert all(getattr(grown.cfg, k) == v and not getattr(base.cfg, k) for k, v in part.items())
     x, start = torch.randn(2, 7, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1
     text, pad = shared_text_encoder().encode([INSTRUCTION] * 2)
     with torch.no_grad():  # the new head starts at zero: the grown net computes what the file's did
@@ -227,8 +228,9 @@ def test_a_skip_head_grows_on_weights_trained_without_one(tiny_data, tmp_path):
             grown(x, torch.full((2,), 0.3), start, text, pad), base(x, torch.full((2,), 0.3), start, text, pad)
         )
     trained = TabletopWorldModel.load(train_world_model(replace(cfg, out=tmp_path / "c", steps=3), progress=False)).net
-    assert trained.skip[-1].weight.abs().sum() > 0  # and it learns
-    with pytest.raises(SpiralError, match="another architecture: skip_head 16"):
-        train_world_model(
-            replace(cfg, out=tmp_path / "d", init=tmp_path / "c" / "tabletop_wm.safetensors", skip_head=8), progress=False
-        )
+    grown_parts = [m for m in (trained.skip[-1] if trained.skip is not None else None, trained.gate) if m is not None]
+    assert len(grown_parts) == len(part) and all(m.weight.abs().sum() > 0 for m in grown_parts)  # and they learn
+    taken_away = {k: (False if isinstance(v, bool) else 0) for k, v in part.items()}
+    with pytest.raises(SpiralError, match="another architecture"):  # a part the file has cannot be taken away
+        grown_file = tmp_path / "c" / "tabletop_wm.safetensors"
+        train_world_model(replace(cfg, out=tmp_path / "d", init=grown_file, **taken_away), progress=False)

@@ -47,6 +47,12 @@ class TabletopNetConfig:
     # `tubelet` values (336 by default), so through the token alone the net cannot even copy a
     # nearly clean input; this head can, and learns per token how much of its input to trust.
     skip_head: int = 0
+    # A per-value gate, computed from each output token, on the noisy input tubelet added to the
+    # prediction: x0_hat = out(h) + gate(h) * x_t. Through its 128-wide token alone the shipped net
+    # cannot copy a nearly clean input: given the true change noised to t = 0.02 its x0 error is no
+    # smaller than the noisy input's own (benchmarks/world_model_ceiling.py). Unlike EDM's fixed
+    # c_skip, the gate is learned per token, so a still background can shut it and keep out noise.
+    input_gate: bool = False
 
     @property
     def tokens(self) -> int:
@@ -113,6 +119,7 @@ class TabletopNet(nn.Module):
         self.norm_out = nn.LayerNorm(cfg.dim, elementwise_affine=False)
         self.ada_out = nn.Linear(cfg.dim, 2 * cfg.dim)
         self.out = nn.Linear(cfg.dim, cfg.tubelet)
+        self.gate = nn.Linear(cfg.dim, cfg.tubelet) if cfg.input_gate else None
         self.skip = None
         if cfg.skip_head:
             self.skip = nn.Sequential(
@@ -120,7 +127,8 @@ class TabletopNet(nn.Module):
                 nn.GELU(approximate="tanh"),
                 nn.Linear(cfg.skip_head, cfg.tubelet),
             )
-        for layer in (self.ada_out, self.out, *([self.skip[-1]] if self.skip is not None else [])):
+        grown = [m for m in (self.gate, self.skip[-1] if self.skip is not None else None) if m is not None]
+        for layer in (self.ada_out, self.out, *grown):  # zero: a grown part starts out doing nothing
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -165,6 +173,8 @@ class TabletopNet(nn.Module):
         shift, scale = self.ada_out(F.silu(cond)).chunk(2, dim=-1)
         h = modulate(self.norm_out(x), shift, scale)
         out = self.out(h)
+        if self.gate is not None:
+            out = out + self.gate(h) * tokens[..., : self.cfg.tubelet]
         if self.skip is not None:
             out = out + self.skip(torch.cat([h, tokens], dim=-1))
         return self.from_tokens(out)

@@ -30,7 +30,11 @@ from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
 from spiral.worldmodels.text import shared_text_encoder
 from spiral.worlds.tabletop.paraphrase import paraphrase
 
-T_FLOOR = 0.05  # the velocity loss divides by t; below this the weight would explode
+T_FLOOR = 0.05
+GROWABLE = {
+    "skip_head",
+    "input_gate",
+}  # parts --init may add to weights trained without them  # the velocity loss divides by t; below this the weight would explode
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class WorldModelTrainConfig:
         0.0, "preconditioning: std of the change latent, 0 = off (tried 0.08: worse; see TabletopNetConfig)"
     )
     skip_head: int = option(0, "hidden width of the output head that also sees the noisy input (0: none; see TabletopNetConfig)")
+    input_gate: bool = option(False, "gate the noisy input into the prediction per value (see TabletopNetConfig)")
     seed: int = option(0, "seed of initialisation, batches and noise")
     checkpoint_every: int = option(250, "steps between checkpoints")
     eval_every: int = option(1000, "steps between oracle evaluations on held-out probes (0: never)")
@@ -74,6 +79,7 @@ class WorldModelTrainConfig:
             change_scale=self.change_scale,
             sigma_data=self.sigma_data,
             skip_head=self.skip_head,
+            input_gate=self.input_gate,
         )
 
 
@@ -111,8 +117,9 @@ def lr_at(step: int, cfg: WorldModelTrainConfig) -> float:
 
 def initial_net(cfg: WorldModelTrainConfig) -> tuple[TabletopNet, dict]:
     """Random weights, or --init's, and the training behind them: {"steps": ..., "train_seconds": ...}.
-    The architecture options must match the file's, except that a skip head may be added to weights
-    trained without one: it starts at zero, so the net starts out computing what the file's did."""
+    The architecture options must match the file's, except that a skip head or an input gate may be
+    added to weights trained without: they start at zero, so the net starts out computing what the
+    file's did."""
     if cfg.init is None:
         return TabletopNet(cfg.net_config()), {"steps": 0, "train_seconds": 0.0}
     wm = TabletopWorldModel.load(cfg.init)  # names the file and the fix if it is bad
@@ -120,12 +127,12 @@ def initial_net(cfg: WorldModelTrainConfig) -> tuple[TabletopNet, dict]:
     if net.cfg != cfg.net_config():
         theirs, ours = net.cfg.to_dict(), cfg.net_config().to_dict()
         differ = [k for k in theirs if theirs[k] != ours[k]]
-        if differ != ["skip_head"] or theirs["skip_head"]:
+        if not set(differ) <= GROWABLE or any(theirs[k] for k in differ):
             listed = ", ".join(f"{k} {theirs[k]} (given {ours[k]})" for k in differ)
             raise SpiralError(f"--init {cfg.init} has another architecture: {listed}; pass the same options")
         grown = TabletopNet(cfg.net_config())
         missing = grown.load_state_dict(net.state_dict(), strict=False).missing_keys
-        assert all(k.startswith("skip.") for k in missing), missing
+        assert all(k.split(".")[0] in ("skip", "gate") for k in missing), missing
         net = grown.train()
     before = {"steps": int(wm.info.get("steps", 0)), "train_seconds": float(wm.info.get("train_seconds", 0.0))}
     return net.requires_grad_(True), before
