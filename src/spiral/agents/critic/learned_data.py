@@ -192,13 +192,11 @@ def weights_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-@torch.no_grad()
-def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float) -> np.ndarray:
-    """SDEdit on the world model: the simulator's true motion of each probe, noised to flow time t0,
-    then denoised by the world model with the instruction. The clips carry the model's own
-    artefacts but succeed far more often than samples from pure noise: positives and near misses
-    from the domain the critic judges, of which a weak world model alone gives too few."""
-    from spiral.worldmodels.tabletop import change_latent, timesteps, to_model_space, velocity
+def true_changes(wm, probes: list[Probe], seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The simulator's true clip of each probe (a target drawn with the probe's seed): its uint8
+    frames (B, T, H, W, 3), and as the world model sees it, the start frame in model space and the
+    clean change latent x0."""
+    from spiral.worldmodels.tabletop import change_latent, to_model_space
 
     truth = []
     for p, seed in zip(probes, seeds, strict=True):
@@ -211,7 +209,18 @@ def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float) -> np.nd
         )
     frames = torch.from_numpy(np.stack(truth))
     start = to_model_space(frames[:, 0], wm.cfg.resolution)
-    x0 = change_latent(to_model_space(frames[:, 1:], wm.cfg.resolution), start, wm.cfg.change_scale)
+    return frames, start, change_latent(to_model_space(frames[:, 1:], wm.cfg.resolution), start, wm.cfg.change_scale)
+
+
+@torch.no_grad()
+def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float) -> np.ndarray:
+    """SDEdit on the world model: the simulator's true motion of each probe, noised to flow time t0,
+    then denoised by the world model with the instruction. The clips carry the model's own
+    artefacts but succeed far more often than samples from pure noise: positives and near misses
+    from the domain the critic judges, of which a weak world model alone gives too few."""
+    from spiral.worldmodels.tabletop import timesteps, velocity
+
+    frames, start, x0 = true_changes(wm, probes, seeds)
     text, pad = wm.text.encode([to_text(p.action) for p in probes])
     null = wm.net.null_condition(len(probes))
     x = (1 - t0) * x0 + t0 * wm.initial_noise(seeds)
