@@ -40,7 +40,7 @@ def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 def save_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write to a temporary file and rename it into place, so a kill never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
 
 
@@ -48,4 +48,4 @@ def export_half(path: Path, net: torch.nn.Module, config: dict, info: dict) -> N
     """float16 weights (half the size of a shipped asset; loaders cast back to float32) with the
     network's config and how the weights were made as metadata."""
     meta = {"config": json.dumps(config)} | {k: str(v) for k, v in info.items()}
-    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+    save_file({k: v.detach().cpu().half().contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)

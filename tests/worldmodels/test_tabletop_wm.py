@@ -234,3 +234,12 @@ def test_a_skip_head_or_input_gate_grows_on_weights_trained_without(tiny_data, t
     with pytest.raises(SpiralError, match="another architecture"):  # a part the file has cannot be taken away
         grown_file = tmp_path / "c" / "tabletop_wm.safetensors"
         train_world_model(replace(cfg, out=tmp_path / "d", init=grown_file, **taken_away), progress=False)
+
+
+def test_a_device_that_is_not_there_is_refused_before_the_run_folder_is_touched(tiny_data, tmp_path):
+    for device, message in (("tpu", "is not a torch device"), ("cuda", "no CUDA GPU")):
+        if device == "cuda" and torch.cuda.is_available():
+            continue
+        with pytest.raises(SpiralError, match=message):
+            train_world_model(replace(tiny_cfg(tiny_data, tmp_path / "run", 3), device=device), progress=False)
+        assert not (tmp_path / "run").exists()

@@ -103,16 +103,18 @@ def simulated_batch(job: tuple[int, int, int, int, int]) -> TrainingClips:
 
 
 class SimulatorFeed:
-    """Fresh batches for steps start, start+1, ... rendered `prefetch` steps ahead in `workers`
-    background processes (0: in this process, when asked for)."""
+    """Fresh batches for steps start, start+1, ... rendered `prefetch` steps ahead (default: twice
+    the workers, at least 4) in `workers` background processes (0: in this process, when asked for)."""
 
-    def __init__(self, seed: int, per_step: int, num_frames: int, resolution: int, start: int, workers: int, prefetch: int = 4):
+    def __init__(
+        self, seed: int, per_step: int, num_frames: int, resolution: int, start: int, workers: int, prefetch: int | None = None
+    ):
         self.job = lambda step: (seed, step * per_step, per_step, num_frames, resolution)
         self.next_step = self.submitted = start
         self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers and per_step else None
         self.pending: deque = deque()
         if self.pool is not None:
-            for _ in range(prefetch):
+            for _ in range(prefetch or max(4, 2 * workers)):
                 self._submit()
 
     def _submit(self) -> None:

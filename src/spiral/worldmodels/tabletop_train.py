@@ -69,6 +69,7 @@ class WorldModelTrainConfig:
     eval_every: int = option(1000, "steps between oracle evaluations on held-out probes (0: never)")
     eval_probes: int = option(48, "held-out probes per evaluation")
     threads: int = option(0, "torch threads; 0 = OMP_NUM_THREADS or 1")
+    device: str = option("cpu", "torch device to train on (cpu, cuda, cuda:1, ...); on a GPU the net runs in bfloat16 autocast")
 
     def net_config(self) -> TabletopNetConfig:
         return TabletopNetConfig(
@@ -88,8 +89,9 @@ def flow_matching_loss(net: TabletopNet, frames: torch.Tensor, text, pad, gen: t
     start = to_model_space(frames[:, 0], net.cfg.resolution)
     x0 = change_latent(to_model_space(frames[:, 1:], net.cfg.resolution), start, net.cfg.change_scale)
     b = x0.shape[0]
-    t = torch.sigmoid(torch.randn(b, generator=gen))  # logit-normal: most samples at mid noise
-    eps = torch.randn(x0.shape, generator=gen)
+    # Drawn on the CPU generator whatever the device, so a run's noise is the same on any machine.
+    t = torch.sigmoid(torch.randn(b, generator=gen)).to(x0.device)  # logit-normal: most samples at mid noise
+    eps = torch.randn(x0.shape, generator=gen).to(x0.device)
     tt = t.view(b, 1, 1, 1, 1)
     x_t = (1 - tt) * x0 + tt * eps
     x0_hat = net(x_t, t, start, text, pad)
@@ -185,26 +187,28 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
     if cfg.lr_decay < 0:
         raise SpiralError(f"--lr-decay must be 0 (constant) or a number of steps, got {cfg.lr_decay}")
+    fresh_per_step = round(cfg.batch_size * cfg.fresh)
+    if not 0.0 <= cfg.fresh <= 1.0:
+        raise SpiralError(f"--fresh is a share of each batch, between 0 and 1; got {cfg.fresh}")
+    if cfg.data is None and fresh_per_step < cfg.batch_size:
+        raise SpiralError("no --data given: pass an ActWM dataset folder, or --fresh 1 to train on simulator clips only")
+    device = training_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
     settings = {
         k: str(v)
         for k, v in asdict(cfg).items()
-        if k not in ("steps", "out", "threads", "workers", "eval_every", "checkpoint_every")
+        if k not in ("steps", "out", "threads", "workers", "device", "eval_every", "checkpoint_every")
     }
     if config_path.is_file() and not same_settings(json.loads(config_path.read_text()), settings):
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
 
-    fresh_per_step = round(cfg.batch_size * cfg.fresh)
-    if not 0.0 <= cfg.fresh <= 1.0:
-        raise SpiralError(f"--fresh is a share of each batch, between 0 and 1; got {cfg.fresh}")
-    if cfg.data is None and fresh_per_step < cfg.batch_size:
-        raise SpiralError("no --data given: pass an ActWM dataset folder, or --fresh 1 to train on simulator clips only")
     clips = load_clips(cfg.data, cfg.resolution) if cfg.data is not None else None
     torch.manual_seed(cfg.seed)
     net, before = initial_net(cfg)
+    net = net.to(device)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -224,11 +228,25 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
         "data": str(cfg.data), "fresh": cfg.fresh, "fresh_clips": step * fresh_per_step,
         "train_seconds": round(before["train_seconds"] + extra["seconds"], 1), "threads": torch.get_num_threads(),
         "init": "" if cfg.init is None else str(cfg.init), "steps_this_run": step, "lr_decay": cfg.lr_decay,
-        "machine": f"{platform.machine()} {os.cpu_count()} cores", "final_loss": None if last_loss is None else round(last_loss, 5),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores" + gpu_name(device), "final_loss": None if last_loss is None else round(last_loss, 5),
     }  # fmt: skip
     weights = out / "tabletop_wm.safetensors"
-    export_weights(weights, ema, info)
+    export_weights(weights, ema.cpu(), info)
     return weights
+
+
+def gpu_name(device: torch.device) -> str:
+    return f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+
+
+def training_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise SpiralError(f"--device {name!r} is not a torch device ({err}); use cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpiralError(f"--device {name}: this machine has no CUDA GPU (torch {torch.__version__}); use --device cpu")
+    return device
 
 
 def batch_clips(clips: TrainingClips | None, feed: SimulatorFeed, size: int, fresh: int, gen: torch.Generator) -> TrainingClips:
@@ -250,17 +268,20 @@ def _train_steps(cfg, net, ema, opt, gen, rng, text, clips, feed, probes, step, 
     out = Path(cfg.out)
     ckpt = out / "checkpoint.safetensors"
     fresh_per_step = round(cfg.batch_size * cfg.fresh)
+    device = next(net.parameters()).device
     bar = tqdm(total=cfg.steps, initial=step, desc="world model", unit="step", disable=not progress)
     began, seconds_before = time.perf_counter(), extra["seconds"]
     last_loss = extra.get("last_loss")
     while step < cfg.steps:
         batch = batch_clips(clips, feed, cfg.batch_size, fresh_per_step, gen)
         texts = [paraphrase(action, rng, "train") for action in batch.actions]
-        emb, pad = text.encode(texts)
-        emb, pad = drop_instructions(net, emb, pad, torch.rand(cfg.batch_size, generator=gen) < cfg.text_dropout)
+        emb, pad = (x.to(device) for x in text.encode(texts))
+        drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.text_dropout).to(device)
+        emb, pad = drop_instructions(net, emb, pad, drop)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = flow_matching_loss(net, batch.frames, emb, pad, gen)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = flow_matching_loss(net, batch.frames.to(device), emb, pad, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -273,8 +294,9 @@ def _train_steps(cfg, net, ema, opt, gen, rng, text, clips, feed, probes, step, 
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         record = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm)}
-        if cfg.eval_every and step % cfg.eval_every == 0:
-            result = evaluate(TabletopWorldModel(ema, sampler=None), probes)
+        if cfg.eval_every and step % cfg.eval_every == 0:  # the world model samples on the CPU
+            on_cpu = ema if device.type == "cpu" else copy.deepcopy(ema).cpu()
+            result = evaluate(TabletopWorldModel(on_cpu, sampler=None), probes)
             record |= {"probe_success": result.success, "probe_preserved": result.preserved}
             bar.write(f"step {step}: held-out single-step success {result.success:.2f}, objects preserved {result.preserved:.2f}")
         with open(out / "log.jsonl", "a") as log:
