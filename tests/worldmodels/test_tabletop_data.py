@@ -41,3 +41,24 @@ def test_fresh_clips_come_at_the_model_resolution(resolution):
     # Frame 0 is a still scene: mostly table grey, never all of it.
     grey = (np.abs(frames[0].numpy().astype(int) - frames[0].numpy()[0, 0]).sum(-1) < 6).mean()
     assert 0.5 < grey < 1.0
+
+
+def test_reused_fresh_clips_come_from_the_recent_window_and_resume_identically():
+    per_step, reuse, steps = 8, 4, 14
+    inline = SimulatorFeed(seed=2, per_step=per_step, num_frames=8, resolution=32, start=0, workers=0, reuse=reuse)
+    batches = [inline.next() for _ in range(steps)]
+    new = per_step // reuse  # 2 new clips a step; the window holds the last 4 * reuse steps' clips
+    index = {simulated_clip(2, k, 8, 32)[0].numpy().tobytes(): k for k in range(steps * new)}
+    used = []
+    for step, batch in enumerate(batches):
+        ks = [index[f.numpy().tobytes()] for f in batch.frames]
+        assert len(ks) == per_step and all(max(0, step + 1 - 4 * reuse) * new <= k < (step + 1) * new for k in ks)
+        used += ks
+    assert len(set(used)) >= 0.8 * steps * new  # nearly every clip is drawn, most several times
+    worker = SimulatorFeed(seed=2, per_step=per_step, num_frames=8, resolution=32, start=10, workers=1, reuse=reuse)
+    try:
+        for batch in batches[10:]:
+            again = worker.next()
+            assert torch.equal(again.frames, batch.frames) and again.actions == batch.actions
+    finally:
+        worker.close()

@@ -212,6 +212,10 @@ def test_training_on_fresh_simulator_clips_alone_resumes_identically_with_a_work
         train_world_model(replace(cfg, out=tmp_path / "c", fresh=0.5), progress=False)
     with pytest.raises(SpiralError, match="--fresh is a share"):
         train_world_model(replace(cfg, out=tmp_path / "d", fresh=1.5), progress=False)
+    with pytest.raises(SpiralError, match="--reuse must be at least 1"):
+        train_world_model(replace(cfg, out=tmp_path / "e", reuse=0), progress=False)
+    reused = TabletopWorldModel.load(train_world_model(replace(cfg, out=tmp_path / "f", reuse=4), progress=False))
+    assert reused.info["fresh_clips"] == "12"  # 2 new clips a step
 
 
 @pytest.mark.parametrize("part", [{"skip_head": 16}, {"input_gate": True}, {"skip_head": 8, "input_gate": True}])

@@ -103,16 +103,37 @@ def simulated_batch(job: tuple[int, int, int, int, int]) -> TrainingClips:
 
 
 class SimulatorFeed:
-    """Fresh batches for steps start, start+1, ... rendered `prefetch` steps ahead (default: twice
-    the workers, at least 4) in `workers` background processes (0: in this process, when asked for)."""
+    """Batches of `per_step` fresh clips for steps start, start+1, ..., rendered `prefetch` steps
+    ahead (default: twice the workers, at least 4) in `workers` background processes (0: in this
+    process, when asked for).
+
+    With `reuse` R > 1 each step renders only per_step / R new clips and draws its batch from the
+    clips of its last 4R steps, so every clip is trained on R times on average: a GPU can then
+    outrun the simulator's CPU cores. Which clips a step draws depends on (seed, step) alone.
+    """
 
     def __init__(
-        self, seed: int, per_step: int, num_frames: int, resolution: int, start: int, workers: int, prefetch: int | None = None
+        self,
+        seed: int,
+        per_step: int,
+        num_frames: int,
+        resolution: int,
+        start: int,
+        workers: int,
+        prefetch: int | None = None,
+        reuse: int = 1,
     ):
-        self.job = lambda step: (seed, step * per_step, per_step, num_frames, resolution)
+        self.seed, self.per_step, self.reuse = seed, per_step, reuse
+        new = -(-per_step // reuse)  # new clips per step
+        self.job = lambda step: (seed, step * new, new, num_frames, resolution)
         self.next_step = self.submitted = start
         self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers and per_step else None
         self.pending: deque = deque()
+        self.window: deque[TrainingClips] = deque(maxlen=4 * reuse)  # the last steps' new clips
+        if reuse > 1 and per_step:
+            first = max(0, start - self.window.maxlen + 1)
+            jobs = [self.job(step) for step in range(first, start)]
+            self.window.extend(self.pool.map(simulated_batch, jobs) if self.pool else map(simulated_batch, jobs))
         if self.pool is not None:
             for _ in range(prefetch or max(4, 2 * workers)):
                 self._submit()
@@ -127,6 +148,13 @@ class SimulatorFeed:
         else:
             batch = self.pending.popleft().get()
             self._submit()
+        if self.reuse > 1:
+            self.window.append(batch)
+            frames = torch.cat([b.frames for b in self.window])
+            actions = [a for b in self.window for a in b.actions]
+            pick = np.random.default_rng([self.seed, FRESH_STREAM, 1, self.next_step])
+            idx = pick.choice(len(actions), self.per_step, replace=len(actions) < self.per_step)
+            batch = TrainingClips(frames[torch.from_numpy(idx)], [actions[i] for i in idx])
         self.next_step += 1
         return batch
 

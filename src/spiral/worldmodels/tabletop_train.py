@@ -44,6 +44,7 @@ class WorldModelTrainConfig:
         0.0, "share of each batch rendered fresh by the tabletop simulator (random scene and feasible action; never repeats)"
     )
     workers: int = option(1, "background processes that render the fresh clips ahead of training (0: in this process)")
+    reuse: int = option(1, "times each fresh clip is trained on, on average (>1 lets a GPU outrun the simulator)")
     out: Path = option(Path("runs/world-model"), "run folder: checkpoint, log and exported weights")
     steps: int = option(4000, "optimizer steps in total (a resumed run stops here too)")
     batch_size: int = option(32, "clips per step")
@@ -190,6 +191,8 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     fresh_per_step = round(cfg.batch_size * cfg.fresh)
     if not 0.0 <= cfg.fresh <= 1.0:
         raise SpiralError(f"--fresh is a share of each batch, between 0 and 1; got {cfg.fresh}")
+    if cfg.reuse < 1:
+        raise SpiralError(f"--reuse must be at least 1 (each fresh clip used once), got {cfg.reuse}")
     if cfg.data is None and fresh_per_step < cfg.batch_size:
         raise SpiralError("no --data given: pass an ActWM dataset folder, or --fresh 1 to train on simulator clips only")
     device = training_device(cfg.device)
@@ -217,7 +220,9 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     ckpt = out / "checkpoint.safetensors"
     step, extra = load_checkpoint(ckpt, net, ema, opt, gen, rng) if ckpt.is_file() else (0, {"seconds": 0.0})
     probes = make_probes(cfg.eval_probes) if cfg.eval_every else []
-    feed = SimulatorFeed(cfg.seed, fresh_per_step, cfg.net_config().num_frames, cfg.resolution, step, cfg.workers)
+    feed = SimulatorFeed(
+        cfg.seed, fresh_per_step, cfg.net_config().num_frames, cfg.resolution, step, cfg.workers, reuse=cfg.reuse
+    )
     try:
         step, last_loss = _train_steps(cfg, net, ema, opt, gen, rng, text, clips, feed, probes, step, extra, progress)
     finally:
@@ -225,7 +230,8 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     # steps and train_seconds count the --init weights' training too: what it took to make these.
     info = {
         "steps": before["steps"] + step, "batch_size": cfg.batch_size, "clips": 0 if clips is None else len(clips.actions),
-        "data": str(cfg.data), "fresh": cfg.fresh, "fresh_clips": step * fresh_per_step,
+        "data": str(cfg.data), "fresh": cfg.fresh,
+        "fresh_clips": step * -(-fresh_per_step // cfg.reuse),
         "train_seconds": round(before["train_seconds"] + extra["seconds"], 1), "threads": torch.get_num_threads(),
         "init": "" if cfg.init is None else str(cfg.init), "steps_this_run": step, "lr_decay": cfg.lr_decay,
         "machine": f"{platform.machine()} {os.cpu_count()} cores" + gpu_name(device), "final_loss": None if last_loss is None else round(last_loss, 5),
