@@ -44,6 +44,16 @@ def save_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str
     os.replace(tmp, path)
 
 
+def trim_log(path: Path, key: str, last: int) -> None:
+    """Drop the records of a JSONL log whose `key` (step, iteration) is past `last`, the checkpoint
+    a run resumes from: it redoes them, and they would otherwise appear twice."""
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)[key] <= last]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+
+
 def export_half(path: Path, net: torch.nn.Module, config: dict, info: dict) -> None:
     """float16 weights (half the size of a shipped asset; loaders cast back to float32) with the
     network's config and how the weights were made as metadata."""

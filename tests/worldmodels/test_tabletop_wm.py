@@ -149,7 +149,11 @@ def test_tiny_training_run_lowers_the_loss(tiny_data, tmp_path):
 def test_resumed_training_continues_identically(tiny_data, tmp_path):
     straight = train_world_model(tiny_cfg(tiny_data, tmp_path / "a", 10), progress=False)
     train_world_model(tiny_cfg(tiny_data, tmp_path / "b", 5), progress=False)
+    with open(tmp_path / "b" / "log.jsonl", "a") as log:  # as if killed after logging steps past the checkpoint
+        log.write("".join(json.dumps({"step": s, "loss": 0.0}) + "\n" for s in (6, 7)))
     resumed = train_world_model(tiny_cfg(tiny_data, tmp_path / "b", 10), progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))  # the redone steps are logged once
     assert train_world_model(tiny_cfg(tiny_data, tmp_path / "b", 10), progress=False) == resumed  # finished: export only
     a, b = TabletopWorldModel.load(straight).net.state_dict(), TabletopWorldModel.load(resumed).net.state_dict()
     for k in a:

@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from spiral.checkpoints import export_half, optimizer_tensors, restore_optimizer, save_atomic
+from spiral.checkpoints import export_half, optimizer_tensors, restore_optimizer, save_atomic, trim_log
 from spiral.config import option
 from spiral.errors import SpiralError
 from spiral.rl.curriculum import TabletopTasks, Task, horizon_at, parse_schedule
@@ -303,7 +303,7 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
     ckpt = out / "checkpoint.safetensors"
     iteration, seconds_before = load_checkpoint(ckpt, policy, opt, guard) if ckpt.is_file() else (0, 0.0)
     if main:
-        trim_log(out, iteration)
+        trim_log(out / "log.jsonl", "iteration", iteration)
     tasks = TabletopTasks(wm.frame_size)
     probes = make_probes(cfg.probes, wm.frame_size, stream=PROBE_STREAM) if cfg.eval_every else []
     if main and cfg.eval_every and not guard.readings:
@@ -350,16 +350,6 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
         } | {f"base_{k}": v for k, v in getattr(wm, "info", {}).items()}  # fmt: skip
         export(weights, policy, info)
     return GRPOOutcome(weights, iteration, stopped)
-
-
-def trim_log(out: Path, iteration: int) -> None:
-    """Drop log records of iterations after the checkpoint: a resumed run redoes them."""
-    path = out / "log.jsonl"
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["iteration"] <= iteration]
-        tmp = path.with_name("log.jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
 
 
 def log(out: Path, record: dict) -> None:

@@ -18,8 +18,6 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from spiral.data.format import read_episode, read_index
-from spiral.data.video import read_video
 from spiral.errors import DatasetError
 from spiral.worldmodels.tabletop import to_model_space
 from spiral.worldmodels.tabletop_eval import random_feasible_action
@@ -46,6 +44,10 @@ def small_uint8(video: np.ndarray | torch.Tensor, resolution: int) -> torch.Tens
 def load_clips(data: Path, resolution: int) -> TrainingClips:
     """Every step's accepted (successful) clip, area-downsampled to the model resolution. The
     decoded tensors are cached next to the dataset, keyed by the index, to skip decoding next time."""
+    # Imported here: reading mp4s needs PyAV, which training on fresh simulator clips does not.
+    from spiral.data.format import read_episode, read_index
+    from spiral.data.video import read_video
+
     entries = read_index(data)
     cache = Path(data) / f".cache-world-model-{resolution}.safetensors"
     key = f"{len(entries)}:{entries[-1]['id'] if entries else ''}"

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic
+from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic, trim_log
 from spiral.config import option
 from spiral.errors import SpiralError
 from spiral.worldmodels.tabletop import TabletopWorldModel, change_latent, to_model_space
@@ -219,6 +219,7 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     text = shared_text_encoder()
     ckpt = out / "checkpoint.safetensors"
     step, extra = load_checkpoint(ckpt, net, ema, opt, gen, rng) if ckpt.is_file() else (0, {"seconds": 0.0})
+    trim_log(out / "log.jsonl", "step", step)
     probes = make_probes(cfg.eval_probes) if cfg.eval_every else []
     feed = SimulatorFeed(
         cfg.seed, fresh_per_step, cfg.net_config().num_frames, cfg.resolution, step, cfg.workers, reuse=cfg.reuse

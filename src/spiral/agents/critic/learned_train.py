@@ -34,7 +34,7 @@ from spiral.agents.critic.learned_metrics import (
     text_histogram,
 )
 from spiral.agents.critic.learned_net import CriticNet, CriticNetConfig, TextTable, clips_to_input, predict
-from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic
+from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic, trim_log
 from spiral.config import option
 from spiral.errors import SpiralError
 from spiral.worldmodels.text import shared_text_encoder
@@ -223,6 +223,7 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     ckpt = out / "checkpoint.safetensors"
     step, extra = load_checkpoint(ckpt, net, opt, gen) if ckpt.is_file() else (0, {"seconds": 0.0})
+    trim_log(out / "log.jsonl", "step", step)
     seconds_before, t0 = extra["seconds"] + 0.0, time.perf_counter()
     total = cfg.sft_steps + cfg.rm_steps
     sft_path = out / "critic_sft.safetensors"
