@@ -36,15 +36,20 @@ bench: setup
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Re-create the shipped tabletop world model from scratch (data, training, install); see
-# src/spiral/assets/tabletop_wm.md for what the shipped one took.
+# src/spiral/assets/tabletop_wm.md for what the shipped one took. Stage 3 adds the input gate and
+# trains on fresh simulator clips, rendered in a background process (--workers 1).
 WM_STEPS ?= 11500
 WM_ANNEAL ?= 6000
+WM_FRESH ?= 16000
+WM_FRESH_DECAY ?= 6000
 world-model: setup
 	$(VENV)/bin/spiral data make --world tabletop --episodes 3000 --seed 0 --failure-rate 0.1 --out data/tabletop-train
 	$(VENV)/bin/spiral train world-model --data data/tabletop-train --out runs/world-model --steps $(WM_STEPS)
 	$(VENV)/bin/spiral train world-model --data data/tabletop-train --out runs/world-model-anneal \
 		--init runs/world-model/tabletop_wm.safetensors --steps $(WM_ANNEAL) --lr-decay $(WM_ANNEAL)
-	cp runs/world-model-anneal/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
+	$(VENV)/bin/spiral train world-model --out runs/world-model-gate --init runs/world-model-anneal/tabletop_wm.safetensors \
+		--input-gate --fresh 1 --workers 1 --lr 2e-4 --steps $(WM_FRESH) --lr-decay $(WM_FRESH_DECAY) --eval-every 2000
+	cp runs/world-model-gate/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
 
 # Re-create the learned tabletop critic (needs the datasets made above and the shipped world model).
 critic: setup
