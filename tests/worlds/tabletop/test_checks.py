@@ -1,3 +1,4 @@
+import dataclasses
 import math
 from functools import cache
 
@@ -189,3 +190,32 @@ def test_smoothness_formula():
 def test_bad_clips_are_explained(frames):
     with pytest.raises(SpiralError, match="clip"):
         check_clip(frames, Action("red square", "in", "centre"))
+
+
+def test_a_subject_left_overlapping_another_object_is_a_physical_violation():
+    flagged = 0
+    for scene, action, _, _ in step_cases():
+        if action.relation == "on" or len(scene.objects) < 2:
+            continue
+        subject = scene.get(action.subject)
+        other = next(o for o in scene.objects if o.name != subject.name and o.on is None and not scene.supported_by(o.name))
+        if subject.on is not None or scene.supported_by(subject.name):
+            continue
+        # Park the subject 70% of the way into the other object's clearance, in even steps.
+        reach = 0.7 * (subject.radius + other.radius)
+        dx, dy = subject.x - other.x, subject.y - other.y
+        norm = math.hypot(dx, dy)
+        end = (other.x + dx / norm * reach, other.y + dy / norm * reach)
+        eased = [smoothstep(k / 7) for k in range(8)]
+        path = [replace_pos(scene, subject.name, subject.x + s * (end[0] - subject.x), subject.y + s * (end[1] - subject.y)) for s in eased]
+        report = check_clip(clip_of(path, subject.name), action)
+        assert not report.ok
+        if other.name in report.crowded:
+            flagged += 1
+            assert report.failure_kind == FailureKind.PHYSICAL_VIOLATION
+            assert f"the {subject.name} ends up too close to the {other.name}, inside its footprint" in report.feedback
+    assert flagged >= 5
+
+
+def replace_pos(scene: Scene, name: str, x: float, y: float) -> Scene:
+    return Scene(tuple(dataclasses.replace(o, x=x, y=y) if o.name == name else o for o in scene.objects))

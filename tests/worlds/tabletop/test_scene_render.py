@@ -1,9 +1,21 @@
+import math
+
 import numpy as np
 import pytest
 
 from spiral.errors import SpiralError
 from spiral.worlds.tabletop.render import render
-from spiral.worlds.tabletop.scene import COLOURS, TABLE_RGB, Scene, TableObject, random_scene, validity_errors
+from spiral.worlds.tabletop.scene import (
+    COLOURS,
+    READ_SLACK,
+    TABLE_RGB,
+    Scene,
+    TableObject,
+    collides,
+    random_scene,
+    settle,
+    validity_errors,
+)
 
 
 def test_random_scenes_are_valid_and_deterministic():
@@ -79,3 +91,19 @@ def test_painting_only_each_shapes_window_gives_the_whole_canvas_frame():
             canvas = canvas * (1.0 - alpha) + alpha * np.asarray(COLOURS[obj.colour], np.float32)
         expected = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
         np.testing.assert_array_equal(render(scene, size, on_top=on_top), expected)
+
+
+def test_settle_parts_objects_crowded_by_read_error_but_not_objects_painted_into_each_other():
+    a = TableObject("red", "square", "medium", 0.3, 0.5)
+    reach = a.radius + TableObject("blue", "circle", "small", 0, 0).radius
+    crowded = Scene((a, TableObject("blue", "circle", "small", 0.3 + reach + 0.005, 0.5)))  # 0.01 short of GAP
+    assert validity_errors(crowded)
+    settled = settle(crowded)
+    assert not validity_errors(settled)
+    assert all(math.dist(o.pos, s.pos) <= READ_SLACK for o, s in zip(crowded.objects, settled.objects, strict=True))
+    assert not collides(*crowded.objects)
+    painted_in = Scene((a, TableObject("blue", "circle", "small", 0.3 + reach - 0.04, 0.5)))
+    assert collides(*painted_in.objects)
+    assert settle(painted_in) is painted_in, "an overlap beyond read error is not hidden"
+    valid = random_scene(np.random.default_rng(3))
+    assert settle(valid) is valid

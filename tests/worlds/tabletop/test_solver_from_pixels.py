@@ -30,3 +30,18 @@ def test_plans_achieve_their_goals_judged_from_pixels():
         held += goal.holds(start, end)
     assert seed < 2000
     assert held >= 0.99 * judged, f"only {held} of {judged} goals judged achieved from pixels"
+
+
+def test_the_symbolic_planner_plans_from_a_frame_whose_objects_are_a_hair_too_close():
+    from spiral.agents.plan.symbolic import SymbolicPlanAgent
+    from spiral.memory import WorldMemory
+    from spiral.worlds.tabletop.scene import GAP, Scene, TableObject, validity_errors
+
+    a = TableObject("red", "square", "medium", 0.3, 0.5)
+    b = TableObject("blue", "circle", "small", 0.0, 0.5)
+    b = TableObject("blue", "circle", "small", 0.3 + a.radius + b.radius + GAP - 0.01, 0.5)  # as a world model may paint it
+    scene = Scene((a, b, TableObject("green", "triangle", "large", 0.75, 0.25)))
+    assert validity_errors(read_scene(render(scene)))
+    goal = "swap the red square and the green triangle"
+    plan = SymbolicPlanAgent().plan(goal, render(scene), WorldMemory(goal))
+    assert plan.feasible and plan.steps, plan.reason

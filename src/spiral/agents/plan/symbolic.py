@@ -11,6 +11,7 @@ from spiral.types import Plan, Step
 from spiral.worlds.tabletop.actions import describe_postcondition, describe_precondition
 from spiral.worlds.tabletop.goals import parse_goal
 from spiral.worlds.tabletop.oracle import read_scene
+from spiral.worlds.tabletop.scene import settle
 from spiral.worlds.tabletop.solver import Infeasible, solve
 
 
@@ -34,7 +35,8 @@ class SymbolicPlanAgent:
 
     def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
         parsed = parse_goal(goal)  # a goal it cannot parse is a SpiralError with example goals
-        scene = read_scene(frame)
+        # Read error can crowd two objects a hair closer than a valid scene allows; settle parts them.
+        scene = settle(read_scene(frame))
         # A new generator per call: a replan draws other landing spots than the plan that failed.
         rng = np.random.default_rng([self.seed, self.calls])
         self.calls += 1

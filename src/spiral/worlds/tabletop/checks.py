@@ -29,7 +29,7 @@ from spiral.worlds.tabletop.actions import (
     smoothstep,
 )
 from spiral.worlds.tabletop.oracle import Detection, detect, read_scene, scene_from_detections
-from spiral.worlds.tabletop.scene import GAP, Scene
+from spiral.worlds.tabletop.scene import GAP, Scene, collides
 
 # An object "moved" when its centre shifted more than this many table units, or pixels when that is
 # more: readings are accurate to ~0.2 px (0.5 px under blur or occlusion), and the smallest drift
@@ -76,6 +76,7 @@ class ClipReport:
     changed_colour: tuple[str, ...]
     changed_shape: tuple[str, ...]
     collateral_moved: tuple[str, ...]  # objects other than the subject that moved
+    crowded: tuple[str, ...]  # objects whose footprint the subject ends up inside (beyond read error; scene.collides)
     hidden: tuple[str, ...]  # not visible at the end, plausibly under another object
     unreadable_frames: tuple[int, ...]
     flicker: float  # VBench temporal flickering score, in [0, 1]; see `flicker_score`
@@ -97,7 +98,8 @@ class ClipReport:
 
     @property
     def physical(self) -> tuple[str, ...]:
-        return self.vanished + self.changed_colour + self.changed_shape + ((self.action.subject,) if self.teleported else ())
+        subject = (self.action.subject,) if self.teleported else ()
+        return self.vanished + self.changed_colour + self.changed_shape + subject + self.crowded
 
     @property
     def ok(self) -> bool:
@@ -153,6 +155,8 @@ class ClipReport:
             parts.append(f"the {n} changed colour")
         for n in self.changed_shape:
             parts.append(f"the {n} changed shape")
+        for n in self.crowded:
+            parts.append(f"the {a.subject} ends up too close to the {n}, inside its footprint")
         if self.teleported:
             parts.append(f"the {a.subject} jumped instead of moving smoothly (smoothness {self.smoothness:.2f})")
         if self.collateral_moved:
@@ -357,6 +361,7 @@ def check_clip(frames: np.ndarray, action: Action) -> ClipReport:
         return math.dist((o.x, o.y), (final[o.colour].x, final[o.colour].y)) / (OCCLUDED_TOL_FACTOR if covered else 1.0)
 
     moved = [o.name for o in objs if o is not subject and o.colour in final and shifted(o) > tol]
+    crowded = _crowded(start, end, action.subject)
     post = precondition and postcondition_holds(end, action)
     distance, progress, smooth = 0.0, 1.0 if post else 0.0, 1.0
     if precondition and subject is not None:
@@ -382,12 +387,29 @@ def check_clip(frames: np.ndarray, action: Action) -> ClipReport:
         changed_colour=tuple(o.name for o in changed_colour),
         changed_shape=tuple(o.name for o in changed_shape),
         collateral_moved=tuple(moved),
+        crowded=crowded,
         hidden=tuple(o.name for o in hidden),
         unreadable_frames=tuple(unreadable),
         flicker=flicker_score(frames),
         flicker_burst=float(max(0.0, jump.max())),
         background_mae=quiet,
         smoothness=smooth,
+    )
+
+
+def _crowded(start: Scene, end: Scene, subject: str) -> tuple[str, ...]:
+    """Objects on the table the subject ends up overlapping, unless they already did at the start:
+    the next plan could not start from such a scene, nor the oracle read either object whole."""
+    if not end.has(subject) or end.get(subject).on is not None:
+        return ()
+    moved = end.get(subject)
+    before = start.get(subject) if start.has(subject) else None
+
+    def was_crowded(name: str) -> bool:
+        return before is not None and start.has(name) and collides(before, start.get(name))
+
+    return tuple(
+        o.name for o in end.objects if o.on is None and o.name != subject and collides(moved, o) and not was_crowded(o.name)
     )
 
 
