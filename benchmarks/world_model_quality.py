@@ -39,8 +39,12 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the sampler's)")
     parser.add_argument("--steps", type=int, default=None, help="Euler steps (default: the sampler's)")
     parser.add_argument("--shift", type=float, default=None, help="time shift (default: the sampler's)")
-    parser.add_argument("--scenes", choices=("heldout", "train"), default="heldout",
-                        help="train: the start scenes of `spiral data make --seed 0` episodes (data/tabletop-train), to measure over-fitting")
+    parser.add_argument(
+        "--scenes",
+        choices=("heldout", "train"),
+        default="heldout",
+        help="train: the start scenes of `spiral data make --seed 0` episodes (data/tabletop-train), to measure over-fitting",
+    )
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -207,7 +207,10 @@ def test_a_subject_left_overlapping_another_object_is_a_physical_violation():
         norm = math.hypot(dx, dy)
         end = (other.x + dx / norm * reach, other.y + dy / norm * reach)
         eased = [smoothstep(k / 7) for k in range(8)]
-        path = [replace_pos(scene, subject.name, subject.x + s * (end[0] - subject.x), subject.y + s * (end[1] - subject.y)) for s in eased]
+        path = [
+            replace_pos(scene, subject.name, subject.x + s * (end[0] - subject.x), subject.y + s * (end[1] - subject.y))
+            for s in eased
+        ]
         report = check_clip(clip_of(path, subject.name), action)
         assert not report.ok
         if other.name in report.crowded:
