@@ -39,8 +39,8 @@ SIZE_ORDER = ("small", "medium", "large")
 # Clearance kept between objects that are not stacked, and between an object and the table edge.
 GAP = 0.015
 # How far an object read from pixels may sit from where a valid scene would have it. Reading the
-# simulator's own renders puts pairs up to 0.0025 closer than GAP (benchmarks/oracle_accuracy.py's
-# scenes); a world model's frames are rougher. See `settle`.
+# simulator's own renders puts pairs up to 0.0025 closer than GAP (benchmarks/read_clearance.py);
+# a world model's frames are rougher. See `settle` and `collides`.
 READ_SLACK = GAP
 
 
