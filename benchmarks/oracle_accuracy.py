@@ -28,7 +28,7 @@ from spiral.worlds.tabletop.actions import (
 from spiral.worlds.tabletop.checks import check_clip
 from spiral.worlds.tabletop.failures import FAILURE_KINDS, make_failure
 from spiral.worlds.tabletop.oracle import detect, read_scene
-from spiral.worlds.tabletop.render import coverage, render
+from spiral.worlds.tabletop.render import coverage, render, render_motion
 from spiral.worlds.tabletop.scene import random_scene
 
 CONDITIONS = {
@@ -85,7 +85,7 @@ def step_cases(count, seed0):
 def clips_for(scene, action, target, rng, n):
     """(kind, frames): the ground truth and every failure that can be made for this step."""
     scenes = trajectory(scene, action, target, 8)
-    gt = np.stack([render(s, n, on_top=action.subject if 0 < k < 7 else None) for k, s in enumerate(scenes)])
+    gt = render_motion(scenes, n, action.subject)
     out = [
         ("ground truth", gt),
         ("teleport", np.stack([gt[0]] * 4 + [gt[-1]] * 4)),

@@ -17,7 +17,7 @@ import numpy as np
 from spiral.worldmodels.tabletop_eval import random_feasible_action
 from spiral.worlds.tabletop.actions import sample_target, trajectory
 from spiral.worlds.tabletop.checks import check_clip
-from spiral.worlds.tabletop.render import render
+from spiral.worlds.tabletop.render import render_motion
 from spiral.worlds.tabletop.scene import GAP, READ_SLACK, random_scene
 
 
@@ -33,10 +33,7 @@ def main() -> None:
         target = None if action is None else sample_target(scene, action, rng)
         if target is None:
             continue
-        scenes = trajectory(scene, action, target, 8)
-        last = len(scenes) - 1
-        video = np.stack([render(s, 64, on_top=action.subject if 0 < i < last else None) for i, s in enumerate(scenes)])
-        end = check_clip(video, action).end
+        end = check_clip(render_motion(trajectory(scene, action, target, 8), 64, action.subject), action).end
         if not end.has(action.subject) or end.get(action.subject).on is not None:
             continue
         subject = end.get(action.subject)

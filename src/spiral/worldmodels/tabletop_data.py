@@ -22,7 +22,7 @@ from spiral.errors import DatasetError
 from spiral.worldmodels.tabletop import to_model_space
 from spiral.worldmodels.tabletop_eval import random_feasible_action
 from spiral.worlds.tabletop.actions import Action, sample_target, trajectory
-from spiral.worlds.tabletop.render import DEFAULT_SIZE, render
+from spiral.worlds.tabletop.render import DEFAULT_SIZE, render_motion
 from spiral.worlds.tabletop.scene import random_scene
 
 FRESH_STREAM = 7  # fresh clips are seeded by (seed, FRESH_STREAM, k); held-out probes use plain ints
@@ -91,9 +91,7 @@ def simulated_clip(seed: int, k: int, num_frames: int, resolution: int) -> tuple
             break
     else:  # pragma: no cover - nearly every random scene has some feasible action
         raise DatasetError(f"no feasible action in 100 random scenes for fresh clip {k}")
-    scenes = trajectory(scene, action, target, num_frames)
-    last = len(scenes) - 1
-    video = np.stack([render(s, DEFAULT_SIZE, on_top=action.subject if 0 < i < last else None) for i, s in enumerate(scenes)])
+    video = render_motion(trajectory(scene, action, target, num_frames), DEFAULT_SIZE, action.subject)
     return small_uint8(video, resolution), action
 
 
@@ -126,7 +124,7 @@ class SimulatorFeed:
         reuse: int = 1,
     ):
         self.seed, self.per_step, self.reuse = seed, per_step, reuse
-        new = -(-per_step // reuse)  # new clips per step
+        self.new_per_step = new = -(-per_step // reuse)  # rendered for each step
         self.job = lambda step: (seed, step * new, new, num_frames, resolution)
         self.next_step = self.submitted = start
         self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers and per_step else None

@@ -232,7 +232,7 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     info = {
         "steps": before["steps"] + step, "batch_size": cfg.batch_size, "clips": 0 if clips is None else len(clips.actions),
         "data": str(cfg.data), "fresh": cfg.fresh,
-        "fresh_clips": step * -(-fresh_per_step // cfg.reuse),
+        "fresh_clips": step * feed.new_per_step,
         "train_seconds": round(before["train_seconds"] + extra["seconds"], 1), "threads": torch.get_num_threads(),
         "init": "" if cfg.init is None else str(cfg.init), "steps_this_run": step, "lr_decay": cfg.lr_decay,
         "machine": f"{platform.machine()} {os.cpu_count()} cores" + gpu_name(device), "final_loss": None if last_loss is None else round(last_loss, 5),

@@ -38,7 +38,7 @@ from spiral.worlds.tabletop.actions import (
 )
 from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.oracle import read_scene
-from spiral.worlds.tabletop.render import render
+from spiral.worlds.tabletop.render import render_motion
 
 ROLLOUT_STREAM = 4242
 SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
@@ -202,11 +202,7 @@ def true_changes(wm, probes: list[Probe], seeds: list[int]) -> tuple[torch.Tenso
     for p, seed in zip(probes, seeds, strict=True):
         rng = np.random.default_rng(seed)
         target = next(t for t in (sample_target(p.scene, p.action, rng) for _ in range(20)) if t is not None)
-        scenes = trajectory(p.scene, p.action, target, wm.num_frames)
-        last, size = len(scenes) - 1, p.frame.shape[0]
-        truth.append(
-            np.stack([render(sc, size, on_top=p.action.subject if 0 < k < last else None) for k, sc in enumerate(scenes)])
-        )
+        truth.append(render_motion(trajectory(p.scene, p.action, target, wm.num_frames), p.frame.shape[0], p.action.subject))
     frames = torch.from_numpy(np.stack(truth))
     start = to_model_space(frames[:, 0], wm.cfg.resolution)
     return frames, start, change_latent(to_model_space(frames[:, 1:], wm.cfg.resolution), start, wm.cfg.change_scale)

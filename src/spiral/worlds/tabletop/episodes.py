@@ -15,7 +15,7 @@ from spiral.worlds.tabletop.actions import describe_postcondition, describe_prec
 from spiral.worlds.tabletop.failures import ground_truth_critique, make_failure
 from spiral.worlds.tabletop.goals import goal_to_text, sample_goal
 from spiral.worlds.tabletop.grammar import to_text
-from spiral.worlds.tabletop.render import render
+from spiral.worlds.tabletop.render import render, render_motion
 from spiral.worlds.tabletop.scene import random_scene
 from spiral.worlds.tabletop.solver import Infeasible, PlannedStep, solve
 
@@ -39,9 +39,7 @@ class GeneratedEpisode:
 
 
 def ground_truth_clip(step: PlannedStep, num_frames: int, frame_size: int) -> np.ndarray:
-    scenes = trajectory(step.before, step.action, step.target, num_frames)
-    last = len(scenes) - 1
-    return np.stack([render(s, frame_size, on_top=step.action.subject if 0 < k < last else None) for k, s in enumerate(scenes)])
+    return render_motion(trajectory(step.before, step.action, step.target, num_frames), frame_size, step.action.subject)
 
 
 def annotate(frames: np.ndarray, action, failure: str | None, annotator: str):

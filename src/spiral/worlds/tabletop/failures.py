@@ -24,7 +24,7 @@ from spiral.worlds.tabletop.actions import (
     smoothstep,
     trajectory,
 )
-from spiral.worlds.tabletop.render import render
+from spiral.worlds.tabletop.render import render_motion
 from spiral.worlds.tabletop.scene import COLOURS, Scene, validity_errors
 
 # Objects that drift move this far over the clip (table units): several pixels at 64x64, far more
@@ -39,9 +39,7 @@ class FailureClip:
     on_top: str | None
 
     def render(self, size: int) -> np.ndarray:
-        return np.stack(
-            [render(s, size, on_top=self.on_top if 0 < i < len(self.scenes) - 1 else None) for i, s in enumerate(self.scenes)]
-        )
+        return render_motion(self.scenes, size, self.on_top)
 
 
 def incomplete(scene: Scene, action: Action, target: Target, n: int, rng: np.random.Generator) -> FailureClip | None:

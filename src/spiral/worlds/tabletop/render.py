@@ -6,6 +6,8 @@ gives exact area coverage at the edges (anti-aliasing) with plain numpy and no d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from spiral.errors import SpiralError
@@ -71,6 +73,13 @@ def render(scene: Scene, size: int = DEFAULT_SIZE, on_top: str | None = None) ->
     for obj in order:
         _paint(canvas, obj, size)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+def render_motion(scenes: Sequence[Scene], size: int, moving: str | None) -> np.ndarray:
+    """(T, size, size, 3) frames of a motion: `moving` is painted over the others while it is
+    carried (every frame but the first and last, where the scene's own stacking decides)."""
+    last = len(scenes) - 1
+    return np.stack([render(s, size, on_top=moving if 0 < k < last else None) for k, s in enumerate(scenes)])
 
 
 def _paint(canvas: np.ndarray, obj: TableObject, size: int) -> None:
