@@ -154,6 +154,28 @@ def test_the_guard_stops_training_and_keeps_the_checkpoint(small_weights, tmp_pa
     assert not any("guard" in r for r in read_log(tmp_path / "off"))
 
 
+# Judged success peaks at iteration 2 (the tie at 3 keeps the earlier one, 4's lower reward loses).
+PEAKED = {0: (0.30, 0.50), 1: (0.30, 0.60), 2: (0.35, 0.70), 3: (0.35, 0.70), 4: (0.20, 0.70), 5: (0.40, 0.50)}
+
+
+def test_the_best_probe_readings_weights_are_kept(small_weights, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "probe_reading", scripted_probes(PEAKED))
+    out = tmp_path / "run"
+    outcome = train_grpo(config(small_weights, out, iterations=5, eval_every=1, guard=False), False, brightness)
+    best = out / "tabletop_wm.best.safetensors"
+    with safe_open(str(best), framework="pt") as f:
+        assert f.metadata()["probe_iteration"] == "2"
+    assert [r.get("best", False) for r in read_log(out)[1:]] == [True, True, False, False, False]
+    last, kept = load_file(str(outcome.weights)), load_file(str(best))
+    assert any(not torch.equal(last[k], kept[k]) for k in last)  # three more updates moved the last weights
+
+    # A resumed run compares with the readings from before the resume, not only its own.
+    monkeypatch.setattr(train, "probe_reading", scripted_probes(PEAKED | {6: (0.5, 0.65)}))
+    train_grpo(config(small_weights, out, iterations=6, eval_every=1, guard=False), False, brightness)
+    with safe_open(str(best), framework="pt") as f:
+        assert f.metadata()["probe_iteration"] == "2"
+
+
 def test_the_cli_warns_and_exits_3_when_the_guard_stops(small_weights, tmp_path, monkeypatch, capsys):
     from spiral import cli
 
@@ -215,7 +237,8 @@ def test_torchrun_two_gloo_processes_keep_identical_weights_and_stop_together(sm
     assert [r["iteration"] for r in log] == [0, 1, 2, 3] and all("probe_reward" in r for r in log)
     assert "guard" in log[-1]
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.safetensors", "config.json", "log.jsonl", "rank0.json", "rank1.json", "tabletop_wm.safetensors",
+        "checkpoint.safetensors", "config.json", "log.jsonl", "rank0.json", "rank1.json",
+        "tabletop_wm.best.safetensors", "tabletop_wm.safetensors",
     ]  # fmt: skip
     exported = load_file(str(out / "tabletop_wm.safetensors"))
     assert digest(exported) == ranks[0]["final_half"]

@@ -3,7 +3,8 @@
 Reads top to bottom: set up (policy, optimizer, curriculum, reward, probes, guard; resume from the
 checkpoint if there is one) -> per iteration: draw tasks at the curriculum's horizon, sample a group
 per task, reward and normalise, one or more clipped-ratio updates -> now and then: probe the judge
-and the reward side by side (the reward-hacking guard), checkpoint -> export the weights.
+and the reward side by side (the reward-hacking guard; the best reading's weights are kept as
+`*.best.safetensors`), checkpoint -> export the last weights.
 
 Everything random in an iteration is seeded by (seed, iteration, rank), so a resumed run continues
 exactly as an uninterrupted one would; the checkpoint holds the weights, the reference, the
@@ -159,8 +160,14 @@ def make_policy(cfg: GRPOTrainConfig) -> tuple[Policy, object]:
     return DiffusersLoRAPolicy(wm, rank=cfg.lora_rank, alpha=cfg.lora_rank), wm
 
 
-def export_path(out: Path, policy: Policy) -> Path:
-    return out / ("tabletop_wm.safetensors" if isinstance(policy, TabletopPolicy) else "lora.safetensors")
+def export_path(out: Path, policy: Policy, best: bool = False) -> Path:
+    name = "tabletop_wm" if isinstance(policy, TabletopPolicy) else "lora"
+    return out / f"{name}{'.best' if best else ''}.safetensors"
+
+
+def is_best(reading: ProbeReading, earlier: list[ProbeReading]) -> bool:
+    """The judge's pass rate decides, the reward breaks ties; the earliest of equals stays best."""
+    return all((reading.judged, reading.reward) > (r.judged, r.reward) for r in earlier)
 
 
 def export(path: Path, policy: Policy, info: dict) -> None:
@@ -310,6 +317,7 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
         first = probe_reading(policy, probes, reward, 0)
         guard.add(first)
         log(out, {"iteration": 0, "probe_reward": first.reward, "probe_judged": first.judged})
+        export(export_path(out, policy, best=True), policy, {"base": cfg.weights or cfg.model_path, "probe_iteration": 0})
     bar = tqdm(total=cfg.iterations, initial=iteration, desc="grpo", unit="it", disable=not (progress and main))
     began, stopped = time.perf_counter(), None
 
@@ -325,6 +333,9 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
         if main and cfg.eval_every and iteration % cfg.eval_every == 0:
             reading = probe_reading(policy, probes, reward, iteration)
             record |= {"probe_reward": reading.reward, "probe_judged": reading.judged}
+            if is_best(reading, guard.readings):  # keep the best probe reading's weights: late updates can undo gains
+                export(export_path(out, policy, best=True), policy, {"base": cfg.weights or cfg.model_path, "probe_iteration": iteration})
+                record["best"] = True
             warning = guard.add(reading)
             bar.write(f"iteration {iteration}: probe reward {reading.reward:.3f}, judged success {reading.judged:.3f}")
             if warning and cfg.guard:
