@@ -49,9 +49,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     wm_path = Path(args.world_model) if args.world_model else default_weights()
 
+    stages = {"SFT": args.sft, "SFT+RM": args.rm}
+    if not Path(args.sft).is_file():  # only a training run leaves the SFT stage behind
+        print(f"(no SFT-stage weights at {args.sft}: that row is left out)")
+        del stages["SFT"]
+    nets = {stage: load_net(path)[0] for stage, path in stages.items()}
+    # Clips at the finest input any critic reads; a coarser critic area-downsamples them itself.
+    resolution = max(net.cfg.resolution for net in nets.values())
+
     began = time.perf_counter()
     probes = make_probes(args.probes, seed=HELDOUT_SEED)
-    data = cached_rollouts(wm_path, probes, "heldout", Path(args.cache), args.group_size, ROLLOUT_SEED, 32)
+    data = cached_rollouts(wm_path, probes, "heldout", Path(args.cache), args.group_size, ROLLOUT_SEED, resolution)
     rollout_s = time.perf_counter() - began
     y = data.success.numpy()
     kinds = collections.Counter(KINDS[k].value for k in data.kind.tolist())
@@ -64,11 +72,8 @@ def main() -> None:
     ids = torch.tensor([texts.index(t) for t in data.texts])
 
     rows, hist = {}, {}
-    for stage, path in (("SFT", args.sft), ("SFT+RM", args.rm)):
-        if stage == "SFT" and not Path(path).is_file():  # only a training run leaves the SFT stage behind
-            print(f"(no SFT-stage weights at {path}: that row is left out)")
-            continue
-        net, _ = load_net(path)
+    for stage, net in nets.items():
+        path = stages[stage]
         t0 = time.perf_counter()
         out = predict(net, data.frames, ids, table)
         ms = (time.perf_counter() - t0) / len(data) * 1000

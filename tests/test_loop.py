@@ -149,6 +149,25 @@ def test_infeasible_goal_ends_without_generating():
     assert episode.status == "infeasible" and wm.calls == [] and episode.plans[0].plan.reason == "no room"
 
 
+class RefusesReplans(FakePlanner):
+    """Feasible at the start, infeasible from every later frame (a misread scene)."""
+
+    def plan(self, goal, frame, memory):
+        plan = super().plan(goal, frame, memory)
+        return plan if len(self.calls) == 1 else Plan(goal, (), "cannot", "fake", False, "no room left")
+
+
+def test_an_infeasible_replan_pushes_on_with_the_old_plan_instead_of_ending_the_episode():
+    scores = [Critique(s, Verdict.LOCAL_FAILURE, FailureKind.INCOMPLETE, "meh") for s in (0.1, 0.4, 0.2)]
+    episode, wm, planner, critic = go([OK, *scores], LoopConfig(max_tries=3, max_replans=2), RefusesReplans())
+    assert episode.status == "completed" and len(planner.calls) == 2
+    assert not episode.plans[1].plan.feasible and episode.plans[1].plan.reason == "no room left"
+    assert [a.instruction for a in episode.accepted] == ["plan1 step0", "plan1 step1"]
+    forced = episode.accepted[1]
+    assert forced.forced and forced.plan == 0 and forced.critique.score == 0.4
+    assert episode.generation_calls == 4  # no step was tried again after the refusal
+
+
 def test_events_stream_in_order_and_end_with_the_episode():
     events = list(run_episode("g", START, FakeWorldModel(), FakePlanner(), FakeCritic([LOCAL]), LoopConfig()))
     kinds = [type(e) for e in events]

@@ -8,7 +8,9 @@
 
 Rejected clips never enter the long video: it is the accepted clips stitched, so it stays one
 continuous take. When a step cannot be fixed and no replan is left (or the outer loop is ablated),
-the best attempt is accepted anyway ("forced") and the episode goes on open-loop.
+the best attempt is accepted anyway ("forced") and the episode goes on open-loop; so it does when a
+replan finds the goal infeasible from the current frame (only a first plan can end an episode as
+infeasible).
 
 `run_episode` is a generator: it yields each Plan event, Attempt and finally the Episode, so a
 progress bar, a log and the viewer all read the same stream.
@@ -211,13 +213,17 @@ def _planned(r: _Runner) -> Iterator[Event]:
         if replans_left:
             r.memory.record(MemoryEvent(step_index, event.index, step.instruction, "replanned", None, outcome))
             try:
-                event = r.plan(outcome)
+                replan = r.plan(outcome)
             except SpiralError as err:  # e.g. an API planner that kept answering malformed JSON
                 r.episode.status, r.episode.error = "plan_error", str(err)
                 return
-            yield event
-            step_index = 0
-            continue
+            yield replan
+            # A planner that finds no way on from a mid-episode frame has most often misread what
+            # the model made (the goal was feasible at the start), so ending the episode there
+            # throws away a step that may have nearly worked: the old plan goes on instead.
+            if replan.plan.feasible:
+                event, step_index = replan, 0
+                continue
         best = max(
             (a for a in r.episode.attempts if a.plan == event.index and a.step == step_index), key=lambda a: _score(a) or 0.0
         )

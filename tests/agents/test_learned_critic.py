@@ -167,3 +167,17 @@ def test_the_pass_threshold_is_chosen_for_balanced_accuracy():
     cut = balanced_threshold(torch.cat([passes, fails]), torch.tensor([1] * 4 + [0] * 6))
     assert 0.14 < cut <= 0.2
     assert balanced_threshold(passes, torch.ones(4)) == 0.5  # one class only: nothing to choose
+
+
+def test_a_finer_input_keeps_the_8x8_token_grid_and_judges_full_size_clips():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    fine = CriticNet(replace(TINY, resolution=64))
+    coarse = CriticNet(TINY)
+    assert fine.pos.shape == coarse.pos.shape == (1, 64, TINY.dim)  # same attention cost
+    agent = LearnedCriticAgent(fine)
+    critique = agent.critique(STEP, clip(64), WorldMemory("g"))
+    assert 0.0 <= critique.score <= 1.0
+    with pytest.raises(SpiralError, match="critic resolution 40: use a multiple of 16"):
+        CriticNet(replace(TINY, resolution=40))

@@ -45,3 +45,34 @@ def test_the_symbolic_planner_plans_from_a_frame_whose_objects_are_a_hair_too_cl
     goal = "swap the red square and the green triangle"
     plan = SymbolicPlanAgent().plan(goal, render(scene), WorldMemory(goal))
     assert plan.feasible and plan.steps, plan.reason
+
+
+def test_a_replan_pursues_the_goal_as_meant_at_the_start_not_from_the_current_frame():
+    """Half-way through a swap both objects share one cell: read afresh, "swap" would ask for nothing."""
+    from spiral.agents.plan.symbolic import SymbolicPlanAgent
+    from spiral.memory import MemoryEvent, WorldMemory
+    from spiral.worlds.tabletop.actions import cell_of
+    from spiral.worlds.tabletop.goals import parse_goal
+    from spiral.worlds.tabletop.scene import Scene, TableObject
+
+    red, yellow = TableObject("red", "square", "small", 0.17, 0.5), TableObject("yellow", "circle", "small", 0.5, 0.5)
+    scene = Scene((red, yellow, TableObject("green", "triangle", "large", 0.8, 0.17)))
+    goal = "swap the red square and the yellow circle"
+    solution = solve(scene, parse_goal(goal), np.random.default_rng(0))
+    assert [s.action.subject for s in solution.steps] == ["red square", "yellow circle"]
+    halfway = solution.steps[0].after
+    assert cell_of(*halfway.get("red square").pos) == cell_of(*halfway.get("yellow circle").pos) == "centre"
+
+    agent, memory = SymbolicPlanAgent(), WorldMemory(goal)
+    first = agent.plan(goal, render(scene), memory)
+    assert first.feasible, first.reason
+    memory.record(MemoryEvent(0, 0, first.steps[0].instruction, "accepted", 1.0))
+    memory.record(MemoryEvent(1, 0, first.steps[1].instruction, "replanned", None, "step 2 failed 3 times"))
+    replan = agent.plan(goal, render(halfway), memory)
+    assert replan.feasible, replan.reason
+    assert [s.subject for s in replan.steps] == ["yellow circle"] and "middle left" in replan.steps[0].instruction
+    assert "The red square starts in the middle left and the yellow circle in the centre" in replan.reasoning
+
+    # Without the episode's history (the no-memory ablation) the planner only has the frame.
+    blind = WorldMemory(goal, events=list(memory.events), use_history=False)
+    assert "swapping their cells would change nothing" in agent.plan(goal, render(halfway), blind).reason

@@ -270,12 +270,13 @@ def cached_rollouts(
     guided: int = 0,
 ) -> CriticData:
     """World-model rollouts of these probes, labelled by the oracle, cached chunk by chunk under a
-    folder named by the weights' digest (new weights never reuse another model's rollouts).
+    folder named by the weights' digest and the clip size (new weights never reuse another model's
+    rollouts).
     `guided`: how many of each group are guided by the true motion (see guided_frames)."""
     from spiral.worldmodels.tabletop import TabletopWorldModel
 
     suffix = f"-guided{guided}" if guided else ""
-    folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}{suffix}"
+    folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}-r{resolution}{suffix}"
     folder.mkdir(parents=True, exist_ok=True)
     wm, parts = None, []
     chunks = range(0, len(probes), CHUNK)

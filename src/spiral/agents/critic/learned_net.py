@@ -1,5 +1,5 @@
 """The network of the `learned` tabletop critic: a small video scorer that reads a clip at 32x32
-with the step's instruction and says whether the step succeeded, how it failed, and whether the
+(or finer: `resolution`) with the step's instruction and says whether the step succeeded, how it failed, and whether the
 failure is global (the world drifted) rather than local.
 
 Frames are fused early: the start frame and each frame's change from it are stacked as channels
@@ -155,10 +155,14 @@ class CriticNet(nn.Module):
         self.cfg = cfg
         # frames, colour masks and 2 coordinate channels (regions are absolute places)
         d, c = cfg.dim, (5 if cfg.colour_masks else 3) * cfg.num_frames + 2
-        self.conv1 = nn.Conv2d(c, STEM, 4, stride=2, padding=1)
+        # The stem always makes an 8x8 token grid, so a finer input costs the stem, not the attention.
+        if cfg.resolution % 16 or cfg.resolution < 32:
+            raise SpiralError(f"critic resolution {cfg.resolution}: use a multiple of 16 of at least 32 (e.g. 32 or 64)")
+        stride = cfg.resolution // 16
+        self.conv1 = nn.Conv2d(c, STEM, 2 * stride, stride=stride, padding=stride // 2)
         self.conv2 = nn.Conv2d(STEM, d, 3, stride=2, padding=1)
         self.conv3 = nn.Conv2d(d, d, 3, padding=1)
-        grid = cfg.resolution // 4
+        grid = 8
         self.pos = nn.Parameter(torch.randn(1, grid * grid, d) * 0.02)
         self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))

@@ -57,6 +57,7 @@ class CriticTrainConfig:
     swap_rate: float = option(0.35, "share of good dataset clips also shown with a mismatched instruction")
     rollout_share: float = option(0.5, "share of each batch drawn from the world-model rollouts")
     val_share: float = option(0.2, "share of scenes held back for validation and calibration")
+    resolution: int = option(32, "input size the clips are downsampled to (64 = the tabletop frame itself)")
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
     seed: int = option(0, "seed of initialisation, splits, batches and rollouts")
@@ -210,7 +211,7 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     if config_path.is_file() and json.loads(config_path.read_text()) != settings:
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
-    net_cfg = CriticNetConfig(dim=cfg.dim, depth=cfg.depth)
+    net_cfg = CriticNetConfig(resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth)
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
     real, guided = d.rollout & ~d.guided, d.guided

@@ -1,6 +1,7 @@
 """`symbolic` PlanAgent for the tabletop world: reads the scene off the current frame (the oracle's
 perception, from pixels), parses the goal and lets the solver expand it into atomic steps, writing
-the solver's reasoning as the chain of thought."""
+the solver's reasoning as the chain of thought. A replan plans on from the current frame towards
+the goal as it was meant at the episode's start (a swap trades the cells the objects started in)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from spiral.types import Plan, Step
 from spiral.worlds.tabletop.actions import describe_postcondition, describe_precondition
 from spiral.worlds.tabletop.goals import parse_goal
 from spiral.worlds.tabletop.oracle import read_scene
-from spiral.worlds.tabletop.scene import settle
+from spiral.worlds.tabletop.scene import Scene, settle
 from spiral.worlds.tabletop.solver import Infeasible, solve
 
 
@@ -26,12 +27,29 @@ def action_step(action, instruction: str) -> Step:
     )
 
 
+# Episodes whose start scene is remembered at once; an agent serves one episode at a time.
+REMEMBERED_EPISODES = 8
+
+
 class SymbolicPlanAgent:
     name = "symbolic"
 
     def __init__(self, seed: int = 0):
         self.seed = seed
         self.calls = 0
+        # id(memory) -> (memory, the scene its first plan read); the memory is kept so its id stays unique.
+        self._starts: dict[int, tuple[WorldMemory, Scene]] = {}
+
+    def start_scene(self, memory: WorldMemory, scene: Scene) -> Scene:
+        """The scene this episode began in: `scene` at its first plan (no events yet). The no-memory
+        ablation has no history, so each of its plans starts afresh."""
+        known = self._starts.get(id(memory))
+        if memory.events and memory.use_history and known is not None and known[0] is memory:
+            return known[1]
+        self._starts[id(memory)] = (memory, scene)
+        while len(self._starts) > REMEMBERED_EPISODES:
+            del self._starts[next(iter(self._starts))]
+        return scene
 
     def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
         parsed = parse_goal(goal)  # a goal it cannot parse is a SpiralError with example goals
@@ -40,7 +58,7 @@ class SymbolicPlanAgent:
         # A new generator per call: a replan draws other landing spots than the plan that failed.
         rng = np.random.default_rng([self.seed, self.calls])
         self.calls += 1
-        solution = solve(scene, parsed, rng)
+        solution = solve(scene, parsed, rng, start=self.start_scene(memory, scene))
         if isinstance(solution, Infeasible):
             return Plan(
                 goal, (), f"I cannot achieve this goal: {solution.reason}", self.name, feasible=False, reason=solution.reason

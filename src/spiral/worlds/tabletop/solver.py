@@ -1,6 +1,9 @@
 """The goal solver: expands a high-level goal into atomic steps for a given scene.
 
-    solve(scene, goal, rng) -> Solution | Infeasible
+    solve(scene, goal, rng, start=None) -> Solution | Infeasible
+
+`start` is the scene the episode began in when a replan plans on from a later `scene`: goals are
+judged against where things started (a swap trades the cells the objects *started* in).
 
 Which steps a goal needs is decided by a planning pass whose randomness is seeded from the scene and
 the goal themselves, so the number of steps (and so the task level) is a property of the task, the
@@ -83,22 +86,24 @@ class Infeasible:
     reason: str
 
 
-def solve(scene: Scene, goal: Goal, rng: np.random.Generator) -> Solution | Infeasible:
-    """Expand `goal` into atomic steps for `scene`. Deterministic for a given generator state."""
-    moves = plan_moves(scene, goal)
+def solve(scene: Scene, goal: Goal, rng: np.random.Generator, start: Scene | None = None) -> Solution | Infeasible:
+    """Expand `goal` into atomic steps for `scene` (the episode began in `start`, default `scene`).
+    Deterministic for a given generator state."""
+    start = start or scene
+    moves = plan_moves(scene, goal, start)
     if isinstance(moves, Infeasible):
         return moves
-    steps = _realise(scene, goal, moves, rng) or _chain(scene, moves, [m.target for m in moves])
+    steps = _realise(scene, goal, moves, rng, start) or _chain(scene, moves, [m.target for m in moves])
     assert steps is not None  # the planning pass checked its own targets
-    return Solution(tuple(steps), reasoning(scene, goal, moves), goal, scene)
+    return Solution(tuple(steps), reasoning(scene, goal, moves, start), goal, scene)
 
 
-def plan_moves(scene: Scene, goal: Goal) -> list[Move] | Infeasible:
+def plan_moves(scene: Scene, goal: Goal, start: Scene | None = None) -> list[Move] | Infeasible:
     """The planning pass alone: which moves, with the planner's own landing spots."""
     problems = validity_errors(scene)
     if problems:
         return Infeasible(f"the scene is not physically valid: {'; '.join(problems)}")
-    planner = Planner(scene, np.random.default_rng(_task_seed(scene, goal)))
+    planner = Planner(start or scene, np.random.default_rng(_task_seed(scene, goal)), current=scene)
     try:
         plan_goal(planner, goal)
     except NoPlan as e:
@@ -117,7 +122,7 @@ def _task_seed(scene: Scene, goal: Goal) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
-def _realise(scene: Scene, goal: Goal, moves: list[Move], rng: np.random.Generator) -> list[PlannedStep] | None:
+def _realise(scene: Scene, goal: Goal, moves: list[Move], rng: np.random.Generator, start: Scene) -> list[PlannedStep] | None:
     """The same moves at landing spots drawn from `rng`; None when no draw worked out."""
     for _ in range(REALISE_TRIES):
         targets: list[Target] = []
@@ -131,7 +136,7 @@ def _realise(scene: Scene, goal: Goal, moves: list[Move], rng: np.random.Generat
             targets.append(target)
             current = apply(current, m.action, target)
         else:
-            if goal.holds(scene, current, strict=True):
+            if goal.holds(start, current, strict=True):
                 return _chain(scene, moves, targets)
     return None
 
@@ -147,11 +152,11 @@ def _chain(scene: Scene, moves: list[Move], targets: list[Target]) -> list[Plann
     return steps
 
 
-def reasoning(scene: Scene, goal: Goal, moves: list[Move]) -> str:
+def reasoning(scene: Scene, goal: Goal, moves: list[Move], start: Scene | None = None) -> str:
     """The chain of thought behind a plan: what is on the table, what the goal needs, each step and
     why, and the check at the end."""
     lines = [f"I see {len(scene.objects)} objects: " + "; ".join(describe(scene, o) for o in scene.objects) + "."]
-    lines.append(f"The goal is to {goal_to_text(goal)}. {needs(scene, goal)}")
+    lines.append(f"The goal is to {goal_to_text(goal)}. {needs(scene, goal, start or scene)}")
     if not moves:
         lines.append("This already holds, so nothing has to move.")
         return "\n".join(lines)
@@ -171,8 +176,8 @@ def describe(scene: Scene, o: TableObject) -> str:
     return f"a {o.size} {o.name} {where}"
 
 
-def needs(scene: Scene, goal: Goal) -> str:
-    """What the goal asks for, in terms of this scene."""
+def needs(scene: Scene, goal: Goal, start: Scene) -> str:
+    """What the goal asks for, in terms of this scene (and, for a swap, where the objects started)."""
     f = goal.family
     if f == COMPOUND:
         return "Each part must still hold at the end, so I do them in order and keep what earlier parts achieved."
@@ -182,11 +187,11 @@ def needs(scene: Scene, goal: Goal) -> str:
     if f == LINE_UP:
         return "They must stand on the table in one row, each to the right of the one before."
     if f == GATHER:
-        named = _and(["the " + n for n in goal.selected(scene)]) if goal.selected(scene) else selector_text(goal)
+        named = _and(["the " + n for n in goal.selected(start)]) if goal.selected(start) else selector_text(goal)
         return f"That means {named} must end with their centres in the {goal.region}."
     if f == SWAP:
         a, b = goal.objects
-        cell_a, cell_b = (cell_of(*scene.get(n).pos) if scene.has(n) else "?" for n in (a, b))
+        cell_a, cell_b = (cell_of(*start.get(n).pos) if start.has(n) else "?" for n in (a, b))
         return f"The {a} starts in the {cell_a} and the {b} in the {cell_b}; each must end in the other's cell."
     if f == SORT:
         assert goal.key is not None

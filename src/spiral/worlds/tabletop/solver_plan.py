@@ -73,8 +73,9 @@ class Planner:
     """Records moves on a scene. `keep` lists goals achieved earlier (by the earlier parts of a
     compound goal) that moves should spare where they can; `part` tags moves with the part they serve."""
 
-    def __init__(self, initial: Scene, rng: np.random.Generator, keep: tuple[Goal, ...] = ()):
-        self.initial, self.scene, self.rng, self.keep = initial, initial, rng, keep
+    def __init__(self, initial: Scene, rng: np.random.Generator, keep: tuple[Goal, ...] = (), current: Scene | None = None):
+        # `initial` is what goals are judged against; moves start from `current` (a replan's scene).
+        self.initial, self.scene, self.rng, self.keep = initial, current or initial, rng, keep
         self.part = 0
         self.moves: list[Move] = []
 
