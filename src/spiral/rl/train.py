@@ -317,7 +317,7 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
         first = probe_reading(policy, probes, reward, 0)
         guard.add(first)
         log(out, {"iteration": 0, "probe_reward": first.reward, "probe_judged": first.judged})
-        export(export_path(out, policy, best=True), policy, {"base": cfg.weights or cfg.model_path, "probe_iteration": 0})
+        export(export_path(out, policy, best=True), policy, run_info(cfg, wm, 0, 0.0, dist) | {"probe_iteration": 0})
     bar = tqdm(total=cfg.iterations, initial=iteration, desc="grpo", unit="it", disable=not (progress and main))
     began, stopped = time.perf_counter(), None
 
@@ -357,14 +357,17 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
     bar.close()
     weights = export_path(out, policy)
     if main:
-        info = {
-            "base": cfg.weights or cfg.model_path or f"default {cfg.world_model}", "grpo_iterations": iteration,
-            "groups": cfg.groups, "group_size": cfg.group_size, "reward": cfg.reward, "schedule": cfg.schedule,
-            "train_seconds": round(elapsed(), 1), "processes": dist.world,
-            "machine": f"{platform.machine()} {os.cpu_count()} cores", "stopped_by_guard": stopped or "",
-        } | {f"base_{k}": v for k, v in getattr(wm, "info", {}).items()}  # fmt: skip
-        export(weights, policy, info)
+        export(weights, policy, run_info(cfg, wm, iteration, elapsed(), dist) | {"stopped_by_guard": stopped or ""})
     return GRPOOutcome(weights, iteration, stopped)
+
+
+def run_info(cfg: GRPOTrainConfig, wm, iteration: int, seconds: float, dist: Distributed) -> dict:
+    """What an exported file says about the run that made it (and the base model's own record)."""
+    return {
+        "base": cfg.weights or cfg.model_path or f"default {cfg.world_model}", "grpo_iterations": iteration,
+        "groups": cfg.groups, "group_size": cfg.group_size, "reward": cfg.reward, "schedule": cfg.schedule,
+        "train_seconds": round(seconds, 1), "processes": dist.world, "machine": f"{platform.machine()} {os.cpu_count()} cores",
+    } | {f"base_{k}": v for k, v in getattr(wm, "info", {}).items()}  # fmt: skip
 
 
 def log(out: Path, record: dict) -> None:
