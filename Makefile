@@ -49,7 +49,9 @@ world-model: setup
 		--init runs/world-model/tabletop_wm.safetensors --steps $(WM_ANNEAL) --lr-decay $(WM_ANNEAL)
 	$(VENV)/bin/spiral train world-model --out runs/world-model-gate --init runs/world-model-anneal/tabletop_wm.safetensors \
 		--input-gate --fresh 1 --workers 1 --lr 2e-4 --steps $(WM_FRESH) --lr-decay $(WM_FRESH_DECAY) --eval-every 2000
-	cp runs/world-model-gate/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
+	$(VENV)/bin/spiral train grpo --weights runs/world-model-gate/tabletop_wm.safetensors --out runs/world-model-grpo \
+		--iterations 20 --schedule 1:0,2:40,3:70 --lr 3e-5 --updates 2 --guidance 1 --probes 64 --eval-every 10 --threads 1
+	cp runs/world-model-grpo/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
 
 # Re-create the learned tabletop critic (needs the datasets made above and the shipped world model).
 critic: setup

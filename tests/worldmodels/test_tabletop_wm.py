@@ -251,3 +251,13 @@ def test_a_device_that_is_not_there_is_refused_before_the_run_folder_is_touched(
         with pytest.raises(SpiralError, match=message):
             train_world_model(replace(tiny_cfg(tiny_data, tmp_path / "run", 3), device=device), progress=False)
         assert not (tmp_path / "run").exists()
+
+
+def test_quality_evaluation_reports_each_probes_outcome_for_paired_comparisons():
+    from spiral.worldmodels.tabletop_eval import evaluate, make_probes
+
+    probes = make_probes(6)
+    result = evaluate(TabletopWorldModel.load(default_weights()), probes, "canonical", seed=0)
+    assert len(result.passed) == 6 and result.success == sum(result.passed) / 6
+    again = evaluate(TabletopWorldModel.load(default_weights()), probes, "canonical", seed=0)
+    assert again.passed == result.passed  # same probes, same seeds: the pairs line up

@@ -41,6 +41,7 @@ class QualityResult:
     preserved: float  # share of clips where no object vanished, doubled, appeared or changed identity
     postcondition: float  # share where the postcondition holds, whatever else happened
     seconds_per_clip: float
+    passed: tuple[bool, ...] = ()  # per probe, in order: did the step succeed (for paired comparisons)
 
 
 def random_feasible_action(scene: Scene, rng: np.random.Generator) -> Action | None:
@@ -74,15 +75,16 @@ def make_probes(count: int, frame_size: int = 64, seed: int = HELDOUT_SEED, stre
 def evaluate(wm: WorldModel, probes: list[Probe], wording: str = "canonical", seed: int = 0) -> QualityResult:
     """One sample per probe. wording: "canonical", or a paraphrase split ("train", "heldout")."""
     rng = np.random.default_rng(seed)
-    ok = kept = post = 0
+    kept = post = 0
+    passed: list[bool] = []
     seconds = 0.0
     for k, probe in enumerate(probes):
         text = to_text(probe.action) if wording == "canonical" else paraphrase(probe.action, rng, wording)
         clip = wm.generate(probe.frame, text, seed=seed * 100_003 + k)
         seconds += clip.seconds
         report = checks.check_clip(clip.frames, probe.action)
-        ok += report.ok
+        passed.append(bool(report.ok))
         post += report.postcondition
         kept += not (report.vanished or report.duplicated or report.appeared or report.changed_colour or report.changed_shape)
     n = len(probes)
-    return QualityResult(n, ok / n, kept / n, post / n, seconds / n)
+    return QualityResult(n, sum(passed) / n, kept / n, post / n, seconds / n, tuple(passed))
