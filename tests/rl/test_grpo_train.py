@@ -147,6 +147,8 @@ def test_the_guard_stops_training_and_keeps_the_checkpoint(small_weights, tmp_pa
     with safe_open(str(outcome.weights), framework="pt") as f:
         info = f.metadata()
     assert info["grpo_iterations"] == "2" and info["stopped_by_guard"] == outcome.stopped_by_guard
+    # The world model's own record goes on, so `train world-model --init` can continue from these weights.
+    assert info["steps"] == info["base_steps"] == "0" and float(info["train_seconds"]) == float(info["grpo_seconds"]) > 0
 
     # With the guard off the same readings only get logged.
     off = train_grpo(config(small_weights, tmp_path / "off", iterations=4, eval_every=1, guard=False), False, brightness)

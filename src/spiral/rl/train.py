@@ -363,11 +363,15 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
 
 def run_info(cfg: GRPOTrainConfig, wm, iteration: int, seconds: float, dist: Distributed) -> dict:
     """What an exported file says about the run that made it (and the base model's own record)."""
-    return {
+    base = getattr(wm, "info", {})
+    info = {
         "base": cfg.weights or cfg.model_path or f"default {cfg.world_model}", "grpo_iterations": iteration,
         "groups": cfg.groups, "group_size": cfg.group_size, "reward": cfg.reward, "schedule": cfg.schedule,
-        "train_seconds": round(seconds, 1), "processes": dist.world, "machine": f"{platform.machine()} {os.cpu_count()} cores",
-    } | {f"base_{k}": v for k, v in getattr(wm, "info", {}).items()}  # fmt: skip
+        "grpo_seconds": round(seconds, 1), "processes": dist.world, "machine": f"{platform.machine()} {os.cpu_count()} cores",
+    } | {f"base_{k}": v for k, v in base.items()}  # fmt: skip
+    if "steps" in base:  # the tabletop model's record goes on (`--init` reads it): its steps, all training time
+        info |= {"steps": base["steps"], "train_seconds": round(float(base.get("train_seconds", 0.0)) + seconds, 1)}
+    return info
 
 
 def log(out: Path, record: dict) -> None:
