@@ -166,7 +166,8 @@ def test_the_best_probe_readings_weights_are_kept(small_weights, tmp_path, monke
     outcome = train_grpo(config(small_weights, out, iterations=5, eval_every=1, guard=False), False, brightness)
     best = out / "tabletop_wm.best.safetensors"
     with safe_open(str(best), framework="pt") as f:
-        assert f.metadata()["probe_iteration"] == "2"
+        meta = f.metadata()
+    assert meta["probe_iteration"] == meta["grpo_iterations"] == "2" and meta["steps"] == "0"  # the full run record
     assert [r.get("best", False) for r in read_log(out)[1:]] == [True, True, False, False, False]
     last, kept = load_file(str(outcome.weights)), load_file(str(best))
     assert any(not torch.equal(last[k], kept[k]) for k in last)  # three more updates moved the last weights

@@ -334,11 +334,8 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
             reading = probe_reading(policy, probes, reward, iteration)
             record |= {"probe_reward": reading.reward, "probe_judged": reading.judged}
             if is_best(reading, guard.readings):  # keep the best probe reading's weights: late updates can undo gains
-                export(
-                    export_path(out, policy, best=True),
-                    policy,
-                    {"base": cfg.weights or cfg.model_path, "probe_iteration": iteration},
-                )
+                info = run_info(cfg, wm, iteration, elapsed(), dist) | {"probe_iteration": iteration}
+                export(export_path(out, policy, best=True), policy, info)
                 record["best"] = True
             warning = guard.add(reading)
             bar.write(f"iteration {iteration}: probe reward {reading.reward:.3f}, judged success {reading.judged:.3f}")

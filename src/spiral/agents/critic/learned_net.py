@@ -1,6 +1,6 @@
 """The network of the `learned` tabletop critic: a small video scorer that reads a clip at 32x32
-(or finer: `resolution`) with the step's instruction and says whether the step succeeded, how it failed, and whether the
-failure is global (the world drifted) rather than local.
+(or finer: `resolution`) with the step's instruction and says whether the step succeeded, how it
+failed, and whether the failure is global (the world drifted) rather than local.
 
 Frames are fused early: the start frame and each frame's change from it are stacked as channels
 (the changes are mostly zero, which makes "what moved" easy to see), with per-frame masks of the
