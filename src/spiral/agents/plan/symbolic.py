@@ -27,28 +27,21 @@ def action_step(action, instruction: str) -> Step:
     )
 
 
-# Episodes whose start scene is remembered at once; an agent serves one episode at a time.
-REMEMBERED_EPISODES = 8
-
-
 class SymbolicPlanAgent:
     name = "symbolic"
 
     def __init__(self, seed: int = 0):
         self.seed = seed
         self.calls = 0
-        # id(memory) -> (memory, the scene its first plan read); the memory is kept so its id stays unique.
-        self._starts: dict[int, tuple[WorldMemory, Scene]] = {}
+        self._episode: tuple[WorldMemory, Scene] | None = None  # the current episode's memory, its start scene
 
     def start_scene(self, memory: WorldMemory, scene: Scene) -> Scene:
-        """The scene this episode began in: `scene` at its first plan (no events yet). The no-memory
-        ablation has no history, so each of its plans starts afresh."""
-        known = self._starts.get(id(memory))
-        if memory.events and memory.use_history and known is not None and known[0] is memory:
-            return known[1]
-        self._starts[id(memory)] = (memory, scene)
-        while len(self._starts) > REMEMBERED_EPISODES:
-            del self._starts[next(iter(self._starts))]
+        """The scene this episode began in: `scene` at its first plan (no events yet). An agent
+        serves one episode at a time; the no-memory ablation has no history, so each of its plans
+        starts afresh."""
+        if memory.events and memory.use_history and self._episode is not None and self._episode[0] is memory:
+            return self._episode[1]
+        self._episode = (memory, scene)
         return scene
 
     def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
