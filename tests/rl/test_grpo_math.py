@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+import spiral.rl.rewards as rewards
 from spiral.errors import SpiralError
 from spiral.rl.curriculum import Stage, Task, horizon_at, parse_schedule
 from spiral.rl.grpo import choose_steps, clipped_objective, group_advantages
 from spiral.rl.guard import ProbeReading, RewardHackingGuard
-from spiral.rl.rewards import make_reward, oracle_reward
+from spiral.rl.rewards import OracleReader, judged_success, make_reward, oracle_reward
 from spiral.worldmodels.tabletop_eval import random_feasible_action
 from spiral.worlds.tabletop.actions import sample_target, trajectory
 from spiral.worlds.tabletop.grammar import to_text
@@ -183,6 +184,34 @@ def test_make_reward_oracle_and_mixes(oracle_task_and_clips):
     assert expected[0] > 0.9 and expected[1] < expected[0], "a clean success scores, a still clip does not"
     for spec in ("oracle=0.7,oracle=0.3", "oracle=2", "oracle=0.5, oracle=3"):
         torch.testing.assert_close(make_reward(spec)(clips, task), expected)
+
+
+def test_the_oracle_reader_judges_clips_in_worker_processes_as_this_process_would(oracle_task_and_clips, monkeypatch):
+    task, clips = oracle_task_and_clips
+    backwards = clips[:1, ::-1].copy()  # the step undone: a failure
+    monkeypatch.setattr(rewards, "_REPORTS", type(rewards._REPORTS)())
+    with OracleReader(2) as reader:
+        reader.prefetch([(clips, task), (backwards, task)])
+        assert reader._pool is not None, "two processes read in parallel"
+    assert len(rewards._REPORTS) == 3
+
+    def no_oracle(*args):
+        raise AssertionError("the reports should have been read ahead")
+
+    read_ahead = [rewards.oracle_report(c, task) for c in (*clips, *backwards)]
+    monkeypatch.setattr(rewards.checks, "check_clip", no_oracle)
+    judged, scores = judged_success(clips, task), oracle_reward(backwards, task)
+    monkeypatch.undo()
+    assert read_ahead == [rewards.checks.check_clip(c, task.action) for c in (*clips, *backwards)]
+    assert judged.tolist() == [1.0, 0.0] and scores[0] < 0.5
+
+
+def test_one_oracle_process_reads_nothing_ahead(oracle_task_and_clips, monkeypatch):
+    task, clips = oracle_task_and_clips
+    monkeypatch.setattr(rewards, "_REPORTS", type(rewards._REPORTS)())
+    with OracleReader(1) as reader:
+        reader.prefetch([(clips, task)])
+        assert reader._pool is None and not rewards._REPORTS
 
 
 @pytest.mark.parametrize(

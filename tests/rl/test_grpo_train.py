@@ -117,7 +117,7 @@ def test_a_resumed_run_continues_exactly_as_an_uninterrupted_one(small_weights, 
 
 
 def scripted_probes(readings: dict[int, tuple[float, float]]):
-    def probe_reading(policy, probes, reward, iteration):
+    def probe_reading(policy, probes, reward, iteration, reader=None):
         return ProbeReading(iteration, *readings[iteration])
 
     return probe_reading

@@ -35,7 +35,7 @@ from spiral.rl.curriculum import TabletopTasks, Task, horizon_at, parse_schedule
 from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, grpo_loss
 from spiral.rl.guard import ProbeReading, RewardHackingGuard
 from spiral.rl.policy import GroupRollout, Policy, TabletopPolicy
-from spiral.rl.rewards import Reward, judged_success, make_reward
+from spiral.rl.rewards import OracleReader, Reward, judged_success, make_reward
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 from spiral.worldmodels.tabletop_eval import make_probes
 from spiral.worlds.tabletop.grammar import to_text
@@ -56,7 +56,9 @@ class GRPOTrainConfig:
         "", "diffusers backbones: KEY=VALUE,... of DiffusersConfig, e.g. 'height=480,width=832,num_frames=33,device=cuda'"
     )
     lora_rank: int = option(16, "diffusers backbones: LoRA rank (alpha = rank)")
-    guidance: float = option(0.0, "tabletop: classifier-free guidance of the rollouts; 0 = the model's sampler default")
+    # 1 (no guidance) by default: rollouts cost half the net calls, and the shipped stage-4 model,
+    # trained so, improved at guidance 1 and at the sampler's 5 alike (docs/RESULTS.md).
+    guidance: float = option(1.0, "tabletop: classifier-free guidance of the rollouts; 0 = the model's sampler default")
     iterations: int = option(100, "GRPO iterations in total (a resumed run stops here too)")
     groups: int = option(8, "groups (tasks) per iteration, shared out over the processes")
     group_size: int = option(8, "clips sampled per group from the same start frame and action")
@@ -78,6 +80,9 @@ class GRPOTrainConfig:
     seed: int = option(0, "seed of tasks, sampling noise and step choice")
     checkpoint_every: int = option(5, "iterations between checkpoints")
     threads: int = option(0, "torch threads; 0 = OMP_NUM_THREADS or 1")
+    oracle_processes: int = option(
+        0, "processes that read each iteration's clips with the oracle in parallel; 0 = as many as the torch threads"
+    )
 
     def settings(self) -> GRPOSettings:
         return GRPOSettings(self.noise_level, self.clip_range, self.adv_clip, self.beta, self.step_fraction)
@@ -195,24 +200,26 @@ def iteration_groups(cfg: GRPOTrainConfig, dist: Distributed) -> int:
 
 def run_iteration(
     policy: Policy, opt: torch.optim.Optimizer, tasks: TabletopTasks, reward: Reward, cfg: GRPOTrainConfig,
-    iteration: int, dist: Distributed, horizon: int,
+    iteration: int, dist: Distributed, horizon: int, reader: OracleReader | None = None,
 ) -> dict:  # fmt: skip
-    """One GRPO iteration on this process's share of groups; returns its log record."""
+    """One GRPO iteration on this process's share of groups; returns its log record. `reader`
+    judges all the groups' clips at once, over its processes, before the rewards are computed."""
     s = cfg.settings()
     rng = np.random.default_rng([cfg.seed, iteration, dist.rank])
     began = time.perf_counter()
-    groups: list[GroupResult] = []
+    drawn: list[tuple[Task, GroupRollout]] = []
     for g in range(iteration_groups(cfg, dist)):
         task = tasks.sample(rng, horizon, policy)
         first = (cfg.seed * 1_000_003 + iteration * 9_973 + dist.rank * 101 + g) * cfg.group_size
         seeds = [first + i for i in range(cfg.group_size)]
-        rollout = policy.rollout(task.start, task.instruction, seeds, s.noise_level)
+        drawn.append((task, policy.rollout(task.start, task.instruction, seeds, s.noise_level)))
+    if reader is not None:
+        reader.prefetch([(rollout.frames, task) for task, rollout in drawn])
+    groups: list[GroupResult] = []
+    for task, rollout in drawn:
         rewards = reward(rollout.frames, task)
-        groups.append(
-            GroupResult(
-                task, rollout, rewards, group_advantages(rewards, s.adv_clip, s.eps), judged_success(rollout.frames, task)
-            )
-        )
+        advantages = group_advantages(rewards, s.adv_clip, s.eps)
+        groups.append(GroupResult(task, rollout, rewards, advantages, judged_success(rollout.frames, task)))
     sampled = time.perf_counter()
     params = policy.trainable()
     stats = {"policy": [], "kl": [], "clipped": [], "ratio_dev": []}
@@ -242,12 +249,14 @@ def run_iteration(
     }
 
 
-def probe_reading(policy: Policy, probes, reward: Reward, iteration: int) -> ProbeReading:
+def probe_reading(policy: Policy, probes, reward: Reward, iteration: int, reader: OracleReader | None = None) -> ProbeReading:
     """Deterministic clips on the fixed probes: mean reward and the judge's pass rate."""
     starts = np.stack([p.frame for p in probes])
     texts = [to_text(p.action) for p in probes]
     clips = policy.sample_frames(starts, texts, list(range(len(probes))))
     tasks = [Task(p.frame, p.action, t, 1, 0) for p, t in zip(probes, texts, strict=True)]
+    if reader is not None:
+        reader.prefetch([(c[None], t) for c, t in zip(clips, tasks, strict=True)])
     rewards = [float(reward(c[None], t)[0]) for c, t in zip(clips, tasks, strict=True)]
     judged = [float(judged_success(c[None], t)[0]) for c, t in zip(clips, tasks, strict=True)]
     return ProbeReading(iteration, float(np.mean(rewards)), float(np.mean(judged)))
@@ -277,7 +286,8 @@ def load_checkpoint(path: Path, policy: Policy, opt, guard: RewardHackingGuard) 
 
 def check_settings(out: Path, cfg: GRPOTrainConfig) -> None:
     """A run folder belongs to one configuration; resuming with other settings would mix runs."""
-    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in ("iterations", "out", "threads", "checkpoint_every")}
+    unrelated = ("iterations", "out", "threads", "oracle_processes", "checkpoint_every")  # change no result
+    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in unrelated}
     path = out / "config.json"
     if path.is_file() and json.loads(path.read_text()) != settings:
         raise SpiralError(f"{out} holds a GRPO run with other settings ({path}); use another --out")
@@ -294,7 +304,8 @@ class GRPOOutcome:
 
 def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | None = None) -> GRPOOutcome:
     """`reward` overrides cfg.reward with any callable (clips, task) -> (G,) rewards."""
-    torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
+    threads = cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1"))
+    torch.set_num_threads(threads)
     dist = Distributed.from_env(cuda=cfg.world_model != "tabletop" and torch.cuda.is_available())
     iteration_groups(cfg, dist)  # refuse a bad split before any work
     stages = parse_schedule(cfg.schedule)
@@ -312,46 +323,47 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
     if main:
         trim_log(out / "log.jsonl", "iteration", iteration)
     tasks = TabletopTasks(wm.frame_size)
-    probes = make_probes(cfg.probes, wm.frame_size, stream=PROBE_STREAM) if cfg.eval_every else []
-    if main and cfg.eval_every and not guard.readings:
-        first = probe_reading(policy, probes, reward, 0)
-        guard.add(first)
-        log(out, {"iteration": 0, "probe_reward": first.reward, "probe_judged": first.judged})
-        export(export_path(out, policy, best=True), policy, run_info(cfg, wm, 0, 0.0, dist) | {"probe_iteration": 0})
-    bar = tqdm(total=cfg.iterations, initial=iteration, desc="grpo", unit="it", disable=not (progress and main))
-    began, stopped = time.perf_counter(), None
+    with OracleReader(cfg.oracle_processes or threads) as reader:
+        probes = make_probes(cfg.probes, wm.frame_size, stream=PROBE_STREAM) if cfg.eval_every else []
+        if main and cfg.eval_every and not guard.readings:
+            first = probe_reading(policy, probes, reward, 0, reader)
+            guard.add(first)
+            log(out, {"iteration": 0, "probe_reward": first.reward, "probe_judged": first.judged})
+            export(export_path(out, policy, best=True), policy, run_info(cfg, wm, 0, 0.0, dist) | {"probe_iteration": 0})
+        bar = tqdm(total=cfg.iterations, initial=iteration, desc="grpo", unit="it", disable=not (progress and main))
+        began, stopped = time.perf_counter(), None
 
-    def elapsed() -> float:  # training seconds over every resumed part of the run
-        return seconds_before + time.perf_counter() - began
+        def elapsed() -> float:  # training seconds over every resumed part of the run
+            return seconds_before + time.perf_counter() - began
 
-    while iteration < cfg.iterations and stopped is None:
-        horizon = horizon_at(stages, iteration)
-        record = run_iteration(policy, opt, tasks, reward, cfg, iteration, dist, horizon)
-        iteration += 1
-        bar.update(1)
-        bar.set_postfix(reward=f"{record['reward']:.3f}", judged=f"{record['judged']:.2f}", h=horizon)
-        if main and cfg.eval_every and iteration % cfg.eval_every == 0:
-            reading = probe_reading(policy, probes, reward, iteration)
-            record |= {"probe_reward": reading.reward, "probe_judged": reading.judged}
-            if is_best(reading, guard.readings):  # keep the best probe reading's weights: late updates can undo gains
-                info = run_info(cfg, wm, iteration, elapsed(), dist) | {"probe_iteration": iteration}
-                export(export_path(out, policy, best=True), policy, info)
-                record["best"] = True
-            warning = guard.add(reading)
-            bar.write(f"iteration {iteration}: probe reward {reading.reward:.3f}, judged success {reading.judged:.3f}")
-            if warning and cfg.guard:
-                stopped = warning
-                record["guard"] = warning
-                bar.write(f"WARNING: {warning}; stopping (the checkpoint and weights are kept)")
-        stop_all = dist.broadcast_flag(stopped is not None)
-        if stop_all and stopped is None:
-            stopped = "stopped by process 0's reward-hacking guard"
-        if main:
-            record["seconds"] = round(elapsed(), 2)
-            log(out, record)
-            if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations or stopped:
-                save_checkpoint(ckpt, policy, opt, iteration, guard, elapsed())
-    bar.close()
+        while iteration < cfg.iterations and stopped is None:
+            horizon = horizon_at(stages, iteration)
+            record = run_iteration(policy, opt, tasks, reward, cfg, iteration, dist, horizon, reader)
+            iteration += 1
+            bar.update(1)
+            bar.set_postfix(reward=f"{record['reward']:.3f}", judged=f"{record['judged']:.2f}", h=horizon)
+            if main and cfg.eval_every and iteration % cfg.eval_every == 0:
+                reading = probe_reading(policy, probes, reward, iteration, reader)
+                record |= {"probe_reward": reading.reward, "probe_judged": reading.judged}
+                if is_best(reading, guard.readings):  # keep the best probe reading's weights: late updates can undo gains
+                    info = run_info(cfg, wm, iteration, elapsed(), dist) | {"probe_iteration": iteration}
+                    export(export_path(out, policy, best=True), policy, info)
+                    record["best"] = True
+                warning = guard.add(reading)
+                bar.write(f"iteration {iteration}: probe reward {reading.reward:.3f}, judged success {reading.judged:.3f}")
+                if warning and cfg.guard:
+                    stopped = warning
+                    record["guard"] = warning
+                    bar.write(f"WARNING: {warning}; stopping (the checkpoint and weights are kept)")
+            stop_all = dist.broadcast_flag(stopped is not None)
+            if stop_all and stopped is None:
+                stopped = "stopped by process 0's reward-hacking guard"
+            if main:
+                record["seconds"] = round(elapsed(), 2)
+                log(out, record)
+                if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations or stopped:
+                    save_checkpoint(ckpt, policy, opt, iteration, guard, elapsed())
+        bar.close()
     weights = export_path(out, policy)
     if main:
         export(weights, policy, run_info(cfg, wm, iteration, elapsed(), dist) | {"stopped_by_guard": stopped or ""})
