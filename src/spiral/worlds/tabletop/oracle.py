@@ -205,7 +205,7 @@ def _split(px: Pixels, blob: _Blob, fit: Fit, blur: float, min_pixels: float) ->
 def _window(px: Pixels, colour: int, own: np.ndarray, bounds: tuple[int, ...], behind: tuple[int, ...], blur: float) -> Window:
     """The coverage map of `colour` on a patch, and the pixels that tell whether it is there: its own
     blob, table, its blends with the table, and the colours it is known to lie on (`behind`)."""
-    x0, x1, y0, y1 = (int(np.clip(v, 0, px.n)) for v in bounds)
+    x0, x1, y0, y1 = (int(min(max(v, 0), px.n)) for v in bounds)  # np.clip costs ~10 us a scalar
     sl = (slice(y0, y1), slice(x0, x1))
     labels, res = px.labels[sl], px.res[sl + (colour,)]
     alpha = px.alpha[sl + (colour,)].copy()
