@@ -1,6 +1,6 @@
 """Is world model B better than A at single steps? A paired comparison on the same held-out probes.
 
-    .venv/bin/python benchmarks/compare_world_models.py --a FILE --b FILE [--probes 200] [--guidance G]
+    .venv/bin/python benchmarks/compare_world_models.py --a FILE --b FILE [--probes 200] [--guidance G] [--noise-level A]
 
 Both models meet the same probes with the same sampling seeds (tabletop_eval.evaluate), so each
 probe is a pair of outcomes. Prints how many probes both / only A / only B / neither passed, and the
@@ -36,10 +36,14 @@ def main() -> None:
     parser.add_argument("--b", required=True, help="weights of model B (e.g. a GRPO run's)")
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the sampler's)")
+    parser.add_argument(
+        "--noise-level", type=float, default=None, help="> 0: sample with the SDE GRPO trains with (default: the ODE sampler)"
+    )
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sampler = SamplerConfig(**({} if args.guidance is None else {"guidance_scale": args.guidance}))
+    given = {"guidance_scale": args.guidance, "noise_level": args.noise_level}
+    sampler = SamplerConfig(**{k: v for k, v in given.items() if v is not None})
     probes = make_probes(args.probes)
     results = {}
     for name, path in (("A", args.a), ("B", args.b)):
@@ -49,7 +53,8 @@ def main() -> None:
     only_a = sum(x and not y for x, y in zip(a, b, strict=True))
     only_b = sum(y and not x for x, y in zip(a, b, strict=True))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
-    print(f"A: {args.a}\nB: {args.b}\nheld-out probes: {len(probes)}, guidance {sampler.guidance_scale}")
+    sampling = "ODE (Euler)" if not sampler.noise_level else f"SDE, noise_level {sampler.noise_level}"
+    print(f"A: {args.a}\nB: {args.b}\nheld-out probes: {len(probes)}, guidance {sampler.guidance_scale}, {sampling}")
     print(f"single-step success: A {results['A'].success:.1%}, B {results['B'].success:.1%}")
     print(f"objects preserved:   A {results['A'].preserved:.1%}, B {results['B'].preserved:.1%}")
     print(f"pairs: both pass {both}, only A {only_a}, only B {only_b}, neither {len(probes) - both - only_a - only_b}")

@@ -45,10 +45,18 @@ def main() -> None:
         default="heldout",
         help="train: the start scenes of `spiral data make --seed 0` episodes (data/tabletop-train), to measure over-fitting",
     )
+    parser.add_argument(
+        "--noise-level", type=float, default=None, help="> 0: sample with the SDE GRPO trains with (default: the ODE sampler)"
+    )
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    given = {"guidance_scale": args.guidance, "num_inference_steps": args.steps, "shift": args.shift}
+    given = {
+        "guidance_scale": args.guidance,
+        "num_inference_steps": args.steps,
+        "shift": args.shift,
+        "noise_level": args.noise_level,
+    }
     sampler = SamplerConfig(**{k: v for k, v in given.items() if v is not None})
     wm = TabletopWorldModel.load(args.weights, sampler=sampler)
     # `spiral data make --seed S` draws episode i's first scene from default_rng([S, i]), as this stream does.
@@ -62,7 +70,7 @@ def main() -> None:
     params = sum(p.numel() for p in wm.net.parameters())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     print(f"model: {params / 1e6:.2f}M parameters, trained {wm.info.get('steps')} steps in {wm.info.get('train_seconds')} s "
-          f"({wm.info.get('machine')}); {wm.sampler.num_inference_steps} Euler steps, shift {wm.sampler.shift}, guidance {wm.sampler.guidance_scale}; frames {wm.num_frames} x {wm.frame_size}px")  # fmt: skip
+          f"({wm.info.get('machine')}); {wm.sampler.num_inference_steps} {'Euler' if not wm.sampler.noise_level else f'SDE (noise_level {wm.sampler.noise_level})'} steps, shift {wm.sampler.shift}, guidance {wm.sampler.guidance_scale}; frames {wm.num_frames} x {wm.frame_size}px")  # fmt: skip
     print(f"{'held-out' if args.scenes == 'heldout' else 'training-scene'} probes: {len(probes)} (one sample each)")
     print(f"  single-step success (canonical wording) {canonical.success:6.1%}   target >= 70%")
     print(f"  postcondition holds                     {canonical.postcondition:6.1%}")

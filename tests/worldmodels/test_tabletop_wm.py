@@ -9,7 +9,7 @@ from spiral.data.generate import DataMakeConfig, make_dataset
 from spiral.errors import SpiralError
 from spiral.rl.sde import sde_step_with_logprob
 from spiral.worldmodels.base import check_world_model, prepare_frame
-from spiral.worldmodels.tabletop import TabletopWorldModel, default_weights
+from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel, default_weights
 from spiral.worldmodels.tabletop_data import load_clips
 from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
 from spiral.worldmodels.tabletop_train import (
@@ -261,3 +261,12 @@ def test_quality_evaluation_reports_each_probes_outcome_for_paired_comparisons()
     assert len(result.passed) == 6 and result.success == sum(result.passed) / 6
     again = evaluate(TabletopWorldModel.load(default_weights()), probes, "canonical", seed=0)
     assert again.passed == result.passed  # same probes, same seeds: the pairs line up
+
+
+def test_generation_can_sample_with_the_sde_seeded_like_the_ode():
+    ode = tiny_model()
+    sde = TabletopWorldModel(ode.net, sampler=SamplerConfig(noise_level=0.7))
+    check_world_model(sde, FRAME, INSTRUCTION)
+    a, b = sde.generate(FRAME, INSTRUCTION, seed=3), sde.generate(FRAME, INSTRUCTION, seed=3)
+    assert np.array_equal(a.frames, b.frames), "seeded"
+    assert not np.array_equal(a.frames, ode.generate(FRAME, INSTRUCTION, seed=3).frames), "the SDE is not the ODE"

@@ -45,6 +45,9 @@ class SamplerConfig:
     # its target; 5 was best of 1-15 on held-out probes (docs/RESULTS.md), at twice the net calls.
     guidance_scale: float = 5.0
     shift: float = 1.0  # >1 spends more steps at high noise (SD3-style time shift)
+    # 0: the deterministic Euler (ODE) sampler. > 0: the SDE sampler GRPO trains with, at this
+    # noise_level (generation then samples a group's clips one by one; see _sample_group).
+    noise_level: float = 0.0
 
 
 @dataclass
@@ -154,12 +157,19 @@ class TabletopWorldModel:
         pieces = [starts[:, None]]
         for chunk in range((n - 1) // per):
             seeds = [seed + i + 1000 * chunk for i in range(group_size)]
-            frames = self.sample_frames(starts, [instruction] * group_size, seeds)
+            frames = self._sample_group(starts, instruction, seeds)
             pieces.append(frames[:, 1:])
             starts = frames[:, -1]
         video = np.concatenate(pieces, axis=1)
         seconds = (time.perf_counter() - began) / group_size
         return [Clip(video[i], instruction, seed + i, self.name, seconds) for i in range(group_size)]
+
+    def _sample_group(self, starts: np.ndarray, instruction: str, seeds: list[int]) -> np.ndarray:
+        noise = self.sampler.noise_level
+        if not noise:
+            return self.sample_frames(starts, [instruction] * len(seeds), seeds)
+        # The SDE draws its noise per call, so a clip would depend on its group: sample one by one.
+        return np.concatenate([self.sample_frames(starts[i : i + 1], [instruction], [s], noise) for i, s in enumerate(seeds)])
 
     # ---- sampling ----------------------------------------------------------------------------
     def initial_noise(self, seeds: list[int]) -> torch.Tensor:
