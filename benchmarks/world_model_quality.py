@@ -69,8 +69,9 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     params = sum(p.numel() for p in wm.net.parameters())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    sampling = "Euler" if not wm.sampler.noise_level else f"SDE (noise_level {wm.sampler.noise_level})"
     print(f"model: {params / 1e6:.2f}M parameters, trained {wm.info.get('steps')} steps in {wm.info.get('train_seconds')} s "
-          f"({wm.info.get('machine')}); {wm.sampler.num_inference_steps} {'Euler' if not wm.sampler.noise_level else f'SDE (noise_level {wm.sampler.noise_level})'} steps, shift {wm.sampler.shift}, guidance {wm.sampler.guidance_scale}; frames {wm.num_frames} x {wm.frame_size}px")  # fmt: skip
+          f"({wm.info.get('machine')}); {wm.sampler.num_inference_steps} {sampling} steps, shift {wm.sampler.shift}, guidance {wm.sampler.guidance_scale}; frames {wm.num_frames} x {wm.frame_size}px")  # fmt: skip
     print(f"{'held-out' if args.scenes == 'heldout' else 'training-scene'} probes: {len(probes)} (one sample each)")
     print(f"  single-step success (canonical wording) {canonical.success:6.1%}   target >= 70%")
     print(f"  postcondition holds                     {canonical.postcondition:6.1%}")

@@ -52,7 +52,7 @@ def oracle_report(clip: np.ndarray, task: Task) -> checks.ClipReport:
 class OracleReader:
     """Reads a batch of clips with the oracle over worker processes before the rewards and the judge
     ask for them. The oracle is single-threaded numpy and most of an iteration's sampling time
-    (8 frames x ~35 ms per clip); the reports are the same numbers as in-process, only sooner.
+    (8 frames x 25-35 ms a clip); the reports are the same numbers as in-process, only sooner.
     processes <= 1 reads nothing ahead (everything stays in this process)."""
 
     def __init__(self, processes: int):
@@ -67,6 +67,7 @@ class OracleReader:
                 key = _report_key(clip, task)
                 if key not in _REPORTS:
                     todo.setdefault(key, (clip, task))
+        # Past the cache's size the first reports would be dropped before anyone read them.
         if self.processes <= 1 or len(todo) < 2 or len(todo) > _REPORTS_KEPT:
             return
         if self._pool is None:  # spawned, not forked: the parent holds torch's thread pools
