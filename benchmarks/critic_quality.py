@@ -59,7 +59,9 @@ def main() -> None:
 
     began = time.perf_counter()
     probes = make_probes(args.probes, seed=HELDOUT_SEED)
-    data = cached_rollouts(wm_path, probes, "heldout", Path(args.cache), args.group_size, ROLLOUT_SEED, resolution)
+    data = cached_rollouts(
+        wm_path, probes, "heldout", Path(args.cache), args.group_size, ROLLOUT_SEED, resolution, processes=args.threads
+    )
     rollout_s = time.perf_counter() - began
     y = data.success.numpy()
     kinds = collections.Counter(KINDS[k].value for k in data.kind.tolist())

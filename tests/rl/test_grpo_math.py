@@ -192,7 +192,7 @@ def test_the_oracle_reader_judges_clips_in_worker_processes_as_this_process_woul
     monkeypatch.setattr(rewards, "_REPORTS", type(rewards._REPORTS)())
     with OracleReader(2) as reader:
         reader.prefetch([(clips, task), (backwards, task)])
-        assert reader._pool is not None, "two processes read in parallel"
+        assert reader.pool._pool is not None, "two processes read in parallel"
     assert len(rewards._REPORTS) == 3
 
     def no_oracle(*args):
@@ -211,7 +211,7 @@ def test_one_oracle_process_reads_nothing_ahead(oracle_task_and_clips, monkeypat
     monkeypatch.setattr(rewards, "_REPORTS", type(rewards._REPORTS)())
     with OracleReader(1) as reader:
         reader.prefetch([(clips, task)])
-        assert reader._pool is None and not rewards._REPORTS
+        assert reader.pool._pool is None and not rewards._REPORTS
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import multiprocessing
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -22,6 +20,7 @@ import torch
 from spiral.errors import SpiralError
 from spiral.rl.curriculum import Task
 from spiral.worlds.tabletop import checks
+from spiral.worlds.tabletop.oracle_pool import OraclePool
 
 Reward = Callable[[np.ndarray, Task], torch.Tensor]  # (G, T, H, W, 3) uint8 clips -> (G,) rewards
 
@@ -50,14 +49,12 @@ def oracle_report(clip: np.ndarray, task: Task) -> checks.ClipReport:
 
 
 class OracleReader:
-    """Reads a batch of clips with the oracle over worker processes before the rewards and the judge
-    ask for them. The oracle is single-threaded numpy and most of an iteration's sampling time
-    (8 frames x 25-35 ms a clip); the reports are the same numbers as in-process, only sooner.
-    processes <= 1 reads nothing ahead (everything stays in this process)."""
+    """Reads a batch of clips with the oracle over worker processes (an OraclePool) before the
+    rewards and the judge ask for them; the reports are the same numbers as in-process, only
+    sooner. processes <= 1 reads nothing ahead (everything stays in this process)."""
 
     def __init__(self, processes: int):
-        self.processes = processes
-        self._pool: ProcessPoolExecutor | None = None
+        self.pool = OraclePool(processes)
 
     def prefetch(self, batches: list[tuple[np.ndarray, Task]]) -> None:
         """batches: (clips (G, T, H, W, 3), their task) pairs; fills the report cache."""
@@ -68,26 +65,17 @@ class OracleReader:
                 if key not in _REPORTS:
                     todo.setdefault(key, (clip, task))
         # Past the cache's size the first reports would be dropped before anyone read them.
-        if self.processes <= 1 or len(todo) < 2 or len(todo) > _REPORTS_KEPT:
+        if not self.pool.parallel or len(todo) < 2 or len(todo) > _REPORTS_KEPT:
             return
-        if self._pool is None:  # spawned, not forked: the parent holds torch's thread pools
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
-        clips = [clip for clip, _ in todo.values()]
-        actions = [task.action for _, task in todo.values()]
-        chunk = max(1, len(clips) // (4 * self.processes))
-        for key, report in zip(todo, self._pool.map(checks.check_clip, clips, actions, chunksize=chunk), strict=True):
+        reports = self.pool.check_clips([clip for clip, _ in todo.values()], [task.action for _, task in todo.values()])
+        for key, report in zip(todo, reports, strict=True):
             _keep(key, report)
 
     def __enter__(self) -> OracleReader:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        self.pool.close()
 
 
 def oracle_reward(clips: np.ndarray, task: Task) -> torch.Tensor:

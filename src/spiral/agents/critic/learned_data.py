@@ -26,7 +26,6 @@ from spiral.data.video import read_video
 from spiral.errors import DatasetError
 from spiral.types import Verdict
 from spiral.worldmodels.tabletop_eval import Probe, make_probes
-from spiral.worlds.tabletop import checks
 from spiral.worlds.tabletop.actions import (
     REGIONS,
     RELATIONS,
@@ -38,6 +37,7 @@ from spiral.worlds.tabletop.actions import (
 )
 from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.oracle import read_scene
+from spiral.worlds.tabletop.oracle_pool import OraclePool
 from spiral.worlds.tabletop.render import render_motion
 
 ROLLOUT_STREAM = 4242
@@ -227,10 +227,11 @@ def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float) -> np.nd
 
 
 def label_rollouts(
-    wm, probes: list[Probe], group_size: int, seed: int, resolution: int, first_group: int = 0, guided: int = 0
-) -> CriticData:
-    """Sample `group_size` clips per probe and label each by the oracle: the last `guided` of each
-    group by guided_frames, the others from pure noise, half ODE and half SDE."""
+    wm, probes: list[Probe], group_size: int, seed: int, resolution: int, first_group: int = 0, guided: int = 0,
+    oracle: OraclePool | None = None,
+) -> CriticData:  # fmt: skip
+    """Sample `group_size` clips per probe and label each by the oracle (over `oracle`'s processes):
+    the last `guided` of each group by guided_frames, the others from pure noise, half ODE and half SDE."""
     starts = np.stack([p.frame for p in probes for _ in range(group_size)])
     texts = [to_text(p.action) for p in probes for _ in range(group_size)]
     seeds = [seed * 1_000_003 + (first_group + k // group_size) * group_size + k % group_size for k in range(len(texts))]
@@ -245,7 +246,7 @@ def label_rollouts(
             clips[idx] = wm.sample_frames(starts[idx], [texts[i] for i in idx], [seeds[i] for i in idx], noise_level=noise)
         elif len(idx):
             clips[idx] = guided_frames(wm, [probes[i // group_size] for i in idx], [seeds[i] for i in idx], GUIDE_T[mode - 2])
-    reports = [checks.check_clip(clip, probes[k // group_size].action) for k, clip in enumerate(clips)]
+    reports = (oracle or OraclePool(1)).check_clips(list(clips), [probes[k // group_size].action for k in range(len(clips))])
     kinds = [r.failure_kind.value for r in reports]
     # Probes meet their preconditions, so every oracle kind is one the head knows.
     return CriticData(
@@ -268,11 +269,13 @@ def cached_rollouts(
     resolution: int,
     progress: bool = True,
     guided: int = 0,
+    processes: int = 1,
 ) -> CriticData:
     """World-model rollouts of these probes, labelled by the oracle, cached chunk by chunk under a
     folder named by the weights' digest and the clip size (new weights never reuse another model's
     rollouts).
-    `guided`: how many of each group are guided by the true motion (see guided_frames)."""
+    `guided`: how many of each group are guided by the true motion (see guided_frames).
+    `processes`: how many processes the oracle labels over (the labels do not depend on it)."""
     from spiral.worldmodels.tabletop import TabletopWorldModel
 
     suffix = f"-guided{guided}" if guided else ""
@@ -280,14 +283,15 @@ def cached_rollouts(
     folder.mkdir(parents=True, exist_ok=True)
     wm, parts = None, []
     chunks = range(0, len(probes), CHUNK)
-    for start in tqdm(chunks, desc=f"{name} rollouts", unit="chunk", disable=not progress):
-        chunk = probes[start : start + CHUNK]
-        key = json.dumps([[p.action.subject, p.action.relation, p.action.anchor] for p in chunk])
-        path = folder / f"chunk-{start // CHUNK:05d}.safetensors"
-        data = CriticData.load(path, key)
-        if data is None:
-            wm = wm or TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0])
-            data = label_rollouts(wm, chunk, group_size, seed, resolution, first_group=start, guided=guided)
-            data.save(path, {"key": key})
-        parts.append(data)
+    with OraclePool(processes) as oracle:
+        for start in tqdm(chunks, desc=f"{name} rollouts", unit="chunk", disable=not progress):
+            chunk = probes[start : start + CHUNK]
+            key = json.dumps([[p.action.subject, p.action.relation, p.action.anchor] for p in chunk])
+            path = folder / f"chunk-{start // CHUNK:05d}.safetensors"
+            data = CriticData.load(path, key)
+            if data is None:
+                wm = wm or TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0])
+                data = label_rollouts(wm, chunk, group_size, seed, resolution, start, guided, oracle)
+                data.save(path, {"key": key})
+            parts.append(data)
     return CriticData.cat(parts) if len(parts) > 1 else parts[0]

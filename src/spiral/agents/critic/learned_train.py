@@ -88,7 +88,11 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
         digest = weights_digest(wm_path)
         probes = training_probes(math.ceil(cfg.rollouts / cfg.group_size), cfg.seed)
         res = net_cfg.resolution
-        parts.append(cached_rollouts(wm_path, probes, "train", cfg.cache, cfg.group_size, cfg.seed, res, progress, cfg.guided))
+        # The oracle labels over as many processes as torch has threads: the cores we were given.
+        rollouts = cached_rollouts(
+            wm_path, probes, "train", cfg.cache, cfg.group_size, cfg.seed, res, progress, cfg.guided, torch.get_num_threads()
+        )
+        parts.append(rollouts)
     if not parts:
         raise SpiralError("nothing to train on: give --data folders or --rollouts > 0")
     data = CriticData.cat(parts)
