@@ -36,9 +36,7 @@ def main() -> None:
     clips, actions = [], []
     for k, probe in enumerate(make_probes(args.probes, stream=(777,))):
         for noise_level, seed in ((0.0, k), (0.7, k + 1000)):
-            start = probe.frame[None]
-            latent = wm.sample(start, [to_text(probe.action)], [seed], noise_level=noise_level).x0
-            clips.append(wm.decode(start, latent)[0])
+            clips.append(wm.sample_frames(probe.frame[None], [to_text(probe.action)], [seed], noise_level)[0])
             actions.append(probe.action)
     began = time.perf_counter()
     reports = [checks.check_clip(clip, action) for clip, action in zip(clips, actions, strict=True)]

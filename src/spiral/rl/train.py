@@ -323,8 +323,8 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
     if main:
         trim_log(out / "log.jsonl", "iteration", iteration)
     tasks = TabletopTasks(wm.frame_size)
+    probes = make_probes(cfg.probes, wm.frame_size, stream=PROBE_STREAM) if cfg.eval_every else []
     with OracleReader(cfg.oracle_processes or threads) as reader:
-        probes = make_probes(cfg.probes, wm.frame_size, stream=PROBE_STREAM) if cfg.eval_every else []
         if main and cfg.eval_every and not guard.readings:
             first = probe_reading(policy, probes, reward, 0, reader)
             guard.add(first)

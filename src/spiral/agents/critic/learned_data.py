@@ -291,7 +291,7 @@ def cached_rollouts(
             data = CriticData.load(path, key)
             if data is None:
                 wm = wm or TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0])
-                data = label_rollouts(wm, chunk, group_size, seed, resolution, start, guided, oracle)
+                data = label_rollouts(wm, chunk, group_size, seed, resolution, first_group=start, guided=guided, oracle=oracle)
                 data.save(path, {"key": key})
             parts.append(data)
     return CriticData.cat(parts) if len(parts) > 1 else parts[0]
