@@ -42,8 +42,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    given = {"guidance_scale": args.guidance, "noise_level": args.noise_level}
-    sampler = SamplerConfig(**{k: v for k, v in given.items() if v is not None})
+    sampler = SamplerConfig.overriding(guidance_scale=args.guidance, noise_level=args.noise_level)
     probes = make_probes(args.probes)
     results = {}
     for name, path in (("A", args.a), ("B", args.b)):

@@ -51,13 +51,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    given = {
-        "guidance_scale": args.guidance,
-        "num_inference_steps": args.steps,
-        "shift": args.shift,
-        "noise_level": args.noise_level,
-    }
-    sampler = SamplerConfig(**{k: v for k, v in given.items() if v is not None})
+    sampler = SamplerConfig.overriding(
+        guidance_scale=args.guidance, num_inference_steps=args.steps, shift=args.shift, noise_level=args.noise_level
+    )
     wm = TabletopWorldModel.load(args.weights, sampler=sampler)
     # `spiral data make --seed S` draws episode i's first scene from default_rng([S, i]), as this stream does.
     probes = make_probes(args.probes) if args.scenes == "heldout" else make_probes(args.probes, stream=(0,))

@@ -270,3 +270,8 @@ def test_generation_can_sample_with_the_sde_seeded_like_the_ode():
     a, b = sde.generate(FRAME, INSTRUCTION, seed=3), sde.generate(FRAME, INSTRUCTION, seed=3)
     assert np.array_equal(a.frames, b.frames), "seeded"
     assert not np.array_equal(a.frames, ode.generate(FRAME, INSTRUCTION, seed=3).frames), "the SDE is not the ODE"
+
+
+def test_sampler_options_not_given_keep_their_defaults():
+    sampler = SamplerConfig.overriding(guidance_scale=1.0, noise_level=None, num_inference_steps=None)
+    assert sampler == replace(SamplerConfig(), guidance_scale=1.0)

@@ -49,6 +49,11 @@ class SamplerConfig:
     # noise_level (generation then samples a group's clips one by one; see _sample_group).
     noise_level: float = 0.0
 
+    @classmethod
+    def overriding(cls, **given: float | int | None) -> SamplerConfig:
+        """The defaults, with the options a caller was given (None: not given, keep the default)."""
+        return cls(**{k: v for k, v in given.items() if v is not None})
+
 
 @dataclass
 class Rollout:
