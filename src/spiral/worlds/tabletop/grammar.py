@@ -25,10 +25,10 @@ SHAPE_WORDS = {s: s for s in SHAPES} | {
 }  # fmt: skip
 ON_PHRASES = ("on", "onto", "on to", "on top of", "atop", "upon")
 DIRECTION_WORDS = {
-    "left": "left of", "left side": "left of", "left hand side": "left of",
-    "right": "right of", "right side": "right of", "right hand side": "right of",
-    "above": "above", "behind": "above",
-    "below": "below", "front": "below", "beneath": "below",
+    "left": "left of", "left side": "left of", "left hand side": "left of", "west": "left of",
+    "right": "right of", "right side": "right of", "right hand side": "right of", "east": "right of",
+    "above": "above", "behind": "above", "beyond": "above", "back": "above", "north": "above",
+    "below": "below", "front": "below", "beneath": "below", "under": "below", "underneath": "below", "south": "below",
 }  # fmt: skip
 FILLERS = {
     "to",

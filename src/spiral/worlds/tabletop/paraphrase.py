@@ -11,15 +11,42 @@ import numpy as np
 from spiral.worlds.tabletop.actions import Action
 from spiral.worlds.tabletop.grammar import to_text
 
-# (verbs, region phrase templates, "next to" templates, "on" templates) per split.
+# Per split: verbs, templates per kind of action, and the phrases that name each region and each
+# relation to another object (a phrase goes between the subject and the anchor; a region or relation
+# not listed keeps its canonical name). The training split draws from many wordings so a model learns
+# to read the meaning rather than one phrase; no word of a held-out wording that canonical
+# instructions do not use appears in it (tested), and every wording parses back to its action (tested).
 WORDINGS = {
     "train": {
-        "verbs": ("move", "shift", "slide"),
-        "region": ("{verb} the {s} to the {r}", "{verb} the {s} into the {r}"),
-        "relation": ("{verb} the {s} to the {rel} the {a}", "{verb} the {s} so it is {rel} the {a}"),
-        "on": ("put the {s} on the {a}", "place the {s} onto the {a}"),
-        "regions": {},
-        "relations": {"left of": "left of", "right of": "right of", "above": "above", "below": "below"},
+        "verbs": ("move", "shift", "slide", "push", "take"),
+        "region": ("{verb} the {s} to the {r}", "{verb} the {s} into the {r}", "{verb} the {s} so it is at the {r}"),
+        "relation": ("{verb} the {s} {rel} the {a}", "{verb} the {s} so it is {rel} the {a}", "{verb} the {s} so that it is {rel} the {a}"),
+        "on": (
+            "put the {s} on the {a}", "place the {s} onto the {a}", "put the {s} onto the {a}", "place the {s} on the {a}",
+            "{verb} the {s} onto the {a}", "put the {s} upon the {a}", "lift the {s} onto the {a}",
+        ),
+        "regions": {
+            "left side": ("left side", "left edge", "left part", "left"),
+            "right side": ("right side", "right edge", "right part", "right"),
+            "top side": ("top side", "top edge", "top", "back"),
+            "bottom side": ("bottom side", "bottom edge", "bottom"),
+            "middle column": ("middle column", "central column", "centre column"),
+            "centre": ("centre", "middle", "centre of the table", "middle of the table"),
+            "top left corner": ("top left corner", "top left", "left top corner"),
+            "top middle": ("top middle", "top centre"),
+            "top right corner": ("top right corner", "top right", "right top corner"),
+            "middle left": ("middle left", "left middle", "centre left", "left centre"),
+            "middle right": ("middle right", "right middle", "centre right", "right centre"),
+            "bottom left corner": ("bottom left corner", "bottom left", "left bottom corner"),
+            "bottom middle": ("bottom middle", "bottom centre"),
+            "bottom right corner": ("bottom right corner", "bottom right", "right bottom corner"),
+        },
+        "relations": {
+            "left of": ("to the left of", "left of", "on the left of", "just left of", "to the left side of", "west of"),
+            "right of": ("to the right of", "right of", "on the right of", "just right of", "to the right side of", "east of"),
+            "above": ("above", "directly above", "just above", "north of", "beyond", "at the back of"),
+            "below": ("below", "directly below", "beneath", "under", "underneath", "south of"),
+        },
     },
     "heldout": {
         "verbs": ("drag", "carry", "bring"),
@@ -27,12 +54,12 @@ WORDINGS = {
         "relation": ("{verb} the {s} {rel} the {a}",),
         "on": ("set the {s} on top of the {a}", "stack the {s} atop the {a}"),
         "regions": {
-            "left side": "left half", "right side": "right-hand side", "top side": "far side", "bottom side": "near side",
-            "centre": "center", "top left corner": "upper-left corner", "top right corner": "upper right",
-            "bottom left corner": "lower left corner", "bottom right corner": "lower-right",
+            "left side": ("left half",), "right side": ("right-hand side",), "top side": ("far side",),
+            "bottom side": ("near side",), "centre": ("center",), "top left corner": ("upper-left corner",),
+            "top right corner": ("upper right",), "bottom left corner": ("lower left corner",), "bottom right corner": ("lower-right",),
         },
         "relations": {
-            "left of": "on the left-hand side of", "right of": "on the right side of", "above": "behind", "below": "in front of",
+            "left of": ("on the left-hand side of",), "right of": ("on the right side of",), "above": ("behind",), "below": ("in front of",),
         },
     },
 }  # fmt: skip
@@ -46,13 +73,14 @@ def paraphrase(action: Action, rng: np.random.Generator, split: str = "train") -
         return to_text(action)
     verb = str(rng.choice(w["verbs"]))
     if action.relation == "on":
-        template = str(rng.choice(w["on"]))
-        return template.format(s=action.subject, a=action.anchor)
+        return _pick(w["on"], rng).format(verb=verb, s=action.subject, a=action.anchor)
     if action.relation == "in":
-        template = str(rng.choice(w["region"]))
-        return template.format(verb=verb, s=action.subject, r=w["regions"].get(action.anchor, action.anchor))
-    template = str(rng.choice(w["relation"]))
-    rel = w["relations"][action.relation]
-    if split == "train" and "to the {rel}" in template and action.relation in ("above", "below"):
-        template = "{verb} the {s} {rel} the {a}"
-    return template.format(verb=verb, s=action.subject, rel=rel, a=action.anchor)
+        template = _pick(w["region"], rng)
+        return template.format(verb=verb, s=action.subject, r=_pick(w["regions"].get(action.anchor, (action.anchor,)), rng))
+    template = _pick(w["relation"], rng)
+    return template.format(verb=verb, s=action.subject, rel=_pick(w["relations"][action.relation], rng), a=action.anchor)
+
+
+def _pick(options: tuple[str, ...], rng: np.random.Generator) -> str:
+    # A single option takes no draw, so the held-out split's wordings stay what they always were.
+    return options[0] if len(options) == 1 else str(rng.choice(options))
