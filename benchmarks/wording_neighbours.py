@@ -25,12 +25,9 @@ from torch.nn import functional as F
 
 from spiral.worldmodels.tabletop_eval import make_probes
 from spiral.worldmodels.text import TextEncoder
-from spiral.worlds.tabletop.actions import DIRECTIONS, REGIONS, Action
+from spiral.worlds.tabletop.actions import Action, actions_on
 from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.paraphrase import paraphrase
-from spiral.worlds.tabletop.scene import COLOURS, SHAPES
-
-OBJECTS = [f"{c} {s}" for c in COLOURS for s in SHAPES]
 
 
 def sentence_vectors(encoder: TextEncoder, texts: list[str]) -> torch.Tensor:
@@ -39,11 +36,6 @@ def sentence_vectors(encoder: TextEncoder, texts: list[str]) -> torch.Tensor:
         tokens, _ = encoder.encode([text])  # one at a time: no padding to mask
         rows.append(F.normalize(tokens[0].mean(0), dim=0))
     return torch.stack(rows)
-
-
-def candidates(subject: str) -> list[Action]:
-    others = [o for o in OBJECTS if o != subject]
-    return [Action(subject, "in", r) for r in REGIONS] + [Action(subject, rel, o) for rel in (*DIRECTIONS, "on") for o in others]
 
 
 def main() -> None:
@@ -57,11 +49,14 @@ def main() -> None:
     encoder = TextEncoder()
     found: dict[str, list[bool]] = {}
     read_as: dict[str, Counter] = {}
+    by_subject: dict[str, tuple[list[Action], torch.Tensor]] = {}  # the candidates and their vectors
     for probe in probes:
         action = probe.action
         text = paraphrase(action, rng, "heldout")
-        options = candidates(action.subject)
-        vectors = sentence_vectors(encoder, [to_text(a) for a in options])
+        if action.subject not in by_subject:
+            options = actions_on(action.subject)
+            by_subject[action.subject] = options, sentence_vectors(encoder, [to_text(a) for a in options])
+        options, vectors = by_subject[action.subject]
         nearest = options[int((vectors @ sentence_vectors(encoder, [text])[0]).argmax())]
         found.setdefault(action.relation, []).append(nearest == action)
         read_as.setdefault(action.relation, Counter())[nearest.relation] += 1

@@ -4,18 +4,14 @@ import numpy as np
 import pytest
 
 from spiral.worldmodels.tabletop_eval import make_probes
-from spiral.worlds.tabletop.actions import DIRECTIONS, REGIONS, Action
+from spiral.worlds.tabletop.actions import OBJECT_NAMES, Action, actions_on
 from spiral.worlds.tabletop.grammar import parse, to_text
 from spiral.worlds.tabletop.paraphrase import SPLITS, WORDINGS, paraphrase
-from spiral.worlds.tabletop.scene import COLOURS, SHAPES
-
-OBJECTS = [f"{c} {s}" for c in COLOURS for s in SHAPES]
 
 
 def every_action():
-    for s in OBJECTS:
-        yield from (Action(s, "in", r) for r in REGIONS)
-        yield from (Action(s, rel, a) for rel in (*DIRECTIONS, "on") for a in OBJECTS if a != s)
+    for subject in OBJECT_NAMES:
+        yield from actions_on(subject)
 
 
 def words_of(split: str) -> set[str]:
@@ -56,3 +52,9 @@ HELD_OUT_FIRST_THREE = [
     "stack the green triangle atop the orange triangle",
     "drag the orange square towards the far side",
 ]
+
+
+def test_actions_on_a_subject_are_every_region_and_every_relation_to_each_other_object():
+    actions = actions_on("red square")
+    assert len(set(actions)) == len(actions) == 14 + 5 * (len(OBJECT_NAMES) - 1)
+    assert all(a.subject == "red square" and a.anchor != "red square" for a in actions)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spiral.errors import SpiralError
-from spiral.worlds.tabletop.scene import GAP, SIZES, Scene, can_rest_on, footprint_free
+from spiral.worlds.tabletop.scene import COLOURS, GAP, SHAPES, SIZES, Scene, can_rest_on, footprint_free
 
 THIRD = 1.0 / 3.0
 # Regions are unions of cells of a 3x3 grid over the table; membership is by the object's centre.
@@ -82,6 +82,17 @@ class Action:
 
     def named_objects(self) -> tuple[str, ...]:
         return (self.subject,) if self.reference is None else (self.subject, self.reference)
+
+
+# Every object the world knows, by name.
+OBJECT_NAMES = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES)
+
+
+def actions_on(subject: str) -> list[Action]:
+    """Every action that moves this subject: into each region, or left of / right of / above /
+    below / onto each other object (whether a given scene allows it aside)."""
+    others = [o for o in OBJECT_NAMES if o != subject]
+    return [Action(subject, "in", r) for r in REGIONS] + [Action(subject, rel, o) for rel in (*DIRECTIONS, "on") for o in others]
 
 
 @dataclass(frozen=True)
