@@ -5,6 +5,7 @@
 Single-step success: one sample per probe; the postcondition holds and nothing else changed.
 Objects preserved: no object vanished, doubled, appeared or changed colour/shape.
 Unseen wordings: the same probes with instructions worded in ways training never used.
+Then: success by kind of action, and why the oracle failed the clips it failed.
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ def main() -> None:
         if picked:
             rates = [sum(result.passed[i] for i in picked) / len(picked) for result in (canonical, heldout)]
             print(f"    {kind:<20} {rates[0]:6.1%} / {rates[1]:6.1%}   ({len(picked)})")
+    failed = len(probes) - sum(canonical.passed)
+    print(f"  why the oracle failed the {failed} clips of the canonical wording (a clip may fail for several reasons)")
+    for reason, count in canonical.reasons.items():
+        print(f"    {reason:<52} {count:4d}  ({count / max(1, failed):.0%} of the failed clips)")
     print(f"speed: one clip {one:.3f} s (target <= 0.3 s); group of 8 {group:.3f} s (target <= 1.5 s)")
     print(f"peak memory (process RSS): {peak_mib:.0f} MiB")
 

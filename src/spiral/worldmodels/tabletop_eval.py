@@ -7,7 +7,8 @@ the postcondition holds at the end and nothing else changed (checks.check_clip(.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +43,35 @@ class QualityResult:
     postcondition: float  # share where the postcondition holds, whatever else happened
     seconds_per_clip: float
     passed: tuple[bool, ...] = ()  # per probe, in order: did the step succeed (for paired comparisons)
+    reasons: dict[str, int] = field(default_factory=dict)  # failed clips per reason (failure_reasons), most common first
+
+
+def failure_reasons(report: checks.ClipReport) -> list[str]:
+    """Every reason the oracle failed a clip (a clip may have several), with the subject's own
+    problems apart from the other objects': they point at different weaknesses of a model (drawing
+    the object it moves, against keeping the rest of the scene)."""
+    if not report.precondition:
+        return ["a named object is missing from the start frame"]
+    subject, out = report.action.subject, []
+    for names, what in (
+        (report.vanished, "vanished"),
+        (report.duplicated, "was doubled"),
+        (report.changed_colour, "changed colour"),
+        (report.changed_shape, "changed shape"),
+    ):
+        if subject in names:
+            out.append(f"the subject {what}")
+        if any(name != subject for name in names):
+            out.append(f"another object {what}")
+    checks_failed = (
+        (bool(report.appeared), "a new object appeared"),
+        (report.teleported, "the subject jumped"),
+        (bool(report.crowded), "the subject ends inside another object's footprint"),
+        (bool(report.collateral_moved), "another object moved"),
+        (not report.postcondition, "the postcondition does not hold"),
+        (report.low_quality, "noise, flicker or unreadable frames"),
+    )
+    return out + [what for failed, what in checks_failed if failed]
 
 
 def random_feasible_action(scene: Scene, rng: np.random.Generator) -> Action | None:
@@ -77,6 +107,7 @@ def evaluate(wm: WorldModel, probes: list[Probe], wording: str = "canonical", se
     rng = np.random.default_rng(seed)
     kept = post = 0
     passed: list[bool] = []
+    reasons: Counter[str] = Counter()
     seconds = 0.0
     for k, probe in enumerate(probes):
         text = to_text(probe.action) if wording == "canonical" else paraphrase(probe.action, rng, wording)
@@ -84,7 +115,9 @@ def evaluate(wm: WorldModel, probes: list[Probe], wording: str = "canonical", se
         seconds += clip.seconds
         report = checks.check_clip(clip.frames, probe.action)
         passed.append(bool(report.ok))
+        if not report.ok:
+            reasons.update(failure_reasons(report))
         post += report.postcondition
         kept += not (report.vanished or report.duplicated or report.appeared or report.changed_colour or report.changed_shape)
     n = len(probes)
-    return QualityResult(n, sum(passed) / n, kept / n, post / n, seconds / n, tuple(passed))
+    return QualityResult(n, sum(passed) / n, kept / n, post / n, seconds / n, tuple(passed), dict(reasons.most_common()))
