@@ -92,7 +92,7 @@ def main() -> None:
     failed = len(probes) - sum(canonical.passed)
     print(f"  why the oracle failed the {failed} clips of the canonical wording (a clip may fail for several reasons)")
     for reason, count in canonical.reasons.items():
-        print(f"    {reason:<52} {count:4d}  ({count / max(1, failed):.0%} of the failed clips)")
+        print(f"    {reason:<52} {count:4d}  ({count / failed:.0%} of the failed clips)")
     print(f"speed: one clip {one:.3f} s (target <= 0.3 s); group of 8 {group:.3f} s (target <= 1.5 s)")
     print(f"peak memory (process RSS): {peak_mib:.0f} MiB")
 

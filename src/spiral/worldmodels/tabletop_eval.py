@@ -43,35 +43,8 @@ class QualityResult:
     postcondition: float  # share where the postcondition holds, whatever else happened
     seconds_per_clip: float
     passed: tuple[bool, ...] = ()  # per probe, in order: did the step succeed (for paired comparisons)
-    reasons: dict[str, int] = field(default_factory=dict)  # failed clips per reason (failure_reasons), most common first
-
-
-def failure_reasons(report: checks.ClipReport) -> list[str]:
-    """Every reason the oracle failed a clip (a clip may have several), with the subject's own
-    problems apart from the other objects': they point at different weaknesses of a model (drawing
-    the object it moves, against keeping the rest of the scene)."""
-    if not report.precondition:
-        return ["a named object is missing from the start frame"]
-    subject, out = report.action.subject, []
-    for names, what in (
-        (report.vanished, "vanished"),
-        (report.duplicated, "was doubled"),
-        (report.changed_colour, "changed colour"),
-        (report.changed_shape, "changed shape"),
-    ):
-        if subject in names:
-            out.append(f"the subject {what}")
-        if any(name != subject for name in names):
-            out.append(f"another object {what}")
-    checks_failed = (
-        (bool(report.appeared), "a new object appeared"),
-        (report.teleported, "the subject jumped"),
-        (bool(report.crowded), "the subject ends inside another object's footprint"),
-        (bool(report.collateral_moved), "another object moved"),
-        (not report.postcondition, "the postcondition does not hold"),
-        (report.low_quality, "noise, flicker or unreadable frames"),
-    )
-    return out + [what for failed, what in checks_failed if failed]
+    # failed clips per reason (checks.ClipReport.failure_reasons), most common first
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 def random_feasible_action(scene: Scene, rng: np.random.Generator) -> Action | None:
@@ -116,7 +89,7 @@ def evaluate(wm: WorldModel, probes: list[Probe], wording: str = "canonical", se
         report = checks.check_clip(clip.frames, probe.action)
         passed.append(bool(report.ok))
         if not report.ok:
-            reasons.update(failure_reasons(report))
+            reasons.update(report.failure_reasons)
         post += report.postcondition
         kept += not (report.vanished or report.duplicated or report.appeared or report.changed_colour or report.changed_shape)
     n = len(probes)

@@ -143,6 +143,35 @@ class ClipReport:
         return float(np.clip(task * integrity * quality * (0.8 + 0.2 * self.smoothness), 0.0, 1.0))
 
     @property
+    def failure_reasons(self) -> list[str]:
+        """Every reason the clip failed (it may have several), as short labels to count over many
+        clips; `feedback` words the same checks for the planner. The subject's own problems are
+        apart from the other objects': they point at different weaknesses of a model (drawing the
+        object it moves, against keeping the rest of the scene)."""
+        if not self.precondition:
+            return ["a named object is missing from the start frame"]
+        subject, out = self.action.subject, []
+        for names, what in (
+            (self.vanished, "vanished"),
+            (self.duplicated, "was doubled"),
+            (self.changed_colour, "changed colour"),
+            (self.changed_shape, "changed shape"),
+        ):
+            if subject in names:
+                out.append(f"the subject {what}")
+            if any(name != subject for name in names):
+                out.append(f"another object {what}")
+        checks_failed = (
+            (bool(self.appeared), "a new object appeared"),
+            (self.teleported, "the subject jumped"),
+            (bool(self.crowded), "the subject ends inside another object's footprint"),
+            (bool(self.collateral_moved), "another object moved"),
+            (not self.postcondition, "the postcondition does not hold"),
+            (self.low_quality, "noise, flicker or unreadable frames"),
+        )
+        return out + [what for failed, what in checks_failed if failed]
+
+    @property
     def feedback(self) -> str:
         a, parts = self.action, []
         if not self.precondition:
