@@ -1,6 +1,10 @@
 """Is world model B better than A at single steps? A paired comparison on the same held-out probes.
 
     .venv/bin/python benchmarks/compare_world_models.py --a FILE --b FILE [--probes 200] [--guidance G] [--noise-level A]
+        [--decode-a copy|blur] [--decode-b copy|blur]
+
+A and B may be the same weights decoded two ways: `copy` (the default) copies moved objects sharp
+from the start frame (spiral.worldmodels.tabletop_copy), `blur` keeps the model's upsampled pixels.
 
 Both models meet the same probes with the same sampling seeds (tabletop_eval.evaluate), so each
 probe is a pair of outcomes. Prints how many probes both / only A / only B / neither passed, and the
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+from dataclasses import replace
 from math import comb
 
 import torch
@@ -39,21 +44,28 @@ def main() -> None:
     parser.add_argument(
         "--noise-level", type=float, default=None, help="> 0: sample with the SDE GRPO trains with (default: the ODE sampler)"
     )
+    for side in ("a", "b"):
+        parser.add_argument(
+            f"--decode-{side}", choices=("copy", "blur"), default="copy", help=f"how model {side.upper()}'s clips are decoded"
+        )
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sampler = SamplerConfig.overriding(guidance_scale=args.guidance, noise_level=args.noise_level)
     probes = make_probes(args.probes)
     results = {}
-    for name, path in (("A", args.a), ("B", args.b)):
-        results[name] = evaluate(TabletopWorldModel.load(path, sampler=sampler), probes, "canonical", seed=0)
+    for name, path, decoding in (("A", args.a, args.decode_a), ("B", args.b, args.decode_b)):
+        decoder = replace(sampler, copy_appearance=decoding == "copy")
+        results[name] = evaluate(TabletopWorldModel.load(path, sampler=decoder), probes, "canonical", seed=0)
     a, b = results["A"].passed, results["B"].passed
     both = sum(x and y for x, y in zip(a, b, strict=True))
     only_a = sum(x and not y for x, y in zip(a, b, strict=True))
     only_b = sum(y and not x for x, y in zip(a, b, strict=True))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     sampling = "ODE (Euler)" if not sampler.noise_level else f"SDE, noise_level {sampler.noise_level}"
-    print(f"A: {args.a}\nB: {args.b}\nheld-out probes: {len(probes)}, guidance {sampler.guidance_scale}, {sampling}")
+    print(
+        f"A: {args.a} ({args.decode_a})\nB: {args.b} ({args.decode_b})\nheld-out probes: {len(probes)}, guidance {sampler.guidance_scale}, {sampling}"
+    )
     print(f"single-step success: A {results['A'].success:.1%}, B {results['B'].success:.1%}")
     print(f"objects preserved:   A {results['A'].preserved:.1%}, B {results['B'].preserved:.1%}")
     print(f"pairs: both pass {both}, only A {only_a}, only B {only_b}, neither {len(probes) - both - only_a - only_b}")

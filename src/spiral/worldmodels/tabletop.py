@@ -2,8 +2,9 @@
 safetensors in `spiral/assets/`, that runs on a laptop CPU.
 
 It works at 32x32 and writes its clips at the frame size it was given (64 by default) as
-start frame + upsampled change, so objects that do not move stay pixel-exact and only what the
-model changed carries its lower resolution.
+start frame + upsampled change, so objects that do not move stay pixel-exact; what the model moved
+is then copied sharp from the start frame to where the model put it (tabletop_copy), and only what
+no translation of the start frame explains keeps the model's lower resolution.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from spiral.errors import SpiralError
 from spiral.rl.sde import sde_step_with_logprob
 from spiral.types import Clip
 from spiral.worldmodels.base import check_instruction, prepare_frame
+from spiral.worldmodels.tabletop_copy import CopyConfig, copy_moved
 from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
 from spiral.worldmodels.text import TextEncoder, shared_text_encoder
 
@@ -48,6 +50,9 @@ class SamplerConfig:
     # 0: the deterministic Euler (ODE) sampler. > 0: the SDE sampler GRPO trains with, at this
     # noise_level (generation then samples a group's clips one by one; see _sample_group).
     noise_level: float = 0.0
+    # Copy each moved object sharp from the start frame to where the model put it
+    # (spiral.worldmodels.tabletop_copy); False: the model's own upsampled pixels, blurred.
+    copy_appearance: bool = True
 
     @classmethod
     def overriding(cls, **given: float | int | None) -> SamplerConfig:
@@ -112,6 +117,7 @@ class TabletopWorldModel:
         self.num_frames = net.cfg.num_frames
         self.sampler = sampler or SamplerConfig()
         self.text = text or shared_text_encoder()
+        self.copy = CopyConfig()
         self.info: dict = {}
 
     @classmethod
@@ -209,7 +215,8 @@ class TabletopWorldModel:
         Where the model changed nothing the sharp start frame is kept; where it changed something the
         model's own frame (start + change at 32x32, upsampled) is used. Adding an upsampled change to
         the sharp start instead would leave a ring where an object was erased, since a blurry
-        erase cannot cancel sharp edges.
+        erase cannot cancel sharp edges. Then, unless the sampler says otherwise, what the model moved
+        is copied sharp from the start frame to where the model put it (tabletop_copy).
         """
         x0 = latent / self.cfg.change_scale
         b, t = x0.shape[:2]
@@ -225,7 +232,10 @@ class TabletopWorldModel:
         weight = changed.reshape(b, t, 1, s, s).permute(0, 1, 3, 4, 2).numpy()
         sharp = starts[:, None].astype(np.float32)
         frames = np.clip(np.rint(sharp * (1.0 - weight) + model * weight), 0, 255).astype(np.uint8)
-        return np.concatenate([starts[:, None], frames], axis=1)
+        clips = np.concatenate([starts[:, None], frames], axis=1)
+        if not self.sampler.copy_appearance:
+            return clips
+        return copy_moved(starts, frames_small.reshape(b, t, 3, s, s), clips, r, self.copy)
 
     def sample_frames(
         self, starts: np.ndarray, instructions: list[str], seeds: list[int], noise_level: float = 0.0
