@@ -98,8 +98,7 @@ def copy_moved(starts: np.ndarray, model: torch.Tensor, clips: np.ndarray, resol
     clips (B, T + 1, S, S, 3) uint8, the decoded clips, start frame first. Returns the clips with the
     moved objects copied sharp from the start frame."""
     out = clips.copy()
-    sharp = torch.from_numpy(starts).float().permute(0, 3, 1, 2) / 127.5 - 1.0  # (B, 3, S, S)
-    start_seen = blurred(sharp, resolution)
+    start_seen = blurred(torch.from_numpy(starts).float().permute(0, 3, 1, 2) / 127.5 - 1.0, resolution)
     r = starts.shape[1] - 1  # every translation that keeps some of the frame in view
     for i in range(len(starts)):
         changed = (model[i] - start_seen[i : i + 1]).abs().amax(dim=1) > cfg.threshold  # (T, S, S)
@@ -126,9 +125,8 @@ def copy_moved(starts: np.ndarray, model: torch.Tensor, clips: np.ndarray, resol
                 if not errors.view(-1)[best] <= cfg.accept * kept:
                     continue
                 dy, dx = r - best // (2 * r + 1), r - best % (2 * r + 1)
-                moved = translated(sharp[i], dy, dx)
-                moved_error = ((blurred(moved[None], resolution)[0] - model[i, k]) ** 2).sum(0)
+                moved = translated(torch.from_numpy(starts[i]).permute(2, 0, 1), dy, dx)  # (3, S, S) uint8
+                moved_error = ((blurred(moved[None].float() / 127.5 - 1.0, resolution)[0] - model[i, k]) ** 2).sum(0)
                 paste = ((region > 0) & (moved_error < still)).numpy()
-                moved_pixels = translated(torch.from_numpy(starts[i]).permute(2, 0, 1), dy, dx).permute(1, 2, 0).numpy()
-                out[i, k + 1][paste] = moved_pixels[paste]
+                out[i, k + 1][paste] = moved.permute(1, 2, 0).numpy()[paste]
     return out
