@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from spiral.agents.critic.learned import load_net
-from spiral.agents.critic.learned_data import cached_rollouts
+from spiral.agents.critic.learned_data import DECODINGS, cached_rollouts
 from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table, score_histograms_svg, text_histogram
 from spiral.agents.critic.learned_net import KINDS, TextTable, predict
 from spiral.worldmodels.tabletop import default_weights
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--sft", default="runs/critic/critic_sft.safetensors")
     parser.add_argument("--rm", default=None, help="default: the shipped tabletop_critic.safetensors")
     parser.add_argument("--cache", default="runs/critic-cache")
+    parser.add_argument("--decode", choices=DECODINGS, default="copy", help="rollouts' decoding (blur: the model's pixels only)")
     parser.add_argument("--svg", default="docs/critic_scores.svg", help="score histograms of both stages ('' for none)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
@@ -60,13 +61,21 @@ def main() -> None:
     began = time.perf_counter()
     probes = make_probes(args.probes, seed=HELDOUT_SEED)
     data = cached_rollouts(
-        wm_path, probes, "heldout", Path(args.cache), args.group_size, ROLLOUT_SEED, resolution, processes=args.threads
+        wm_path,
+        probes,
+        "heldout",
+        Path(args.cache),
+        args.group_size,
+        ROLLOUT_SEED,
+        resolution,
+        processes=args.threads,
+        decode=args.decode,
     )
     rollout_s = time.perf_counter() - began
     y = data.success.numpy()
     kinds = collections.Counter(KINDS[k].value for k in data.kind.tolist())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
-    print(f"world model: {wm_path}")
+    print(f"world model: {wm_path}; decoding: {args.decode}")
     print(f"held-out rollouts: {len(data)} ({args.probes} probes x {args.group_size}; made or read in {rollout_s:.0f} s); "
           f"oracle passes {y.mean():.1%}; oracle kinds: {dict(kinds)}")  # fmt: skip
     texts = sorted(set(data.texts))

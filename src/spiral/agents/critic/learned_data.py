@@ -23,7 +23,7 @@ from tqdm import tqdm
 from spiral.agents.critic.learned_net import KIND_INDEX, downsample
 from spiral.data.format import read_episode, read_index
 from spiral.data.video import read_video
-from spiral.errors import DatasetError
+from spiral.errors import DatasetError, SpiralError
 from spiral.types import Verdict
 from spiral.worldmodels.tabletop_eval import Probe, make_probes
 from spiral.worlds.tabletop.actions import (
@@ -44,6 +44,7 @@ ROLLOUT_STREAM = 4242
 SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
 CHUNK = 16  # scenes per cache file: an interrupted run redoes at most one chunk
 FIELDS = ("frames", "success", "kind", "drift", "group", "rollout", "guided")
+DECODINGS = ("copy", "blur")  # see cached_rollouts
 GUIDE_T = (0.5, 0.7)  # noise levels a guided rollout starts from (1 = pure noise, as in sampling)
 
 
@@ -270,15 +271,21 @@ def cached_rollouts(
     progress: bool = True,
     guided: int = 0,
     processes: int = 1,
+    decode: str = "copy",
 ) -> CriticData:
     """World-model rollouts of these probes, labelled by the oracle, cached chunk by chunk under a
-    folder named by the weights' digest and the clip size (new weights never reuse another model's
-    rollouts).
+    folder named by the weights' digest, the clip size and the decoding (new weights or a new decoding
+    never reuse another's rollouts).
     `guided`: how many of each group are guided by the true motion (see guided_frames).
-    `processes`: how many processes the oracle labels over (the labels do not depend on it)."""
-    from spiral.worldmodels.tabletop import TabletopWorldModel
+    `processes`: how many processes the oracle labels over (the labels do not depend on it).
+    `decode`: "copy" (moved objects copied sharp, the default) or "blur" (the model's pixels only)."""
+    from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 
-    suffix = f"-guided{guided}" if guided else ""
+    if decode not in DECODINGS:
+        raise SpiralError(f"unknown decoding {decode!r}; use one of {', '.join(DECODINGS)}")
+    # Folders made before the copy decoding existed hold blurred rollouts and carry no decoding tag.
+    suffix = (f"-guided{guided}" if guided else "") + ("-copy" if decode == "copy" else "")
+    sampler = SamplerConfig(copy_appearance=decode == "copy")
     folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}-r{resolution}{suffix}"
     folder.mkdir(parents=True, exist_ok=True)
     wm, parts = None, []
@@ -290,7 +297,7 @@ def cached_rollouts(
             path = folder / f"chunk-{start // CHUNK:05d}.safetensors"
             data = CriticData.load(path, key)
             if data is None:
-                wm = wm or TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0])
+                wm = wm or TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0], sampler=sampler)
                 data = label_rollouts(wm, chunk, group_size, seed, resolution, first_group=start, guided=guided, oracle=oracle)
                 data.save(path, {"key": key})
             parts.append(data)

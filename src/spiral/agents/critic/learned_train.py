@@ -24,7 +24,14 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from spiral.agents.critic.learned_data import CriticData, cached_rollouts, load_dataset, training_probes, weights_digest
+from spiral.agents.critic.learned_data import (
+    DECODINGS,
+    CriticData,
+    cached_rollouts,
+    load_dataset,
+    training_probes,
+    weights_digest,
+)
 from spiral.agents.critic.learned_metrics import (
     balanced_threshold,
     critic_metrics,
@@ -47,6 +54,7 @@ class CriticTrainConfig:
     rollouts: int = option(3072, "world-model rollouts from training scenes, labelled by the oracle (cached)")
     group_size: int = option(6, "rollouts per scene and instruction; the ranking pairs")
     guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
+    decode: str = option("copy", "how the rollouts are decoded: copy (moved objects copied sharp) or blur", choices=DECODINGS)
     out: Path = option(Path("runs/critic"), "run folder: checkpoint, log, exported weights, histograms")
     cache: Path = option(Path("runs/critic-cache"), "cache of decoded dataset clips and rollouts")
     sft_steps: int = option(1600, "stage 1 (SFT) optimizer steps")
@@ -90,8 +98,9 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
         res = net_cfg.resolution
         # The oracle labels over as many processes as torch has threads: the cores we were given.
         rollouts = cached_rollouts(
-            wm_path, probes, "train", cfg.cache, cfg.group_size, cfg.seed, res, progress, cfg.guided, torch.get_num_threads()
-        )
+            wm_path, probes, "train", cfg.cache, cfg.group_size, cfg.seed, res, progress, cfg.guided, torch.get_num_threads(),
+            cfg.decode,
+        )  # fmt: skip
         parts.append(rollouts)
     if not parts:
         raise SpiralError("nothing to train on: give --data folders or --rollouts > 0")
