@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from spiral.worldmodels.tabletop_copy import CopyConfig, blurred, copy_moved
+from spiral.worldmodels.tabletop_copy import CopyConfig, _Search, blurred, copy_moved, fft_size, label_regions, translated
 from spiral.worldmodels.tabletop_eval import make_probes
 from spiral.worlds.tabletop import checks
 from spiral.worlds.tabletop.actions import sample_target, trajectory
@@ -85,3 +85,41 @@ def test_a_clip_where_nothing_changed_is_returned_unchanged():
     model = as_model_frames(still)
     copied = copy_moved(start[None], model[None], still[None], RESOLUTION, CopyConfig())[0]
     assert np.array_equal(copied, still)
+
+
+def test_fft_size_is_the_smallest_product_of_twos_and_threes_not_below_n():
+    smooth = lambda m: m == 1 or (m % 2 == 0 and smooth(m // 2)) or (m % 3 == 0 and smooth(m // 3))
+    for n in range(1, 300):
+        assert fft_size(n) == next(m for m in range(n, 4 * n) if smooth(m))
+
+
+def test_regions_are_8_connected_and_kept_apart_per_frame():
+    mask = np.zeros((2, 8, 8), dtype=bool)
+    mask[0, 1, 1] = mask[0, 2, 2] = True  # touching at a corner: one region
+    mask[0, 6, 6] = True
+    mask[1, 7, 0] = mask[1, 0, 0] = True  # bottom of frame 1 beside the top of frame 0 would touch if stacked naively
+    regions = label_regions(mask)
+    assert sorted((k, int(m.sum())) for k, m in regions) == [(0, 1), (0, 2), (1, 1), (1, 1)]
+    assert sum(m.astype(int) for k, m in regions if k == 0).tolist() == mask[0].astype(int).tolist()
+
+
+def test_the_fft_search_matches_direct_squared_errors():
+    gen = torch.Generator().manual_seed(0)
+    size, r = 12, 11
+    start = torch.rand(3, size, size, generator=gen) * 2 - 1
+    model = torch.rand(2, 3, size, size, generator=gen) * 2 - 1
+    regions = (torch.rand(2, size, size, generator=gen) > 0.6).float()
+    changed = (torch.rand(size, size, generator=gen) > 0.5).float()
+    search = _Search(start, r)
+    sources = search.spectrum(torch.nn.functional.pad(changed, (r,) * 4))[None].expand(2, -1, -1)
+    errors, source = search.errors(regions, model, sources)
+    for j in range(2):
+        for dy, dx in [(0, 0), (3, -2), (-11, 11), (5, 7)]:
+            moved = translated(start, dy, dx)
+            direct = (regions[j] * ((moved - model[j]) ** 2).sum(0)).sum()
+            assert abs(float(errors[j, r - dy, r - dx] - direct)) < 1e-3
+            rows, cols = torch.arange(size)[:, None] - dy, torch.arange(size)[None] - dx
+            inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
+            moved_changed = torch.where(inside, changed[rows.clamp(0, size - 1), cols.clamp(0, size - 1)], 0.0)
+            share = (regions[j] * moved_changed).sum() / regions[j].sum()
+            assert abs(float(source[j, r - dy, r - dx] - share)) < 1e-4

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from spiral.worlds.tabletop.pixels import UNKNOWN, components
+
 
 @dataclass(frozen=True)
 class CopyConfig:
@@ -47,17 +49,14 @@ def blurred(frames: torch.Tensor, resolution: int) -> torch.Tensor:
     return F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def label_regions(mask: torch.Tensor) -> torch.Tensor:
-    """8-connected regions of a boolean (N, S, S) mask, each marked by a positive float id, 0 outside."""
-    n, s, _ = mask.shape
-    ids = torch.arange(1, s * s + 1, dtype=torch.float32).view(1, s, s).expand(n, s, s)
-    labels = torch.where(mask, ids, torch.zeros(()))
-    keep = mask[:, None].float()
-    while True:  # spread each region's largest id over it; a region's geodesic width bounds the rounds
-        spread = F.max_pool2d(labels[:, None], 3, stride=1, padding=1) * keep
-        if torch.equal(spread[:, 0], labels):
-            return labels
-        labels = spread[:, 0]
+def label_regions(mask: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """8-connected regions of each frame of a boolean (T, S, S) mask, as (frame, region mask) pairs."""
+    t, size, _ = mask.shape
+    # One call for all frames: stacked one above the other, a row of background between them.
+    stacked = np.full((t, size + 1, size), UNKNOWN)
+    stacked[:, :size][mask] = 0  # one colour label for every changed pixel
+    ids = components(stacked.reshape(t * (size + 1), size)).reshape(t, size + 1, size)[:, :size]
+    return [(k, ids[k] == i) for k in range(t) for i in np.unique(ids[k]) if i >= 0]
 
 
 def translated(frame: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -68,29 +67,52 @@ def translated(frame: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return frame[:, rows][:, :, cols]
 
 
+def fft_size(n: int) -> int:
+    """The smallest 2^a 3^b >= n: a transform size pocketfft does fast (190, the padded frame, is not)."""
+    best = 1 << (n - 1).bit_length()
+    three = 1
+    while three < n:
+        two = three
+        while two < n:
+            two *= 2
+        best, three = min(best, two), three * 3
+    return min(best, three)
+
+
 class _Search:
-    """Squared errors of every translation of one start frame against a masked region, by FFT.
+    """Squared errors of every translation of one start frame against masked regions, by FFT.
 
     For a region mask K and model frame M: SSE(d) = sum_p K(p) (B(p - d) - M(p))^2, expanded into
-    correlations of B^2 and B with K and K * M; the padded start's spectra are computed once."""
+    correlations of B^2 and B with K and K * M. The padded start's spectra are computed once; all
+    regions of a clip are searched in one batch, and the correlations are summed over the colour
+    channels in the frequency domain, so each region costs four forward transforms and two inverse."""
 
     def __init__(self, seen_start: torch.Tensor, radius: int):
         self.radius = radius
-        self.n = seen_start.shape[-1] + 2 * radius
-        padded = F.pad(seen_start[None], (radius,) * 4, mode="replicate")[0]  # (3, n, n)
-        self.spec = torch.fft.rfft2(padded)
-        self.spec_sq = torch.fft.rfft2((padded**2).sum(0))
+        self.n = fft_size(seen_start.shape[-1] + 2 * radius)  # no circular wrap into the kept window
+        padded = F.pad(seen_start[None], (radius,) * 4, mode="replicate")[0]  # (3, S + 2r, S + 2r)
+        self.spec = self.spectrum(padded)
+        self.spec_sq = self.spectrum((padded**2).sum(0))
 
-    def correlate(self, spectrum: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """sum_p weights(p) x(p - d) for every d in [-radius, radius]^2, x given by its padded spectrum;
-        row i, column j of the result is d = (radius - i, radius - j)."""
-        full = torch.fft.irfft2(spectrum * torch.fft.rfft2(weights, s=(self.n, self.n)).conj(), s=(self.n, self.n))
-        return full[..., : 2 * self.radius + 1, : 2 * self.radius + 1]
+    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.rfft2(x, s=(self.n, self.n))
 
-    def errors(self, region: torch.Tensor, model: torch.Tensor) -> torch.Tensor:
-        weighted = region * model  # (3, S, S)
-        cross = self.correlate(self.spec, weighted).sum(0)
-        return self.correlate(self.spec_sq, region) - 2 * cross + (weighted * model).sum()
+    def window(self, spectra: torch.Tensor) -> torch.Tensor:
+        """Correlations from their spectra: row i, column j of the result is d = (radius - i, radius - j)."""
+        w = 2 * self.radius + 1
+        return torch.fft.irfft2(spectra, s=(self.n, self.n))[..., :w, :w]
+
+    def errors(self, regions: torch.Tensor, models: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """regions (R, S, S) masks, models (R, 3, S, S) the model frame of each, sources (R, n, n//2+1)
+        the spectra of each frame's changed pixels (zero-padded by the radius). Returns the SSE of
+        every translation (R, w, w) and the share of each region's source that changed (R, w, w):
+        sum_p K(p) C(p - d) / |K|."""
+        weighted = regions[:, None] * models
+        k_spec = self.spectrum(regions).conj()
+        cross = (self.spec[None] * self.spectrum(weighted).conj()).sum(1)
+        both = self.window(torch.stack([self.spec_sq * k_spec - 2 * cross, sources * k_spec]))
+        errors = both[0] + (weighted * models).sum((1, 2, 3))[:, None, None]
+        return errors, both[1] / regions.sum((1, 2))[:, None, None]
 
 
 def copy_moved(starts: np.ndarray, model: torch.Tensor, clips: np.ndarray, resolution: int, cfg: CopyConfig) -> np.ndarray:
@@ -104,29 +126,26 @@ def copy_moved(starts: np.ndarray, model: torch.Tensor, clips: np.ndarray, resol
         changed = (model[i] - start_seen[i : i + 1]).abs().amax(dim=1) > cfg.threshold  # (T, S, S)
         if cfg.grow:
             changed = F.max_pool2d(changed[:, None].float(), 2 * cfg.grow + 1, stride=1, padding=cfg.grow)[:, 0] > 0
-        if not changed.any():
+        regions = label_regions(changed.numpy())
+        if not regions:
             continue
+        frame_of = [k for k, _ in regions]
+        masks = torch.from_numpy(np.stack([m for _, m in regions])).float()
         search = _Search(start_seen[i], r)
-        labels = label_regions(changed)
-        for k in range(model.shape[1]):
-            source_spec = torch.fft.rfft2(F.pad(changed[k].float(), (r,) * 4))  # nothing beyond the frame changed
+        sources = search.spectrum(F.pad(changed.float(), (r,) * 4))[frame_of]  # nothing beyond the frame changed
+        errors, source = search.errors(masks, model[i, frame_of], sources)
+        kept = errors[:, r, r].clone()
+        errors[source < cfg.source_overlap] = float("inf")
+        errors[:, r, r] = float("inf")
+        best_error, best = errors.flatten(1).min(dim=1)
+        start_pixels = torch.from_numpy(starts[i]).permute(2, 0, 1)  # (3, S, S) uint8
+        for j, (k, region) in enumerate(regions):
+            if not best_error[j] <= cfg.accept * kept[j]:
+                continue
+            dy, dx = r - int(best[j]) // (2 * r + 1), r - int(best[j]) % (2 * r + 1)
+            moved = translated(start_pixels, dy, dx)
+            moved_error = ((blurred(moved[None].float() / 127.5 - 1.0, resolution)[0] - model[i, k]) ** 2).sum(0)
             still = ((start_seen[i] - model[i, k]) ** 2).sum(0)  # per pixel, keeping the start
-            for region_id in labels[k].unique():
-                if region_id == 0:
-                    continue
-                region = (labels[k] == region_id).float()
-                errors = search.errors(region, model[i, k])
-                kept = errors[r, r].clone()
-                # The share of the region's source that changed: sum_p K(p) C(p - d) / |K|.
-                source = search.correlate(source_spec, region) / region.sum()
-                errors[source < cfg.source_overlap] = float("inf")
-                errors[r, r] = float("inf")
-                best = int(errors.argmin())
-                if not errors.view(-1)[best] <= cfg.accept * kept:
-                    continue
-                dy, dx = r - best // (2 * r + 1), r - best % (2 * r + 1)
-                moved = translated(torch.from_numpy(starts[i]).permute(2, 0, 1), dy, dx)  # (3, S, S) uint8
-                moved_error = ((blurred(moved[None].float() / 127.5 - 1.0, resolution)[0] - model[i, k]) ** 2).sum(0)
-                paste = ((region > 0) & (moved_error < still)).numpy()
-                out[i, k + 1][paste] = moved.permute(1, 2, 0).numpy()[paste]
+            paste = region & (moved_error < still).numpy()
+            out[i, k + 1][paste] = moved.permute(1, 2, 0).numpy()[paste]
     return out
