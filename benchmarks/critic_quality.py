@@ -3,7 +3,7 @@ SFT stage alone and for SFT + reward model.
 
     .venv/bin/python benchmarks/critic_quality.py [--probes 300] [--group-size 2]
         [--world-model FILE] [--sft runs/critic/critic_sft.safetensors]
-        [--rm FILE (default: the shipped critic)] [--svg docs/critic_scores.svg]
+        [--rm FILE (default: the shipped critic)] [--svg docs/critic_scores.svg] [--training-rollouts 3072]
 
 Probes are the held-out scenes of tabletop_eval (seeds from 1_000_000 up), never used in training;
 each gets `group-size` samples of the world model (half ODE, half SDE, as in training) and the
@@ -11,12 +11,16 @@ oracle labels every clip (check_clip(...).ok and .failure_kind). ROC-AUC is rank
 those labels (target >= 0.95); failure-kind accuracy is on the clips the oracle failed; ECE and
 Brier say how calibrated the scores are. Rollouts are cached per world-model digest. The SFT row
 needs a training run's critic_sft.safetensors (the shipped critic is the SFT+RM one).
+`--training-rollouts N` also scores the first N rollouts `spiral train critic` makes by default (its
+training scenes, seed 0, groups of 6 with 2 guided; read from its cache), 80% of which the critic
+trained on: how far its fit there is from its held-out figure says whether it memorised them.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import math
 import os
 import platform
 import time
@@ -25,14 +29,17 @@ from pathlib import Path
 import torch
 
 from spiral.agents.critic.learned import load_net
-from spiral.agents.critic.learned_data import DECODINGS, cached_rollouts
+from spiral.agents.critic.learned_data import DECODINGS, cached_rollouts, training_probes
 from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table, score_histograms_svg, text_histogram
 from spiral.agents.critic.learned_net import KINDS, TextTable, predict
+from spiral.agents.critic.learned_train import CriticTrainConfig
 from spiral.worldmodels.tabletop import default_weights
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, make_probes
 from spiral.worldmodels.text import shared_text_encoder
 
 ROLLOUT_SEED = 1  # the training rollouts use seed 0; another noise stream for the held-out ones
+# `spiral train critic`'s default rollouts, for --training-rollouts
+TRAIN_GROUP, TRAIN_GUIDED = CriticTrainConfig.group_size, CriticTrainConfig.guided
 
 
 def main() -> None:
@@ -45,6 +52,7 @@ def main() -> None:
     parser.add_argument("--cache", default="runs/critic-cache")
     parser.add_argument("--decode", choices=DECODINGS, default="copy", help="rollouts' decoding (blur: the model's pixels only)")
     parser.add_argument("--svg", default="docs/critic_scores.svg", help="score histograms of both stages ('' for none)")
+    parser.add_argument("--training-rollouts", type=int, default=0, help="also score this many training rollouts")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -93,6 +101,25 @@ def main() -> None:
         print(
             f"{stage}: {path or 'the shipped critic'} ({net.num_params() / 1e3:.0f}k parameters, {ms:.2f} ms per clip in batches)"
         )
+    if args.training_rollouts:
+        train = cached_rollouts(
+            wm_path,
+            training_probes(math.ceil(args.training_rollouts / TRAIN_GROUP), 0),
+            "train",
+            Path(args.cache),
+            TRAIN_GROUP,
+            0,
+            resolution,
+            guided=TRAIN_GUIDED,
+            processes=args.threads,
+            decode=args.decode,
+        )
+        train_table = TextTable.build(sorted(set(train.texts)), shared_text_encoder())
+        train_ids = torch.tensor([sorted(set(train.texts)).index(t) for t in train.texts])
+        for stage, net in nets.items():
+            out = predict(net, train.frames, train_ids, train_table)
+            rows[f"{stage}, training rollouts"] = critic_metrics(out, train.success, train.kind, train.drift)
+            rows[f"{stage}, training rollouts"].pop("scores")
     print()
     print(metrics_table(rows))
     print("(target: ROC-AUC >= 0.95 against the oracle; kind and replan accuracy on the clips the oracle failed)")
