@@ -138,3 +138,14 @@ def test_a_folder_without_finished_episodes_takes_the_new_configuration(tmp_path
     RunFolder(tmp_path).claim({"seed": 0}, {"methods": ["stepwise"]})  # e.g. a run that failed to load its model
     assert run_bench(bench(tmp_path, limit=1, seed=3)).ran == 1
     assert json.loads((tmp_path / "config.json").read_text())["fingerprint"]["seed"] == 3
+
+
+def test_a_learned_critic_s_weights_are_part_of_the_fingerprint(tmp_path):
+    from spiral.bench.runner import fingerprint
+
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    one.write_bytes(b"critic one")
+    two.write_bytes(b"critic two")
+    prints = [fingerprint(bench(tmp_path, critic="learned", agent_model=str(p)), [], "oracle") for p in (one, two)]
+    assert prints[0]["critic_weights"] and prints[0]["critic_weights"] != prints[1]["critic_weights"]
+    assert fingerprint(bench(tmp_path, critic="oracle", agent_model=str(one)), [], "oracle")["critic_weights"] is None

@@ -107,6 +107,19 @@ def _weights_digest(cfg: BenchConfig) -> str | None:
         from spiral.worldmodels.tabletop import default_weights
 
         path = default_weights()
+    return _file_digest(path)
+
+
+def _critic_digest(cfg: BenchConfig) -> str | None:
+    """The learned critic's weights (--agent-model, or the shipped ones), as for the world model's."""
+    if cfg.critic != "learned":
+        return None
+    from spiral.agents.critic.learned import default_weights
+
+    return _file_digest(Path(cfg.agent_model) if cfg.agent_model else default_weights())
+
+
+def _file_digest(path: Path | None) -> str | None:
     if path is None or not path.is_file():
         return None
     h = hashlib.sha256()
@@ -122,7 +135,7 @@ def fingerprint(cfg: BenchConfig, tasks: list[Task], judge: str) -> dict:
     return {
         "tasks": tasks_digest(tasks), "world_model": cfg.world_model, "world_model_path": cfg.world_model_path,
         "world_model_weights": _weights_digest(cfg), "planner": cfg.planner, "critic": cfg.critic,
-        "agent_model": cfg.agent_model if {cfg.planner, cfg.critic} & {"openai", "hf"} else "",
+        "critic_weights": _critic_digest(cfg), "agent_model": cfg.agent_model if {cfg.planner, cfg.critic} & {"openai", "hf"} else "",
         "base_url": cfg.base_url if api else "", "judge": judge, "judge_model": cfg.judge_model if judge == "vlm" else "",
         "max_tries": cfg.max_tries, "max_replans": cfg.max_replans, "max_generations": cfg.max_generations,
         "oneshot_steps": cfg.oneshot_steps, "seed": cfg.seed,
