@@ -79,19 +79,6 @@ def fft_size(n: int) -> int:
     return min(best, three)
 
 
-def shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """A boolean (S, S) mask moved by (dy, dx), nothing beyond the frame."""
-    out = np.zeros_like(mask)
-    size = mask.shape[0]
-    out[max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)] = mask[
-        max(-dy, 0) : size - max(dy, 0), max(-dx, 0) : size - max(dx, 0)
-    ]
-    return out
-
-
-RESTORE = False
-
-
 class _Search:
     """Squared errors of every translation of one start frame against masked regions, by FFT.
 
@@ -152,7 +139,6 @@ def copy_moved(starts: np.ndarray, model: torch.Tensor, clips: np.ndarray, resol
         errors[:, r, r] = float("inf")
         best_error, best = errors.flatten(1).min(dim=1)
         start_pixels = torch.from_numpy(starts[i]).permute(2, 0, 1)  # (3, S, S) uint8
-        pasted, sources, accepted = (np.zeros(changed.shape, dtype=bool) for _ in range(3))
         for j, (k, region) in enumerate(regions):
             if not best_error[j] <= cfg.accept * kept[j]:
                 continue
@@ -162,10 +148,4 @@ def copy_moved(starts: np.ndarray, model: torch.Tensor, clips: np.ndarray, resol
             still = ((start_seen[i] - model[i, k]) ** 2).sum(0)  # per pixel, keeping the start
             paste = region & (moved_error < still).numpy()
             out[i, k + 1][paste] = moved.permute(1, 2, 0).numpy()[paste]
-            pasted[k] |= paste
-            sources[k] |= shifted(region, -dy, -dx)
-            accepted[k] |= region
-        if RESTORE:
-            restore = accepted & ~pasted & ~sources
-            out[i, 1:][restore] = np.broadcast_to(starts[i], out[i, 1:].shape)[restore]
     return out
