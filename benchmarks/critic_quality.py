@@ -114,8 +114,9 @@ def main() -> None:
             processes=args.threads,
             decode=args.decode,
         )
-        train_table = TextTable.build(sorted(set(train.texts)), shared_text_encoder())
-        train_ids = torch.tensor([sorted(set(train.texts)).index(t) for t in train.texts])
+        train_texts = sorted(set(train.texts))
+        train_table = TextTable.build(train_texts, shared_text_encoder())
+        train_ids = torch.tensor([train_texts.index(t) for t in train.texts])
         for stage, net in nets.items():
             out = predict(net, train.frames, train_ids, train_table)
             rows[f"{stage}, training rollouts"] = critic_metrics(out, train.success, train.kind, train.drift)

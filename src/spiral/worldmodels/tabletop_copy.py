@@ -53,7 +53,7 @@ def label_regions(mask: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """8-connected regions of each frame of a boolean (T, S, S) mask, as (frame, region mask) pairs."""
     t, size, _ = mask.shape
     # One call for all frames: stacked one above the other, a row of background between them.
-    stacked = np.full((t, size + 1, size), UNKNOWN)
+    stacked = np.full((t, size + 1, size), UNKNOWN)  # the oracle's label for "no colour": background
     stacked[:, :size][mask] = 0  # one colour label for every changed pixel
     ids = components(stacked.reshape(t * (size + 1), size)).reshape(t, size + 1, size)[:, :size]
     return [(k, ids[k] == i) for k in range(t) for i in np.unique(ids[k]) if i >= 0]
@@ -69,14 +69,15 @@ def translated(frame: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 def fft_size(n: int) -> int:
     """The smallest 2^a 3^b >= n: a transform size pocketfft does fast (190, the padded frame, is not)."""
-    best = 1 << (n - 1).bit_length()
-    three = 1
-    while three < n:
-        two = three
-        while two < n:
-            two *= 2
-        best, three = min(best, two), three * 3
-    return min(best, three)
+    best = 1 << (n - 1).bit_length()  # the power of two
+    power_of_three = 1
+    while power_of_three < n:
+        size = power_of_three
+        while size < n:
+            size *= 2
+        best = min(best, size)
+        power_of_three *= 3
+    return min(best, power_of_three)
 
 
 class _Search:
