@@ -51,7 +51,7 @@ from spiral.worldmodels.text import shared_text_encoder
 class CriticTrainConfig:
     data: str = option("data/tabletop-train,data/critic-train", "comma-separated ActWM dataset folders (labelled clips)")
     world_model: str = option("", "world-model weights to roll out (default: the shipped tabletop_wm.safetensors)")
-    rollouts: int = option(3072, "world-model rollouts from training scenes, labelled by the oracle (cached)")
+    rollouts: int = option(6144, "world-model rollouts from training scenes, labelled by the oracle (cached)")
     group_size: int = option(6, "rollouts per scene and instruction; the ranking pairs")
     guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
     decode: str = option("copy", "how the rollouts are decoded: copy (moved objects copied sharp) or blur", choices=DECODINGS)
