@@ -23,6 +23,7 @@ from math import comb
 import torch
 
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
+from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, evaluate, make_probes
 
 
@@ -46,7 +47,7 @@ def main() -> None:
     )
     for side in ("a", "b"):
         parser.add_argument(
-            f"--decode-{side}", choices=("copy", "blur"), default="copy", help=f"how model {side.upper()}'s clips are decoded"
+            f"--decode-{side}", choices=DECODINGS, default="copy", help=f"how model {side.upper()}'s clips are decoded"
         )
     parser.add_argument(
         "--probe-seed",

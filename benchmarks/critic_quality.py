@@ -29,11 +29,12 @@ from pathlib import Path
 import torch
 
 from spiral.agents.critic.learned import load_net
-from spiral.agents.critic.learned_data import DECODINGS, cached_rollouts, training_probes
+from spiral.agents.critic.learned_data import cached_rollouts, training_probes
 from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table, score_histograms_svg, text_histogram
 from spiral.agents.critic.learned_net import KINDS, TextTable, predict
 from spiral.agents.critic.learned_train import CriticTrainConfig
 from spiral.worldmodels.tabletop import default_weights
+from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, make_probes
 from spiral.worldmodels.text import shared_text_encoder
 

@@ -21,6 +21,7 @@ import time
 import torch
 
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
+from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import evaluate, make_probes
 from spiral.worlds.tabletop.grammar import to_text
 
@@ -61,7 +62,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--decode",
-        choices=("copy", "blur"),
+        choices=DECODINGS,
         default="copy",
         help="copy (default): moved objects copied sharp from the start frame; blur: the model's upsampled pixels",
     )

@@ -29,6 +29,10 @@ from torch.nn import functional as F
 
 from spiral.worlds.tabletop.pixels import UNKNOWN, components
 
+# How the tabletop world model's clips can be decoded, by the names the CLIs take: "copy" copies the
+# moved objects sharp (SamplerConfig.copy_appearance), "blur" keeps the model's upsampled pixels.
+DECODINGS = ("copy", "blur")
+
 
 @dataclass(frozen=True)
 class CopyConfig:
@@ -140,13 +144,13 @@ def copy_moved(starts: np.ndarray, model: torch.Tensor, clips: np.ndarray, resol
         errors[:, r, r] = float("inf")
         best_error, best = errors.flatten(1).min(dim=1)
         start_pixels = torch.from_numpy(starts[i]).permute(2, 0, 1)  # (3, S, S) uint8
+        still = ((start_seen[i : i + 1] - model[i]) ** 2).sum(1)  # (T, S, S) per pixel, keeping the start
         for j, (k, region) in enumerate(regions):
             if not best_error[j] <= cfg.accept * kept[j]:
                 continue
             dy, dx = r - int(best[j]) // (2 * r + 1), r - int(best[j]) % (2 * r + 1)
             moved = translated(start_pixels, dy, dx)
             moved_error = ((blurred(moved[None].float() / 127.5 - 1.0, resolution)[0] - model[i, k]) ** 2).sum(0)
-            still = ((start_seen[i] - model[i, k]) ** 2).sum(0)  # per pixel, keeping the start
-            paste = region & (moved_error < still).numpy()
+            paste = region & (moved_error < still[k]).numpy()
             out[i, k + 1][paste] = moved.permute(1, 2, 0).numpy()[paste]
     return out

@@ -25,6 +25,7 @@ from spiral.data.format import read_episode, read_index
 from spiral.data.video import read_video
 from spiral.errors import DatasetError, SpiralError
 from spiral.types import Verdict
+from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import Probe, make_probes
 from spiral.worlds.tabletop.actions import (
     REGIONS,
@@ -44,7 +45,6 @@ ROLLOUT_STREAM = 4242
 SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
 CHUNK = 16  # scenes per cache file: an interrupted run redoes at most one chunk
 FIELDS = ("frames", "success", "kind", "drift", "group", "rollout", "guided")
-DECODINGS = ("copy", "blur")  # see cached_rollouts
 GUIDE_T = (0.5, 0.7)  # noise levels a guided rollout starts from (1 = pure noise, as in sampling)
 
 

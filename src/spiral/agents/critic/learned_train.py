@@ -25,7 +25,6 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from spiral.agents.critic.learned_data import (
-    DECODINGS,
     CriticData,
     cached_rollouts,
     load_dataset,
@@ -44,6 +43,7 @@ from spiral.agents.critic.learned_net import CriticNet, CriticNetConfig, TextTab
 from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic, trim_log
 from spiral.config import option
 from spiral.errors import SpiralError
+from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.text import shared_text_encoder
 
 
