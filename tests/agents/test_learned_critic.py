@@ -186,3 +186,58 @@ def test_a_finer_input_keeps_the_8x8_token_grid_and_judges_full_size_clips():
     assert 0.0 <= critique.score <= 1.0
     with pytest.raises(SpiralError, match="critic resolution 40: use a multiple of 16"):
         CriticNet(replace(TINY, resolution=40))
+
+
+def test_slot_input_gives_each_colour_its_mask_and_the_step_its_roles():
+    from dataclasses import replace
+
+    from spiral.agents.critic.learned_net import clips_to_input
+    from spiral.agents.critic.learned_slots import SLOTS, slot_channels
+    from spiral.worlds.tabletop.scene import COLOURS
+
+    from spiral.worlds.tabletop.scene import Scene
+
+    scene = random_scene(np.random.default_rng(3))
+    clear = [o for o in scene.objects if scene.is_clear(o.name)]
+    subject, anchor = clear[0], next(o for o in scene.objects if o is not clear[0])
+    gone = Scene(tuple(o for o in scene.objects if o is not subject))  # the subject vanishes at the end
+    frames = np.stack([render(scene, 32)] * 7 + [render(gone, 32)])
+    cfg = replace(TINY, arch="slots")
+    table = TextTable.build([f"move the {subject.name} to the left of the {anchor.name}"], shared_text_encoder())
+    x = clips_to_input(frames, cfg, table.rgb, table.named)
+    assert x.shape == (1, SLOTS, slot_channels(8) - 2, 32, 32)  # the encoder adds the 2 coordinates
+    colours = list(COLOURS)
+    for o in clear:  # each visible object's own mask is solid at its centre, and only its own
+        k = colours.index(o.colour)
+        cx, cy = min(31, int(o.x * 32)), min(31, int(o.y * 32))
+        assert x[0, k, 0, cy, cx] > 0.9 and x[0, :6, 0, cy, cx].sum() < 1.1, o.name
+    roles = x[0, :, 8 + 3 : 8 + 5, 0, 0]  # after own masks, others' masks at start and end, change
+    assert roles[colours.index(subject.colour)].tolist() == [1.0, 0.0]
+    assert roles[colours.index(anchor.colour)].tolist() == [0.0, 1.0]
+    assert roles.sum() == 2.0
+    absent = [k for k, c in enumerate(colours) if c not in {o.colour for o in scene.objects}]
+    assert all(x[0, k, :8].max() < 0.1 for k in absent)
+    # The vanished subject's mask empties in the last frame only (but for edge pixels of other
+    # objects whose blend with the table lies nearer its colour).
+    area = x[0, colours.index(subject.colour), :8].sum((1, 2))
+    assert area[0] > 10 and area[6] == area[0] and area[7] < 0.15 * area[0]
+    assert x[0, -1, 0].mean() > 0.5  # the table slot: mostly table
+
+
+def test_the_slots_critic_judges_clips_and_round_trips_through_its_export(tmp_path):
+    from dataclasses import replace
+
+    from spiral.agents.critic.learned_train import export_weights
+
+    torch.manual_seed(0)
+    net = CriticNet(replace(TINY, arch="slots"))
+    path = tmp_path / "slots.safetensors"
+    export_weights(path, net, {"stage": "test"})
+    loaded, _ = load_net(path)
+    assert loaded.cfg.arch == "slots"
+    a, b = LearnedCriticAgent(net), LearnedCriticAgent(loaded)
+    one = a.reward([clip(64).frames], STEP.instruction)
+    assert 0.0 <= float(one[0]) <= 1.0
+    assert float(b.reward([clip(64).frames], STEP.instruction)[0]) == pytest.approx(float(one[0]), abs=2e-3)  # fp16 export
+    with pytest.raises(SpiralError, match="critic arch 'conv': use one of grid, slots"):
+        CriticNet(replace(TINY, arch="conv"))

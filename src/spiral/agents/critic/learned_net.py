@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from spiral.agents.critic.learned_slots import MASK_SIGMA, SlotEncoder, slot_input
 from spiral.errors import SpiralError
 from spiral.types import FailureKind
 from spiral.worlds.tabletop.actions import REGIONS
@@ -42,7 +43,7 @@ KINDS: tuple[FailureKind, ...] = (
 )
 KIND_INDEX = {k.value: i for i, k in enumerate(KINDS)}
 STEM = 64  # channels of the first conv layer
-MASK_SIGMA = 60.0  # grey levels: a colour mask falls to 0.6 at this distance from the named colour
+ARCHS = ("grid", "slots")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class CriticNetConfig:
     text_dim: int = 384  # MiniLM token embedding size
     mlp_ratio: float = 2.0
     colour_masks: bool = True  # add per-frame masks of the named objects' colours (see clips_to_input)
+    arch: str = "grid"  # tokens: "grid" (8x8 cells of a conv stem) or "slots" (one per colour, learned_slots.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +72,7 @@ class CriticOutput:
 def clips_to_input(
     frames: torch.Tensor | np.ndarray, cfg: CriticNetConfig, rgb: torch.Tensor, named: torch.Tensor
 ) -> torch.Tensor:
-    """uint8 clips (B, T, H, W, 3) -> float (B, C, R, R): the start frame and each later frame's
+    """uint8 clips (B, T, H, W, 3) -> float (B, C, R, R) (grid; slots: see slot_input): the start frame and each later frame's
     change from it, in [-1, 1] and [-2, 2], then (colour_masks) how close (0..1) each pixel of each frame
     is to the colour of the subject and of the anchor object the instruction names (rgb (B, 2, 3),
     named (B, 2)). Every object has its own colour, so the masks say where the named objects are
@@ -85,6 +87,8 @@ def clips_to_input(
     if x.shape[-1] != cfg.resolution:
         x = F.interpolate(x.reshape(b * t, 3, *x.shape[-2:]), size=(cfg.resolution, cfg.resolution), mode="area")
         x = x.reshape(b, t, 3, cfg.resolution, cfg.resolution)
+    if cfg.arch == "slots":
+        return slot_input(x, rgb, named)
     parts = [x[:, :1], x[:, 1:] - x[:, :1]]
     if cfg.colour_masks:
         d2 = (((x[:, :, None] + 1.0) * 127.5 - rgb[:, None, :, :, None, None]) ** 2).sum(3)  # (B, T, 2, R, R)
@@ -153,35 +157,44 @@ class CriticNet(nn.Module):
     def __init__(self, cfg: CriticNetConfig):
         super().__init__()
         self.cfg = cfg
-        # frames, colour masks and 2 coordinate channels (regions are absolute places)
-        d, c = cfg.dim, (5 if cfg.colour_masks else 3) * cfg.num_frames + 2
-        # The stem always makes an 8x8 token grid, so a finer input costs the stem, not the attention.
+        d = cfg.dim
         if cfg.resolution % 16 or cfg.resolution < 32:
             raise SpiralError(f"critic resolution {cfg.resolution}: use a multiple of 16 of at least 32 (e.g. 32 or 64)")
-        stride = cfg.resolution // 16
-        self.conv1 = nn.Conv2d(c, STEM, 2 * stride, stride=stride, padding=stride // 2)
-        self.conv2 = nn.Conv2d(STEM, d, 3, stride=2, padding=1)
-        self.conv3 = nn.Conv2d(d, d, 3, padding=1)
-        grid = 8
-        self.pos = nn.Parameter(torch.randn(1, grid * grid, d) * 0.02)
+        if cfg.arch not in ARCHS:
+            raise SpiralError(f"critic arch {cfg.arch!r}: use one of {', '.join(ARCHS)}")
+        if cfg.arch == "slots":
+            self.slots = SlotEncoder(cfg.num_frames, cfg.resolution, d)
+        else:
+            # frames, colour masks and 2 coordinate channels (regions are absolute places)
+            c = (5 if cfg.colour_masks else 3) * cfg.num_frames + 2
+            # The stem always makes an 8x8 token grid, so a finer input costs the stem, not the attention.
+            stride = cfg.resolution // 16
+            self.conv1 = nn.Conv2d(c, STEM, 2 * stride, stride=stride, padding=stride // 2)
+            self.conv2 = nn.Conv2d(STEM, d, 3, stride=2, padding=1)
+            self.conv3 = nn.Conv2d(d, d, 3, padding=1)
+            self.pos = nn.Parameter(torch.randn(1, 8 * 8, d) * 0.02)
+            ramp = torch.linspace(-1.0, 1.0, cfg.resolution)
+            self.register_buffer(
+                "coords",
+                torch.stack([ramp[None].expand(cfg.resolution, -1), ramp[:, None].expand(-1, cfg.resolution)])[None],
+                persistent=False,
+            )
         self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, 2 + len(KINDS))  # success, drift, kinds
-        ramp = torch.linspace(-1.0, 1.0, cfg.resolution)
-        self.register_buffer(
-            "coords",
-            torch.stack([ramp[None].expand(cfg.resolution, -1), ramp[:, None].expand(-1, cfg.resolution)])[None],
-            persistent=False,
-        )
         self.register_buffer("calib", torch.tensor([1.0, 0.0]))  # Platt (scale, bias) of the success logit
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, pad: torch.Tensor, calibrated: bool = True) -> CriticOutput:
         b = x.shape[0]
         text = self.text_proj(text)
-        h = self.conv3(F.gelu(self.conv2(F.gelu(self.conv1(torch.cat([x, self.coords.expand(b, -1, -1, -1)], dim=1))))))
-        tokens = torch.cat([self.cls.expand(b, -1, -1), h.flatten(2).transpose(1, 2) + self.pos], dim=1)
+        if self.cfg.arch == "slots":
+            cells = self.slots(x)
+        else:
+            h = self.conv3(F.gelu(self.conv2(F.gelu(self.conv1(torch.cat([x, self.coords.expand(b, -1, -1, -1)], dim=1))))))
+            cells = h.flatten(2).transpose(1, 2) + self.pos
+        tokens = torch.cat([self.cls.expand(b, -1, -1), cells], dim=1)
         for block in self.blocks:
             tokens = block(tokens, text, pad)
         out = self.head(self.norm(tokens[:, 0]))

@@ -39,7 +39,7 @@ from spiral.agents.critic.learned_metrics import (
     score_histograms_svg,
     text_histogram,
 )
-from spiral.agents.critic.learned_net import CriticNet, CriticNetConfig, TextTable, clips_to_input, predict
+from spiral.agents.critic.learned_net import ARCHS, CriticNet, CriticNetConfig, TextTable, clips_to_input, predict
 from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic, trim_log
 from spiral.config import option
 from spiral.errors import SpiralError
@@ -66,6 +66,7 @@ class CriticTrainConfig:
     rollout_share: float = option(0.5, "share of each batch drawn from the world-model rollouts")
     val_share: float = option(0.2, "share of scenes held back for validation and calibration")
     resolution: int = option(32, "input size the clips are downsampled to (64 = the tabletop frame itself)")
+    arch: str = option("grid", "critic tokens: grid (conv cells) or slots (one per colour)", choices=ARCHS)
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
     seed: int = option(0, "seed of initialisation, splits, batches and rollouts")
@@ -224,7 +225,7 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     if config_path.is_file() and json.loads(config_path.read_text()) != settings:
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
-    net_cfg = CriticNetConfig(resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth)
+    net_cfg = CriticNetConfig(resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch)
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
     real, guided = d.rollout & ~d.guided, d.guided
