@@ -145,6 +145,7 @@ def test_rollouts_come_from_training_scenes_and_are_cached(tmp_path, monkeypatch
     data = cached_rollouts(tmp_path / "wm.safetensors", probes, "train", tmp_path, 2, 0, 32, progress=False, guided=1)
     assert len(data) == 6 and data.rollout.all() and data.frames.shape[1:] == (8, 32, 32, 3)
     assert data.group.tolist() == [0, 0, 1, 1, 2, 2] and data.guided.tolist() == [False, True] * 3
+    assert data.has_facts.all() and data.objects.shape == (6, 7, 5)  # the oracle's report is kept
     monkeypatch.setattr(learned_data, "label_rollouts", lambda *a, **k: pytest.fail("rollouts were made twice"))
     again = cached_rollouts(tmp_path / "wm.safetensors", probes, "train", tmp_path, 2, 0, 32, progress=False, guided=1)
     assert torch.equal(again.frames, data.frames) and again.texts == data.texts
@@ -193,9 +194,7 @@ def test_slot_input_gives_each_colour_its_mask_and_the_step_its_roles():
 
     from spiral.agents.critic.learned_net import clips_to_input
     from spiral.agents.critic.learned_slots import SLOTS, slot_channels
-    from spiral.worlds.tabletop.scene import COLOURS
-
-    from spiral.worlds.tabletop.scene import Scene
+    from spiral.worlds.tabletop.scene import COLOURS, Scene
 
     scene = random_scene(np.random.default_rng(3))
     clear = [o for o in scene.objects if scene.is_clear(o.name)]
@@ -241,3 +240,55 @@ def test_the_slots_critic_judges_clips_and_round_trips_through_its_export(tmp_pa
     assert float(b.reward([clip(64).frames], STEP.instruction)[0]) == pytest.approx(float(one[0]), abs=2e-3)  # fp16 export
     with pytest.raises(SpiralError, match="critic arch 'conv': use one of grid, slots"):
         CriticNet(replace(TINY, arch="conv"))
+
+
+def test_report_facts_name_the_colours_the_oracle_saw_vanish_and_move():
+    from spiral.agents.critic.learned_data import CLIP_FACTS, OBJECT_FACTS, report_facts
+    from spiral.worlds.tabletop.checks import check_clip
+    from spiral.worlds.tabletop.grammar import parse
+    from spiral.worlds.tabletop.scene import COLOURS, Scene
+
+    scene = random_scene(np.random.default_rng(3))
+    clear = [o for o in scene.objects if scene.is_clear(o.name) and o.on is None]
+    subject, other = clear[0], clear[1]
+    action = parse(f"move the {subject.name} to the left of the {other.name}")
+    gone = Scene(tuple(o for o in scene.objects if o is not other))  # the anchor vanishes, nothing moves
+    report = check_clip(np.stack([render(scene, 64)] * 4 + [render(gone, 64)] * 4), action)
+    objects, facts = report_facts(report)
+    colours = list(COLOURS)
+    assert report.vanished == (other.name,)
+    assert objects[colours.index(other.colour), OBJECT_FACTS.index("vanished")] == 1.0
+    assert objects[:, OBJECT_FACTS.index("vanished")].sum() == 1.0
+    assert objects[:, OBJECT_FACTS.index("moved")].sum() == 0.0
+    assert facts[CLIP_FACTS.index("postcondition")] == float(report.postcondition)
+
+
+def test_slots_critic_with_fact_heads_learns_the_facts_beside_the_verdict():
+    from dataclasses import replace
+
+    from spiral.agents.critic.learned_train import Split, losses, mixed_groups
+
+    rng = np.random.default_rng(0)
+    frames = torch.from_numpy(np.stack([np.stack([render(random_scene(rng), 32)] * 8) for _ in range(4)]))
+    objects = torch.zeros(4, 7, 5)
+    objects[:2, 0, 0] = 1.0  # "red vanished" in the first two
+    known = torch.tensor([True, True, True, False])  # the last one is a dataset clip: no report
+    facts = torch.where(known[:, None], torch.zeros(4, 3), torch.tensor(float("nan")))
+    data = CriticData(frames, [STEP.instruction] * 4, torch.tensor([0.0, 0, 1, 1]), torch.tensor([4, 4, 0, 0]),
+                      torch.zeros(4), torch.arange(4), known, objects=objects, facts=facts)  # fmt: skip
+    table = TextTable.build([STEP.instruction], shared_text_encoder())
+    ids = torch.zeros(4, dtype=torch.long)
+    split = Split(data, ids, torch.arange(4), torch.arange(0), mixed_groups(data, torch.arange(4)))
+    torch.manual_seed(0)
+    net = CriticNet(replace(TINY, arch="slots", fact_heads=True))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        loss, parts = losses(net, split, torch.arange(4), table, stage=1)
+        first = first if first is not None else parts["facts"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert parts["facts"] < 0.5 * first, "the fact heads did not learn"
+    with pytest.raises(SpiralError, match="fact_heads need arch 'slots'"):
+        CriticNet(replace(TINY, fact_heads=True))

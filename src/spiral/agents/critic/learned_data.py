@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from spiral.agents.critic.learned_net import KIND_INDEX, downsample
+from spiral.agents.critic.learned_slots import CLIP_FACTS, OBJECT_FACTS, SLOTS
 from spiral.data.format import read_episode, read_index
 from spiral.data.video import read_video
 from spiral.errors import DatasetError, SpiralError
@@ -44,7 +45,8 @@ from spiral.worlds.tabletop.render import render_motion
 ROLLOUT_STREAM = 4242
 SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
 CHUNK = 16  # scenes per cache file: an interrupted run redoes at most one chunk
-FIELDS = ("frames", "success", "kind", "drift", "group", "rollout", "guided")
+FIELDS = ("frames", "success", "kind", "drift", "group", "rollout", "guided", "objects", "facts")
+
 GUIDE_T = (0.5, 0.7)  # noise levels a guided rollout starts from (1 = pure noise, as in sampling)
 
 
@@ -60,10 +62,22 @@ class CriticData:
     group: torch.Tensor  # (N,) long
     rollout: torch.Tensor  # (N,) bool: a world-model rollout, not a dataset clip
     guided: torch.Tensor | None = None  # (N,) bool: guided by the true motion (guided_frames)
+    objects: torch.Tensor | None = None  # (N, SLOTS, len(OBJECT_FACTS)) float 0/1; NaN: not known
+    facts: torch.Tensor | None = None  # (N, len(CLIP_FACTS)) float 0/1; NaN: not known (dataset clips)
 
     def __post_init__(self) -> None:
+        n = len(self.texts)
         if self.guided is None:
-            self.guided = torch.zeros(len(self.texts), dtype=torch.bool)
+            self.guided = torch.zeros(n, dtype=torch.bool)
+        if self.objects is None:
+            self.objects = torch.full((n, SLOTS, len(OBJECT_FACTS)), float("nan"))
+        if self.facts is None:
+            self.facts = torch.full((n, len(CLIP_FACTS)), float("nan"))
+
+    @property
+    def has_facts(self) -> torch.Tensor:
+        """(N,) bool: the oracle's report is known (rollouts labelled since the facts were kept)."""
+        return torch.isfinite(self.facts).all(1)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -108,6 +122,24 @@ def _labels(success: list[bool], kinds: list[str], drift: list[bool]) -> dict[st
         "kind": torch.tensor([KIND_INDEX[k] for k in kinds], dtype=torch.long),
         "drift": torch.tensor(drift, dtype=torch.float32),
     }
+
+
+def report_facts(report) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ClipReport as (SLOTS, len(OBJECT_FACTS)) per-colour facts and (len(CLIP_FACTS),) clip facts."""
+    from spiral.worlds.tabletop.scene import COLOURS
+
+    colours = list(COLOURS)
+    objects = torch.zeros(SLOTS, len(OBJECT_FACTS))
+    moved = report.collateral_moved + ((report.action.subject,) if report.subject_moved else ())
+    named = (report.vanished, report.changed_colour + report.changed_shape, moved, report.crowded,
+             report.duplicated + report.appeared)  # fmt: skip
+    for j, names in enumerate(named):
+        for name in names:
+            colour = name.split()[0]
+            if colour in colours:
+                objects[colours.index(colour), j] = 1.0
+    facts = torch.tensor([report.postcondition, report.teleported, report.low_quality], dtype=torch.float32)
+    return objects, facts
 
 
 def mismatched(video: np.ndarray, action: Action, rng: np.random.Generator) -> tuple[Action, bool, str] | None:
@@ -249,6 +281,7 @@ def label_rollouts(
             clips[idx] = guided_frames(wm, [probes[i // group_size] for i in idx], [seeds[i] for i in idx], GUIDE_T[mode - 2])
     reports = (oracle or OraclePool(1)).check_clips(list(clips), [probes[k // group_size].action for k in range(len(clips))])
     kinds = [r.failure_kind.value for r in reports]
+    objects, facts = zip(*(report_facts(r) for r in reports), strict=True)
     # Probes meet their preconditions, so every oracle kind is one the head knows.
     return CriticData(
         downsample(clips, resolution),
@@ -256,6 +289,8 @@ def label_rollouts(
         group=torch.tensor([first_group + k // group_size for k in range(len(texts))]),
         rollout=torch.ones(len(texts), dtype=torch.bool),
         guided=torch.from_numpy(modes >= 2),
+        objects=torch.stack(objects),
+        facts=torch.stack(facts),
         **_labels([r.ok for r in reports], kinds, [r.verdict == Verdict.GLOBAL_DRIFT for r in reports]),
     )
 
@@ -272,13 +307,15 @@ def cached_rollouts(
     guided: int = 0,
     processes: int = 1,
     decode: str = "copy",
+    facts: bool = False,
 ) -> CriticData:
     """World-model rollouts of these probes, labelled by the oracle, cached chunk by chunk under a
     folder named by the weights' digest, the clip size and the decoding (new weights or a new decoding
     never reuse another's rollouts).
     `guided`: how many of each group are guided by the true motion (see guided_frames).
     `processes`: how many processes the oracle labels over (the labels do not depend on it).
-    `decode`: "copy" (moved objects copied sharp, the default) or "blur" (the model's pixels only)."""
+    `decode`: "copy" (moved objects copied sharp, the default) or "blur" (the model's pixels only).
+    `facts`: remake chunks cached before the oracle's per-object facts were kept (same seeds, same clips)."""
     from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 
     if decode not in DECODINGS:
@@ -296,6 +333,8 @@ def cached_rollouts(
             key = json.dumps([[p.action.subject, p.action.relation, p.action.anchor] for p in chunk])
             path = folder / f"chunk-{start // CHUNK:05d}.safetensors"
             data = CriticData.load(path, key)
+            if data is not None and facts and not bool(data.has_facts.all()):
+                data = None
             if data is None:
                 wm = wm or TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0], sampler=sampler)
                 data = label_rollouts(wm, chunk, group_size, seed, resolution, first_group=start, guided=guided, oracle=oracle)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from spiral.agents.critic.learned_slots import MASK_SIGMA, SlotEncoder, slot_input
+from spiral.agents.critic.learned_slots import CLIP_FACTS, MASK_SIGMA, OBJECT_FACTS, SlotEncoder, slot_input
 from spiral.errors import SpiralError
 from spiral.types import FailureKind
 from spiral.worlds.tabletop.actions import REGIONS
@@ -57,6 +57,7 @@ class CriticNetConfig:
     mlp_ratio: float = 2.0
     colour_masks: bool = True  # add per-frame masks of the named objects' colours (see clips_to_input)
     arch: str = "grid"  # tokens: "grid" (8x8 cells of a conv stem) or "slots" (one per colour, learned_slots.py)
+    fact_heads: bool = False  # slots only: also predict the oracle's per-object and clip facts (training aid)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +68,8 @@ class CriticOutput:
     success: torch.Tensor  # (B,) logit, already Platt-scaled
     kind: torch.Tensor  # (B, len(KINDS)) logits
     drift: torch.Tensor  # (B,) logit: a failure that needs replanning rather than a retry
+    objects: torch.Tensor | None = None  # (B, SLOTS, len(OBJECT_FACTS)) logits (fact_heads)
+    facts: torch.Tensor | None = None  # (B, len(CLIP_FACTS)) logits (fact_heads)
 
 
 def clips_to_input(
@@ -162,8 +165,12 @@ class CriticNet(nn.Module):
             raise SpiralError(f"critic resolution {cfg.resolution}: use a multiple of 16 of at least 32 (e.g. 32 or 64)")
         if cfg.arch not in ARCHS:
             raise SpiralError(f"critic arch {cfg.arch!r}: use one of {', '.join(ARCHS)}")
+        if cfg.fact_heads and cfg.arch != "slots":
+            raise SpiralError("critic fact_heads need arch 'slots' (one token per object colour)")
         if cfg.arch == "slots":
             self.slots = SlotEncoder(cfg.num_frames, cfg.resolution, d)
+        if cfg.fact_heads:
+            self.object_head, self.fact_head = nn.Linear(d, len(OBJECT_FACTS)), nn.Linear(d, len(CLIP_FACTS))
         else:
             # frames, colour masks and 2 coordinate channels (regions are absolute places)
             c = (5 if cfg.colour_masks else 3) * cfg.num_frames + 2
@@ -197,9 +204,13 @@ class CriticNet(nn.Module):
         tokens = torch.cat([self.cls.expand(b, -1, -1), cells], dim=1)
         for block in self.blocks:
             tokens = block(tokens, text, pad)
-        out = self.head(self.norm(tokens[:, 0]))
+        tokens = self.norm(tokens)
+        out = self.head(tokens[:, 0])
         success = out[:, 0] * self.calib[0] + self.calib[1] if calibrated else out[:, 0]
-        return CriticOutput(success=success, kind=out[:, 2:], drift=out[:, 1])
+        if not self.cfg.fact_heads:
+            return CriticOutput(success=success, kind=out[:, 2:], drift=out[:, 1])
+        objects, facts = self.object_head(tokens[:, 1:]), self.fact_head(tokens[:, 0])
+        return CriticOutput(success=success, kind=out[:, 2:], drift=out[:, 1], objects=objects, facts=facts)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

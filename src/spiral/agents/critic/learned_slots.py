@@ -23,6 +23,10 @@ from spiral.worlds.tabletop.scene import COLOURS, TABLE_RGB
 PALETTE = torch.tensor(list(COLOURS.values()), dtype=torch.float32)  # (K, 3)
 PROTOTYPES = torch.cat([PALETTE, torch.tensor([TABLE_RGB], dtype=torch.float32)])
 SLOTS = len(PROTOTYPES)  # the colours, then the table
+# What the oracle saw of each palette colour (the table's row stays 0) and of the clip: kept with
+# the rollouts so a slots critic can also learn the parts its verdict is made of (fact heads).
+OBJECT_FACTS = ("vanished", "changed", "moved", "crowded", "extra")
+CLIP_FACTS = ("postcondition", "teleported", "low_quality")
 MASK_SIGMA = 60.0  # grey levels: a colour mask falls to 0.6 at this distance from its colour
 # The slots share each pixel out between the six colours and the table (a softmax of
 # -distance^2 / 2 sigma^2), so a pixel half object, half table counts half, and at 25 grey levels

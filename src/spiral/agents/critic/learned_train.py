@@ -36,6 +36,7 @@ from spiral.agents.critic.learned_metrics import (
     critic_metrics,
     fit_platt,
     metrics_table,
+    roc_auc,
     score_histograms_svg,
     text_histogram,
 )
@@ -100,7 +101,7 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
         # The oracle labels over as many processes as torch has threads: the cores we were given.
         rollouts = cached_rollouts(
             wm_path, probes, "train", cfg.cache, cfg.group_size, cfg.seed, res, progress, cfg.guided, torch.get_num_threads(),
-            cfg.decode,
+            cfg.decode, facts=cfg.arch == "slots",
         )  # fmt: skip
         parts.append(rollouts)
     if not parts:
@@ -172,6 +173,13 @@ def losses(net: CriticNet, split: Split, idx: torch.Tensor, table: TextTable, st
     drift = F.binary_cross_entropy_with_logits(out.drift[fail], d.drift[idx][fail]) if fail.any() else out.drift.sum() * 0
     loss = bce + 0.5 * ce + 0.25 * drift
     parts = {"bce": bce.item(), "ce": ce.item()}
+    known = d.has_facts[idx]
+    if out.objects is not None and known.any():
+        # The oracle's per-object and clip facts, where the clip's report was kept (rollouts).
+        facts = F.binary_cross_entropy_with_logits(out.objects[known], d.objects[idx][known]) + \
+            F.binary_cross_entropy_with_logits(out.facts[known], d.facts[idx][known])  # fmt: skip
+        loss = loss + 0.5 * facts
+        parts["facts"] = facts.item()
     if stage == 2:
         # Bradley-Terry: every (pass, fail) pair in the batch; pairs of the same start frame and
         # instruction weigh most, since telling those apart is exactly what a retry decision needs.
@@ -183,6 +191,17 @@ def losses(net: CriticNet, split: Split, idx: torch.Tensor, table: TextTable, st
         loss = rank + 0.5 * loss
         parts["rank"] = rank.item()
     return loss, parts
+
+
+def validation_auc(net: CriticNet, split: Split, table: TextTable) -> dict:
+    """ROC-AUC of the raw success logit on the validation rollouts (samples only): the learning
+    curve the log keeps at every checkpoint (a few seconds; the dataset clips would take minutes)."""
+    d = split.data
+    idx = split.val[d.rollout[split.val] & ~d.guided[split.val]]
+    if not len(idx) or not 0 < int(d.success[idx].sum()) < len(idx):
+        return {}
+    logits = predict(net, d.frames[idx], split.text_ids[idx], table, calibrated=False).success
+    return {"val_auc": round(roc_auc(logits.numpy(), d.success[idx].numpy()), 4)}
 
 
 def cosine_lr(step: int, total: int, base: float) -> float:
@@ -225,7 +244,9 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     if config_path.is_file() and json.loads(config_path.read_text()) != settings:
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
-    net_cfg = CriticNetConfig(resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch)
+    net_cfg = CriticNetConfig(
+        resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch, fact_heads=cfg.arch == "slots"
+    )
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
     real, guided = d.rollout & ~d.guided, d.guided
@@ -260,8 +281,11 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
             step += 1
             bar.update(1)
             bar.set_postfix(stage="SFT" if stage == 1 else "RM", loss=f"{loss.item():.3f}")
+            row = {"step": step, "stage": stage, "loss": loss.item(), **parts}
+            if step % cfg.checkpoint_every == 0 or step == last:
+                row |= validation_auc(net, split, table)
             with open(out / "log.jsonl", "a") as log:
-                log.write(json.dumps({"step": step, "stage": stage, "loss": loss.item(), **parts}) + "\n")
+                log.write(json.dumps(row) + "\n")
             if step % cfg.checkpoint_every == 0 or step == last:
                 extra["seconds"] = seconds_before + time.perf_counter() - t0
                 save_checkpoint(ckpt, net, opt, gen, step, extra)
