@@ -206,10 +206,10 @@ def test_slot_input_gives_each_colour_its_mask_and_the_step_its_roles():
     x = clips_to_input(frames, cfg, table.rgb, table.named)
     assert x.shape == (1, SLOTS, slot_channels(8) - 2, 32, 32)  # the encoder adds the 2 coordinates
     colours = list(COLOURS)
-    for o in clear:  # each visible object's own mask is solid at its centre, and only its own
+    for o in clear:  # each visible object's own mask is solid at its centre, the others faint
         k = colours.index(o.colour)
         cx, cy = min(31, int(o.x * 32)), min(31, int(o.y * 32))
-        assert x[0, k, 0, cy, cx] > 0.9 and x[0, :6, 0, cy, cx].sum() < 1.1, o.name
+        assert x[0, k, 0, cy, cx] > 0.9 and x[0, :6, 0, cy, cx].sum() < 1.2, o.name  # yellow is 0.15 orange
     roles = x[0, :, 8 + 3 : 8 + 5, 0, 0]  # after own masks, others' masks at start and end, change
     assert roles[colours.index(subject.colour)].tolist() == [1.0, 0.0]
     assert roles[colours.index(anchor.colour)].tolist() == [0.0, 1.0]

@@ -9,7 +9,7 @@ mostly what they say. Sharing one encoder over the colours means every clip teac
 about six objects, not one grid; the grid front end (learned_net.py) learnt its training rollouts
 by heart and generalised poorly (docs/RESULTS.md).
 
-The table's token reads the table's own mask: holes, smears and flicker show in it.
+The table's token reads the mask of pixels that are no palette colour: flicker, smears, holes.
 """
 
 from __future__ import annotations
@@ -18,20 +18,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from spiral.worlds.tabletop.scene import COLOURS, TABLE_RGB
+from spiral.worlds.tabletop.scene import COLOURS
 
 PALETTE = torch.tensor(list(COLOURS.values()), dtype=torch.float32)  # (K, 3)
-PROTOTYPES = torch.cat([PALETTE, torch.tensor([TABLE_RGB], dtype=torch.float32)])
-SLOTS = len(PROTOTYPES)  # the colours, then the table
+SLOTS = len(COLOURS) + 1  # the colours, then the table
 # What the oracle saw of each palette colour (the table's row stays 0) and of the clip: kept with
 # the rollouts so a slots critic can also learn the parts its verdict is made of (fact heads).
 OBJECT_FACTS = ("vanished", "changed", "moved", "crowded", "extra")
 CLIP_FACTS = ("postcondition", "teleported", "low_quality")
 MASK_SIGMA = 60.0  # grey levels: a colour mask falls to 0.6 at this distance from its colour
-# The slots share each pixel out between the six colours and the table (a softmax of
-# -distance^2 / 2 sigma^2), so a pixel half object, half table counts half, and at 25 grey levels
-# a yellow pixel is still 99% yellow (orange is 78 away; the closest pair).
-SLOT_SIGMA = 25.0
+# Sharper for the slots, which see all six colours: at 60 an orange pixel is 0.19 red, at 40 0.02
+# (yellow, the closest pair, is 0.15 orange).
+# Not a softmax over the colours: that hides how solidly a blotchy object is painted, and a
+# softmax at 25 grey levels measured worse (docs/RESULTS.md, runs/critic10 against runs/critic9).
+SLOT_SIGMA = 40.0
 
 
 def slot_channels(num_frames: int) -> int:
@@ -46,8 +46,10 @@ def slot_input(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor) -> torch
     colours of the subject and of the anchor, as TextTable holds them."""
     b, t, _, r, _ = x.shape
     px = (x + 1.0) * 127.5
-    d2 = ((px[:, :, None] - PROTOTYPES[None, None, :, :, None, None]) ** 2).sum(3)  # (B, T, SLOTS, R, R)
-    masks = torch.softmax(-d2 / (2 * SLOT_SIGMA**2), dim=2).transpose(1, 2)  # (B, SLOTS, T, R, R)
+    d2 = ((px[:, :, None] - PALETTE[None, None, :, :, None, None]) ** 2).sum(3)  # (B, T, K, R, R)
+    colour = torch.exp(-d2 / (2 * SLOT_SIGMA**2))
+    table = (1.0 - colour.sum(2, keepdim=True)).clamp(0.0, 1.0)  # what is no colour: table, smears, holes
+    masks = torch.cat([colour, table], dim=2).transpose(1, 2)  # (B, SLOTS, T, R, R)
     total = masks[:, :-1].sum(1, keepdim=True)  # all colours
     others = (total - masks).clamp(min=0.0)[:, :, [0, t - 1]]
     others[:, -1] = total[:, 0, [0, t - 1]]  # the table's "others" are all the objects
