@@ -292,3 +292,17 @@ def test_slots_critic_with_fact_heads_learns_the_facts_beside_the_verdict():
     assert parts["facts"] < 0.5 * first, "the fact heads did not learn"
     with pytest.raises(SpiralError, match="fact_heads need arch 'slots'"):
         CriticNet(replace(TINY, fact_heads=True))
+
+
+def test_a_head_only_reward_stage_leaves_the_sft_body_as_it_was(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    cfg, _ = tiny_run
+    head = replace(cfg, out=tmp_path / "head", sft_steps=20, rm_steps=10, rm_scope="head")
+    weights = train_critic(head, progress=False)
+    sft, rm = load_file(str(head.out / "critic_sft.safetensors")), load_file(str(weights))
+    body = [k for k in sft if not k.startswith(("head.", "norm.", "calib"))]
+    assert body and all(torch.equal(sft[k], rm[k]) for k in body)
+    assert not torch.equal(sft["head.weight"], rm["head.weight"])

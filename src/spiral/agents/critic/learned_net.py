@@ -167,10 +167,10 @@ class CriticNet(nn.Module):
             raise SpiralError(f"critic arch {cfg.arch!r}: use one of {', '.join(ARCHS)}")
         if cfg.fact_heads and cfg.arch != "slots":
             raise SpiralError("critic fact_heads need arch 'slots' (one token per object colour)")
-        if cfg.arch == "slots":
-            self.slots = SlotEncoder(cfg.num_frames, cfg.resolution, d)
         if cfg.fact_heads:
             self.object_head, self.fact_head = nn.Linear(d, len(OBJECT_FACTS)), nn.Linear(d, len(CLIP_FACTS))
+        if cfg.arch == "slots":
+            self.slots = SlotEncoder(cfg.num_frames, cfg.resolution, d)
         else:
             # frames, colour masks and 2 coordinate channels (regions are absolute places)
             c = (5 if cfg.colour_masks else 3) * cfg.num_frames + 2

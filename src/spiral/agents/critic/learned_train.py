@@ -48,6 +48,10 @@ from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.text import shared_text_encoder
 
 
+RM_SCOPES = ("all", "head")
+HEADS = ("head.", "norm.", "object_head.", "fact_head.")  # what rm_scope "head" trains
+
+
 @dataclass(frozen=True)
 class CriticTrainConfig:
     data: str = option("data/tabletop-train,data/critic-train", "comma-separated ActWM dataset folders (labelled clips)")
@@ -63,6 +67,9 @@ class CriticTrainConfig:
     batch_size: int = option(64, "clips per step")
     lr: float = option(1e-3, "stage 1 AdamW learning rate (cosine decay)")
     rm_lr: float = option(2e-4, "stage 2 AdamW learning rate (cosine decay)")
+    rm_scope: str = option(
+        "all", "what stage 2 trains: all (every weight) or head (the heads, on the SFT body)", choices=RM_SCOPES
+    )
     swap_rate: float = option(0.35, "share of good dataset clips also shown with a mismatched instruction")
     rollout_share: float = option(0.5, "share of each batch drawn from the world-model rollouts")
     val_share: float = option(0.2, "share of scenes held back for validation and calibration")
@@ -269,6 +276,9 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
             continue
         if stage == 2 and step == first:  # fresh moments: ranking is a new objective
             opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=0.01)
+        if stage == 2 and cfg.rm_scope == "head":  # the body stays as SFT left it (AdamW skips weights without grads)
+            for name, weight in net.named_parameters():
+                weight.requires_grad_(name.startswith(HEADS))
         while step < last:
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step - first, last - first, base_lr)
