@@ -47,7 +47,6 @@ from spiral.errors import SpiralError
 from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.text import shared_text_encoder
 
-
 RM_SCOPES = ("all", "head")
 HEADS = ("head.", "norm.", "object_head.", "fact_head.")  # what rm_scope "head" trains
 
