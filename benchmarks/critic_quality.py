@@ -63,7 +63,10 @@ def main() -> None:
     if not Path(args.sft).is_file():  # only a training run leaves the SFT stage behind
         print(f"(no SFT-stage weights at {args.sft}: that row is left out)")
         del stages["SFT"]
-    nets = {stage: load_net(path)[0] for stage, path in stages.items()}
+    loaded = {stage: load_net(path) for stage, path in stages.items()}
+    nets = {stage: net for stage, (net, _) in loaded.items()}
+    # Each stage at the pass threshold `--critic learned` would use with it (the SFT export carries none: 0.5).
+    cuts = {stage: float(info.get("threshold", 0.5)) for stage, (_, info) in loaded.items()}
     # Clips at the finest input any critic reads; a coarser critic area-downsamples them itself.
     resolution = max(net.cfg.resolution for net in nets.values())
 
@@ -97,7 +100,7 @@ def main() -> None:
         t0 = time.perf_counter()
         out = predict(net, data.frames, ids, table)
         ms = (time.perf_counter() - t0) / len(data) * 1000
-        rows[stage] = critic_metrics(out, data.success, data.kind, data.drift)
+        rows[stage] = critic_metrics(out, data.success, data.kind, data.drift, cuts[stage])
         hist[stage] = (rows[stage].pop("scores"), y)
         print(
             f"{stage}: {path or 'the shipped critic'} ({net.num_params() / 1e3:.0f}k parameters, {ms:.2f} ms per clip in batches)"
@@ -120,7 +123,7 @@ def main() -> None:
         train_ids = torch.tensor([train_texts.index(t) for t in train.texts])
         for stage, net in nets.items():
             out = predict(net, train.frames, train_ids, train_table)
-            rows[f"{stage}, training rollouts"] = critic_metrics(out, train.success, train.kind, train.drift)
+            rows[f"{stage}, training rollouts"] = critic_metrics(out, train.success, train.kind, train.drift, cuts[stage])
             rows[f"{stage}, training rollouts"].pop("scores")
     print()
     print(metrics_table(rows))

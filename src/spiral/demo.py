@@ -1,6 +1,6 @@
 """`spiral demo`: a long-horizon goal on the embedded default — the learned tabletop world model
-generates every clip, the symbolic planner plans, the oracle critic drives the inner and outer
-loops, and the oracle (as judge, reading pixels) says whether the goal was achieved."""
+generates every clip, the symbolic planner plans, the learned tabletop critic drives the inner and
+outer loops, and the oracle (as judge, reading pixels) says whether the goal was achieved."""
 
 from __future__ import annotations
 

@@ -26,7 +26,9 @@ class RunConfig:
     world_model: str = option("tabletop", "world model backend", choices=WORLD_MODELS)
     world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id (diffusers)")
     planner: str = option("symbolic", "PlanAgent backend", choices=PLANNERS)
-    critic: str = option("oracle", "CriticAgent backend", choices=CRITICS)
+    critic: str = option(
+        "learned", "CriticAgent backend (learned: the shipped tabletop critic; oracle: the judge's own checks)", choices=CRITICS
+    )
     agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
     base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
     api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")

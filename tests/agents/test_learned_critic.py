@@ -299,10 +299,27 @@ def test_a_head_only_reward_stage_leaves_the_sft_body_as_it_was(tiny_run, tmp_pa
 
     from safetensors.torch import load_file
 
+    from spiral.agents.critic.learned_train import HEADS
+
     cfg, _ = tiny_run
-    head = replace(cfg, out=tmp_path / "head", sft_steps=20, rm_steps=10, rm_scope="head")
+    assert cfg.rm_scope == "head"  # the default
+    head = replace(cfg, out=tmp_path / "head", sft_steps=20, rm_steps=10)
     weights = train_critic(head, progress=False)
     sft, rm = load_file(str(head.out / "critic_sft.safetensors")), load_file(str(weights))
-    body = [k for k in sft if not k.startswith(("head.", "norm.", "calib"))]
+    body = [k for k in sft if not k.startswith((*HEADS, "calib"))]
     assert body and all(torch.equal(sft[k], rm[k]) for k in body)
     assert not torch.equal(sft["head.weight"], rm["head.weight"])
+
+
+def test_critic_metrics_count_what_the_threshold_lets_through_and_turns_away():
+    from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table
+    from spiral.agents.critic.learned_net import CriticOutput
+
+    p = torch.tensor([0.9, 0.8, 0.6, 0.3, 0.7, 0.2, 0.1, 0.05])  # four passes, then four fails
+    out = CriticOutput(torch.logit(p), torch.zeros(8, len(KINDS)), torch.zeros(8))
+    y = torch.tensor([1.0] * 4 + [0.0] * 4)
+    m = critic_metrics(out, y, torch.zeros(8, dtype=torch.long), torch.zeros(8), threshold=0.65)
+    assert m["fails_passed"] == 0.25 and m["passes_rejected"] == 0.5  # 0.7 let through; 0.6, 0.3 turned away
+    assert m["auc"] == pytest.approx(14 / 16)  # 0.7 beats 0.6 and 0.3: two of the sixteen pairs lost
+    m.pop("scores")
+    assert "25.0% / 50.0%" in metrics_table({"x": m})

@@ -47,7 +47,7 @@ class BenchConfig:
     world_model: str = option("tabletop", "world model backend, or module:callable returning one")
     world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id")
     planner: str = option("symbolic", "PlanAgent backend (symbolic, openai, hf), or module:callable")
-    critic: str = option("oracle", "CriticAgent backend of the closed loop (oracle, openai, hf), or module:callable")
+    critic: str = option("learned", "CriticAgent backend of the closed loop (learned, oracle, openai, hf), or module:callable")
     agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
     base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
     api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")

@@ -75,9 +75,12 @@ def balanced_threshold(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return float(best_cut)
 
 
-def critic_metrics(out, success: torch.Tensor, kind: torch.Tensor, drift: torch.Tensor) -> dict:
+def critic_metrics(out, success: torch.Tensor, kind: torch.Tensor, drift: torch.Tensor, threshold: float = 0.5) -> dict:
     """How a critic's outputs (learned_net.CriticOutput) agree with the labels: ROC-AUC, accuracy
-    at 0.5, calibration (ECE, Brier), and on the failed clips the failure-kind and replan accuracy."""
+    at 0.5, calibration (ECE, Brier), on the failed clips the failure-kind and replan accuracy, and
+    at the critic's pass `threshold` the share of failed clips it lets through and of passed clips
+    it rejects (in the loop, a failure let through derails the steps after it; a rejected pass
+    costs one more generation)."""
     p, y = torch.sigmoid(out.success).numpy(), success.numpy()
     fail = y == 0
     kind_hat = (out.kind[:, 1:].argmax(-1) + 1).numpy()  # the most likely way it failed
@@ -91,18 +94,20 @@ def critic_metrics(out, success: torch.Tensor, kind: torch.Tensor, drift: torch.
         "kind_accuracy": share(kind_hat[fail] == kind.numpy()[fail]),
         "replan_accuracy": share(replan_hat[fail] == (drift.numpy()[fail] > 0)),
         "ece": expected_calibration_error(p, y) if len(y) else float("nan"), "brier": share((p - y) ** 2),
-        "mean_pass": share(p[~fail]), "mean_fail": share(p[fail]), "unsure": share((p > 0.2) & (p < 0.8)), "scores": p,
+        "mean_pass": share(p[~fail]), "mean_fail": share(p[fail]), "unsure": share((p > 0.2) & (p < 0.8)),
+        "fails_passed": share(p[fail] >= threshold), "passes_rejected": share(p[~fail] < threshold), "scores": p,
     }  # fmt: skip
 
 
 def metrics_table(rows: dict[str, dict]) -> str:
     """A markdown table of critic_metrics results, one row per name."""
-    lines = ["| critic | clips | oracle pass | ROC-AUC | acc @0.5 | kind acc | replan acc | ECE | Brier | mean score pass / fail | unsure (0.2-0.8) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| critic | clips | oracle pass | ROC-AUC | acc @0.5 | kind acc | replan acc | ECE | Brier | mean score pass / fail | unsure (0.2-0.8) | at threshold: fails passed / passes rejected |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, m in rows.items():
         lines.append(f"| {name} | {m['clips']} | {m['pass_rate']:.2f} | {m['auc']:.3f} | {m['accuracy']:.3f} | "
                      f"{m['kind_accuracy']:.3f} | {m['replan_accuracy']:.3f} | {m['ece']:.3f} | {m['brier']:.3f} | "
-                     f"{m['mean_pass']:.2f} / {m['mean_fail']:.2f} | {m['unsure']:.1%} |")  # fmt: skip
+                     f"{m['mean_pass']:.2f} / {m['mean_fail']:.2f} | {m['unsure']:.1%} | "
+                     f"{m['fails_passed']:.1%} / {m['passes_rejected']:.1%} |")  # fmt: skip
     return "\n".join(lines)
 
 
