@@ -302,8 +302,7 @@ def test_a_head_only_reward_stage_leaves_the_sft_body_as_it_was(tiny_run, tmp_pa
     from spiral.agents.critic.learned_train import HEADS
 
     cfg, _ = tiny_run
-    assert cfg.rm_scope == "head"  # the default
-    head = replace(cfg, out=tmp_path / "head", sft_steps=20, rm_steps=10)
+    head = replace(cfg, out=tmp_path / "head", sft_steps=20, rm_steps=10, rm_scope="head")
     weights = train_critic(head, progress=False)
     sft, rm = load_file(str(head.out / "critic_sft.safetensors")), load_file(str(weights))
     body = [k for k in sft if not k.startswith((*HEADS, "calib"))]

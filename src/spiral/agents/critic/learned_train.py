@@ -4,9 +4,9 @@ Reads top to bottom: labelled dataset clips + world-model rollouts labelled by t
 cached) -> split off validation scenes -> stage 1, SFT (BCE on success, CE on the failure kind, BCE
 on "needs a replan", and for slots critics BCE on the oracle's per-object facts) -> stage 2,
 reward model (a Bradley-Terry ranking loss between passed and failed clips, most of them of the
-same start frame and instruction, beside the SFT losses at a lower learning rate, on the heads
-only by default: retraining the whole net on the ranking pairs lowered the validation ROC-AUC) ->
-Platt scaling fitted on the validation rollouts -> fp16 exports of both stages and their score
+same start frame and instruction, beside the SFT losses at a lower learning rate; `--rm-scope
+head` trains the heads only: retraining a slots net on the ranking pairs lowered its validation
+ROC-AUC) -> Platt scaling fitted on the validation rollouts -> fp16 exports of both stages and their score
 histograms. A checkpoint (safetensors) holds the weights, the optimizer moments, the batch
 generator and the step, so a resumed run continues where it stopped.
 """
@@ -68,12 +68,16 @@ class CriticTrainConfig:
     batch_size: int = option(64, "clips per step")
     lr: float = option(1e-3, "stage 1 AdamW learning rate (cosine decay)")
     rm_lr: float = option(2e-4, "stage 2 AdamW learning rate (cosine decay)")
-    rm_scope: str = option("head", "what stage 2 trains: head (the heads, on the SFT body) or all", choices=RM_SCOPES)
+    rm_scope: str = option(
+        "all", "what stage 2 trains: all (every weight) or head (the heads, on the SFT body)", choices=RM_SCOPES
+    )
     swap_rate: float = option(0.35, "share of good dataset clips also shown with a mismatched instruction")
     rollout_share: float = option(0.5, "share of each batch drawn from the world-model rollouts")
     val_share: float = option(0.2, "share of scenes held back for validation and calibration")
     resolution: int = option(32, "input size the clips are downsampled to (64 = the tabletop frame itself)")
-    arch: str = option("slots", "critic tokens: slots (one per colour) or grid (conv cells)", choices=ARCHS)
+    arch: str = option(
+        "grid", "critic tokens: grid (conv cells) or slots (one per colour; ranks better, loops worse)", choices=ARCHS
+    )
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
     seed: int = option(0, "seed of initialisation, splits, batches and rollouts")
