@@ -46,7 +46,6 @@ ROLLOUT_STREAM = 4242
 SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
 CHUNK = 16  # scenes per cache file: an interrupted run redoes at most one chunk
 FIELDS = ("frames", "success", "kind", "drift", "group", "rollout", "guided", "objects", "facts")
-
 GUIDE_T = (0.5, 0.7)  # noise levels a guided rollout starts from (1 = pure noise, as in sampling)
 
 

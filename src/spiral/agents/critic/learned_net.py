@@ -75,9 +75,9 @@ class CriticOutput:
 def clips_to_input(
     frames: torch.Tensor | np.ndarray, cfg: CriticNetConfig, rgb: torch.Tensor, named: torch.Tensor
 ) -> torch.Tensor:
-    """uint8 clips (B, T, H, W, 3) -> float (B, C, R, R) (grid; slots: see slot_input): the start frame and each later frame's
-    change from it, in [-1, 1] and [-2, 2], then (colour_masks) how close (0..1) each pixel of each frame
-    is to the colour of the subject and of the anchor object the instruction names (rgb (B, 2, 3),
+    """uint8 clips (B, T, H, W, 3) -> float (B, C, R, R) for the grid (the slots: see slot_input):
+    the start frame and each later frame's change from it, in [-1, 1] and [-2, 2], then
+    (colour_masks) how close (0..1) each pixel of each frame is to the colour of the subject and of the anchor object the instruction names (rgb (B, 2, 3),
     named (B, 2)). Every object has its own colour, so the masks say where the named objects are
     and how solidly they are painted in each frame, which is most of what the oracle checks; the
     network still has to learn what they mean for the step. Frames are picked evenly, ends kept."""

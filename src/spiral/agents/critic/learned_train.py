@@ -6,9 +6,10 @@ on "needs a replan", and for slots critics BCE on the oracle's per-object facts)
 reward model (a Bradley-Terry ranking loss between passed and failed clips, most of them of the
 same start frame and instruction, beside the SFT losses at a lower learning rate; `--rm-scope
 head` trains the heads only: retraining a slots net on the ranking pairs lowered its validation
-ROC-AUC) -> Platt scaling fitted on the validation rollouts -> fp16 exports of both stages and their score
-histograms. A checkpoint (safetensors) holds the weights, the optimizer moments, the batch
-generator and the step, so a resumed run continues where it stopped.
+ROC-AUC) -> Platt scaling fitted on the validation rollouts -> fp16 exports of both stages and
+their score histograms. A checkpoint (safetensors) holds the weights, the optimizer moments, the
+batch generator and the step, so a resumed run continues where it stopped. The log keeps the
+validation ROC-AUC at every checkpoint.
 """
 
 from __future__ import annotations
