@@ -4,6 +4,7 @@ SFT stage alone and for SFT + reward model.
     .venv/bin/python benchmarks/critic_quality.py [--probes 300] [--group-size 2]
         [--world-model FILE] [--sft runs/critic/critic_sft.safetensors]
         [--rm FILE (default: the shipped critic)] [--svg docs/critic_scores.svg] [--training-rollouts 3072]
+        [--chained]
 
 Probes are the held-out scenes of tabletop_eval (seeds from 1_000_000 up), never used in training;
 each gets `group-size` samples of the world model (half ODE, half SDE, as in training) and the
@@ -14,6 +15,9 @@ needs a training run's critic_sft.safetensors (the shipped critic is the SFT+RM 
 `--training-rollouts N` also scores the first N rollouts `spiral train critic` makes by default (its
 training scenes, seed 0, groups of 6 with 2 guided; read from its cache), 80% of which the critic
 trained on: how far its fit there is from its held-out figure says whether it memorised them.
+`--chained` judges second steps instead (tabletop_eval.chained_probes): each held-out scene's step
+is sampled once and a new step starts from that clip's last frame, a generated frame with the
+model's artefacts, as most steps of the closed loop start.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from spiral.agents.critic.learned_net import KINDS, TextTable, predict
 from spiral.agents.critic.learned_train import CriticTrainConfig
 from spiral.worldmodels.tabletop import default_weights
 from spiral.worldmodels.tabletop_copy import DECODINGS
-from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, make_probes
+from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, chained_probes, make_probes
 from spiral.worldmodels.text import shared_text_encoder
 
 ROLLOUT_SEED = 1  # the training rollouts use seed 0; another noise stream for the held-out ones
@@ -54,6 +58,7 @@ def main() -> None:
     parser.add_argument("--decode", choices=DECODINGS, default="copy", help="rollouts' decoding (blur: the model's pixels only)")
     parser.add_argument("--svg", default="docs/critic_scores.svg", help="score histograms of both stages ('' for none)")
     parser.add_argument("--training-rollouts", type=int, default=0, help="also score this many training rollouts")
+    parser.add_argument("--chained", action="store_true", help="second steps, from generated frames")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -72,10 +77,15 @@ def main() -> None:
 
     began = time.perf_counter()
     probes = make_probes(args.probes, seed=HELDOUT_SEED)
+    if args.chained:
+        from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
+
+        wm = TabletopWorldModel.load(wm_path, sampler=SamplerConfig(copy_appearance=args.decode == "copy"))
+        probes = chained_probes(wm, probes, seed=ROLLOUT_SEED)
     data = cached_rollouts(
         wm_path,
         probes,
-        "heldout",
+        "heldout-chained" if args.chained else "heldout",
         Path(args.cache),
         args.group_size,
         ROLLOUT_SEED,
@@ -88,7 +98,7 @@ def main() -> None:
     kinds = collections.Counter(KINDS[k].value for k in data.kind.tolist())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     print(f"world model: {wm_path}; decoding: {args.decode}")
-    print(f"held-out rollouts: {len(data)} ({args.probes} probes x {args.group_size}; made or read in {rollout_s:.0f} s); "
+    print(f"held-out rollouts{' (chained)' if args.chained else ''}: {len(data)} ({len(probes)} probes x {args.group_size}; made or read in {rollout_s:.0f} s); "
           f"oracle passes {y.mean():.1%}; oracle kinds: {dict(kinds)}")  # fmt: skip
     texts = sorted(set(data.texts))
     table = TextTable.build(texts, shared_text_encoder())

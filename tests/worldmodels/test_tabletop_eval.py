@@ -7,7 +7,7 @@ import numpy as np
 from spiral.types import Clip
 from spiral.worldmodels.tabletop_eval import evaluate, make_probes
 from spiral.worlds.tabletop.actions import sample_target, trajectory
-from spiral.worlds.tabletop.grammar import parse
+from spiral.worlds.tabletop.grammar import parse, to_text
 from spiral.worlds.tabletop.render import render_motion
 from spiral.worlds.tabletop.scene import Scene
 
@@ -65,3 +65,19 @@ def test_the_subjects_own_defects_are_told_apart_from_other_objects():
     assert 0 < free < len(PROBES), "the probes hold both kinds"
     assert reshaped.success == 0.0 and reshaped.reasons.get("the subject changed shape") == free
     assert list(reshaped.reasons.values()) == sorted(reshaped.reasons.values(), reverse=True), "most common first"
+
+
+def test_chained_probes_start_from_the_first_steps_last_frame_with_a_new_feasible_step():
+    from spiral.worldmodels.tabletop_eval import chained_probes
+    from spiral.worlds.tabletop.actions import precondition_errors
+    from spiral.worlds.tabletop.oracle import read_scene
+
+    wm = ScriptedModel("none")
+    chained = chained_probes(wm, PROBES, seed=0)
+    assert len(chained) == len(PROBES)  # a true motion always leaves a feasible next step here
+    for k, (first, second) in enumerate(zip(PROBES, chained, strict=True)):
+        expected = wm.generate(first.frame, to_text(first.action), seed=k).frames[-1]
+        assert np.array_equal(second.frame, expected) and not np.array_equal(second.frame, first.frame)
+        assert not precondition_errors(read_scene(second.frame), second.action)
+    again = chained_probes(wm, PROBES, seed=0)  # seeded: the same probes again
+    assert all(np.array_equal(a.frame, b.frame) and a.action == b.action for a, b in zip(chained, again, strict=True))

@@ -75,6 +75,22 @@ def make_probes(count: int, frame_size: int = 64, seed: int = HELDOUT_SEED, stre
     return probes
 
 
+def chained_probes(wm: WorldModel, probes: list[Probe], seed: int = 0) -> list[Probe]:
+    """Second steps, as the closed loop meets most of its steps: each probe's action sampled once
+    by `wm`, then a new feasible action on the scene read from that clip's last frame, which is
+    the new probe's start frame. Probes whose last frame holds no feasible action are dropped."""
+    from spiral.worlds.tabletop.oracle import read_scene
+
+    out = []
+    for k, probe in enumerate(probes):
+        last = wm.generate(probe.frame, to_text(probe.action), seed=seed * 100_003 + k).frames[-1]
+        scene = read_scene(last)
+        action = random_feasible_action(scene, np.random.default_rng([seed, k]))
+        if action is not None:
+            out.append(Probe(scene, action, np.ascontiguousarray(last)))
+    return out
+
+
 def evaluate(wm: WorldModel, probes: list[Probe], wording: str = "canonical", seed: int = 0) -> QualityResult:
     """One sample per probe. wording: "canonical", or a paraphrase split ("train", "heldout")."""
     rng = np.random.default_rng(seed)

@@ -7,8 +7,9 @@ role planes (is this the instruction's subject? its anchor?) and the pixel coord
 per-frame area and centroid are added as numbers, since "did it vanish, shrink, move there" is
 mostly what they say. Sharing one encoder over the colours means every clip teaches the encoder
 about six objects, not one grid. It ranks held-out rollouts better than the grid front end
-(learned_net.py; ROC-AUC 0.735 against 0.648) but made the closed loop worse (58% goal success
-over two seeds against 66%; docs/RESULTS.md), so it is an option (`--arch slots`), not the default.
+(learned_net.py; ROC-AUC 0.735 against 0.648, and 0.743 against 0.663 on second steps) but made
+the closed loop worse (58% goal success over two seeds against 66%, for reasons not known;
+docs/RESULTS.md), so it is an option (`--arch slots`), not the default.
 
 The table's token reads the mask of pixels that are no palette colour: flicker, smears, holes.
 """
