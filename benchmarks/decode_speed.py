@@ -20,7 +20,7 @@ from dataclasses import replace
 import torch
 
 from spiral.worldmodels.tabletop import TabletopWorldModel
-from spiral.worldmodels.tabletop_copy import DECODINGS
+from spiral.worldmodels.tabletop_copy import DECODINGS, copies
 from spiral.worldmodels.tabletop_eval import make_probes
 from spiral.worlds.tabletop.grammar import to_text
 
@@ -42,7 +42,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for group in (1, 8):
                 for decoding in DECODINGS:
-                    wm.sampler = replace(wm.sampler, copy_appearance=decoding == "copy")
+                    wm.sampler = replace(wm.sampler, copy_appearance=copies(decoding))
                     began = time.perf_counter()
                     wm.generate_group(probe.frame, text, group_size=group, seed=k)
                     times[decoding, group].append(time.perf_counter() - began)

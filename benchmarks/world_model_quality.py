@@ -21,7 +21,7 @@ import time
 import torch
 
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
-from spiral.worldmodels.tabletop_copy import DECODINGS
+from spiral.worldmodels.tabletop_copy import DECODINGS, copies
 from spiral.worldmodels.tabletop_eval import evaluate, make_probes
 from spiral.worlds.tabletop.grammar import to_text
 
@@ -74,7 +74,7 @@ def main() -> None:
         num_inference_steps=args.steps,
         shift=args.shift,
         noise_level=args.noise_level,
-        copy_appearance=args.decode == "copy",
+        copy_appearance=copies(args.decode),
     )
     wm = TabletopWorldModel.load(args.weights, sampler=sampler)
     # `spiral data make --seed S` draws episode i's first scene from default_rng([S, i]), as this stream does.

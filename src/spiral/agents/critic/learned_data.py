@@ -24,9 +24,9 @@ from spiral.agents.critic.learned_net import KIND_INDEX, downsample
 from spiral.agents.critic.learned_slots import CLIP_FACTS, OBJECT_FACTS, SLOTS
 from spiral.data.format import read_episode, read_index
 from spiral.data.video import read_video
-from spiral.errors import DatasetError, SpiralError
+from spiral.errors import DatasetError
 from spiral.types import Verdict
-from spiral.worldmodels.tabletop_copy import DECODINGS
+from spiral.worldmodels.tabletop_copy import copies
 from spiral.worldmodels.tabletop_eval import Probe, make_probes
 from spiral.worlds.tabletop.actions import (
     REGIONS,
@@ -317,11 +317,9 @@ def cached_rollouts(
     `facts`: remake chunks cached before the oracle's per-object facts were kept (same seeds, same clips)."""
     from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 
-    if decode not in DECODINGS:
-        raise SpiralError(f"unknown decoding {decode!r}; use one of {', '.join(DECODINGS)}")
+    sampler = SamplerConfig(copy_appearance=copies(decode))
     # Folders made before the copy decoding existed hold blurred rollouts and carry no decoding tag.
-    suffix = (f"-guided{guided}" if guided else "") + ("-copy" if decode == "copy" else "")
-    sampler = SamplerConfig(copy_appearance=decode == "copy")
+    suffix = (f"-guided{guided}" if guided else "") + ("-copy" if sampler.copy_appearance else "")
     folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}-r{resolution}{suffix}"
     folder.mkdir(parents=True, exist_ok=True)
     wm, parts = None, []

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from spiral.agents.critic.learned_slots import CLIP_FACTS, MASK_SIGMA, OBJECT_FACTS, SlotEncoder, slot_input
+from spiral.agents.critic.learned_slots import CLIP_FACTS, OBJECT_FACTS, SlotEncoder, coordinate_planes, slot_input
 from spiral.errors import SpiralError
 from spiral.types import FailureKind
 from spiral.worlds.tabletop.actions import REGIONS
@@ -43,6 +43,7 @@ KINDS: tuple[FailureKind, ...] = (
 )
 KIND_INDEX = {k.value: i for i, k in enumerate(KINDS)}
 STEM = 64  # channels of the first conv layer
+MASK_SIGMA = 60.0  # grey levels: a colour mask falls to 0.6 at this distance from the named colour
 ARCHS = ("grid", "slots")
 
 
@@ -180,12 +181,7 @@ class CriticNet(nn.Module):
             self.conv2 = nn.Conv2d(STEM, d, 3, stride=2, padding=1)
             self.conv3 = nn.Conv2d(d, d, 3, padding=1)
             self.pos = nn.Parameter(torch.randn(1, 8 * 8, d) * 0.02)
-            ramp = torch.linspace(-1.0, 1.0, cfg.resolution)
-            self.register_buffer(
-                "coords",
-                torch.stack([ramp[None].expand(cfg.resolution, -1), ramp[:, None].expand(-1, cfg.resolution)])[None],
-                persistent=False,
-            )
+            self.register_buffer("coords", coordinate_planes(cfg.resolution), persistent=False)
         self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))

@@ -28,12 +28,18 @@ SLOTS = len(COLOURS) + 1  # the colours, then the table
 # the rollouts so a slots critic can also learn the parts its verdict is made of (fact heads).
 OBJECT_FACTS = ("vanished", "changed", "moved", "crowded", "extra")
 CLIP_FACTS = ("postcondition", "teleported", "low_quality")
-MASK_SIGMA = 60.0  # grey levels: a colour mask falls to 0.6 at this distance from its colour
-# Sharper for the slots, which see all six colours: at 60 an orange pixel is 0.19 red, at 40 0.02
+# Sharper than the grid's MASK_SIGMA (60), since the slots see all six colours: at 60 an orange
+# pixel is 0.19 red, at 40 0.02
 # (yellow, the closest pair, is 0.15 orange).
 # Not a softmax over the colours: that hides how solidly a blotchy object is painted, and a
 # softmax at 25 grey levels measured worse (docs/RESULTS.md, runs/critic10 against runs/critic9).
 SLOT_SIGMA = 40.0
+
+
+def coordinate_planes(resolution: int) -> torch.Tensor:
+    """(1, 2, R, R): x and y of every pixel in [-1, 1] (regions and relations are places)."""
+    ramp = torch.linspace(-1.0, 1.0, resolution)
+    return torch.stack([ramp[None].expand(resolution, -1), ramp[:, None].expand(-1, resolution)])[None]
 
 
 def slot_channels(num_frames: int) -> int:
@@ -75,9 +81,7 @@ class SlotEncoder(nn.Module):
         self.stats = nn.Linear(3 * num_frames, dim)
         self.mix = nn.Sequential(nn.LayerNorm(3 * dim), nn.Linear(3 * dim, dim))
         self.slot = nn.Parameter(torch.randn(1, SLOTS, dim) * 0.02)
-        ramp = torch.linspace(-1.0, 1.0, resolution)
-        coords = torch.stack([ramp[None].expand(resolution, -1), ramp[:, None].expand(-1, resolution)])
-        self.register_buffer("coords", coords[None], persistent=False)
+        self.register_buffer("coords", coordinate_planes(resolution), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, c, r, _ = x.shape

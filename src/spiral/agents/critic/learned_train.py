@@ -112,7 +112,7 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
         # The oracle labels over as many processes as torch has threads: the cores we were given.
         rollouts = cached_rollouts(
             wm_path, probes, "train", cfg.cache, cfg.group_size, cfg.seed, res, progress, cfg.guided, torch.get_num_threads(),
-            cfg.decode, facts=cfg.arch == "slots",
+            cfg.decode, facts=net_cfg.fact_heads,
         )  # fmt: skip
         parts.append(rollouts)
     if not parts:
@@ -295,12 +295,13 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
             step += 1
             bar.update(1)
             bar.set_postfix(stage="SFT" if stage == 1 else "RM", loss=f"{loss.item():.3f}")
+            checkpoint = step % cfg.checkpoint_every == 0 or step == last
             row = {"step": step, "stage": stage, "loss": loss.item(), **parts}
-            if step % cfg.checkpoint_every == 0 or step == last:
+            if checkpoint:
                 row |= validation_auc(net, split, table)
             with open(out / "log.jsonl", "a") as log:
                 log.write(json.dumps(row) + "\n")
-            if step % cfg.checkpoint_every == 0 or step == last:
+            if checkpoint:
                 extra["seconds"] = seconds_before + time.perf_counter() - t0
                 save_checkpoint(ckpt, net, opt, gen, step, extra)
         if stage == 1:
