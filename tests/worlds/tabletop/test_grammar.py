@@ -38,6 +38,19 @@ def test_parse_inverts_print(action):
         ("move the orange square to the lower right", Action("orange square", "in", "bottom right corner")),
         ("move the orange square towards the far side", Action("orange square", "in", "top side")),
         ("carry the orange square to the left half of the table", Action("orange square", "in", "left side")),
+        (
+            "relocate the red square so that it ends up just ahead of the blue circle",
+            Action("red square", "below", "blue circle"),
+        ),
+        ("nudge the red square closer to the camera than the blue circle", Action("red square", "below", "blue circle")),
+        ("shift the red square to the rear of the blue circle", Action("red square", "above", "blue circle")),
+        ("move the red square until it is further back than the blue circle", Action("red square", "above", "blue circle")),
+        ("slide the red square rightward of the blue circle", Action("red square", "right of", "blue circle")),
+        ("take the red square so it rests on the blue circle", Action("red square", "on", "blue circle")),
+        ("lift the red square up onto the blue circle", Action("red square", "on", "blue circle")),
+        ("balance the red square on the blue circle", Action("red square", "on", "blue circle")),
+        ("move the red square into the foreground", Action("red square", "in", "bottom side")),
+        ("move the red square to the background", Action("red square", "in", "top side")),
     ],
 )
 def test_paraphrases(text, expected):

@@ -16,7 +16,10 @@ from spiral.errors import SpiralError, UnknownTokenError
 from spiral.worlds.tabletop.actions import DIRECTIONS, REGIONS, RELATIONS, Action
 from spiral.worlds.tabletop.scene import COLOURS, SHAPES
 
-VERBS = ("move", "shift", "slide", "push", "drag", "bring", "place", "put", "set", "carry", "take", "lift", "stack")
+VERBS = (
+    "move", "shift", "slide", "push", "drag", "bring", "place", "put", "set", "carry", "take", "lift", "stack",
+    "reposition", "relocate", "nudge", "rest", "pile", "balance",
+)  # fmt: skip
 COLOUR_WORDS = {c: c for c in COLOURS} | {"violet": "purple", "grey": None, "gray": None}
 SHAPE_WORDS = {s: s for s in SHAPES} | {
     "box": "square", "block": "square", "cube": "square",
@@ -27,8 +30,12 @@ ON_PHRASES = ("on", "onto", "on to", "on top of", "atop", "upon")
 DIRECTION_WORDS = {
     "left": "left of", "left side": "left of", "left hand side": "left of", "west": "left of",
     "right": "right of", "right side": "right of", "right hand side": "right of", "east": "right of",
-    "above": "above", "behind": "above", "beyond": "above", "back": "above", "north": "above",
+    "leftward": "left of", "rightward": "right of",
+    "above": "above", "behind": "above", "beyond": "above", "back": "above", "north": "above", "rear": "above",
+    "past": "above", "further back than": "above", "farther back than": "above",
+    "farther from the camera than": "above", "further from the camera than": "above",
     "below": "below", "front": "below", "beneath": "below", "under": "below", "underneath": "below", "south": "below",
+    "ahead": "below", "before": "below", "forward": "below", "closer to the camera than": "below",
 }  # fmt: skip
 FILLERS = {
     "to",
@@ -46,6 +53,10 @@ FILLERS = {
     "just",
     "directly",
     "immediately",
+    "until",
+    "ends",
+    "up",
+    "rests",
 }
 
 
@@ -54,8 +65,29 @@ def _region_synonyms() -> dict[str, str]:
     for side, words in {
         "left side": ["left", "left half", "left edge", "left hand side", "left part"],
         "right side": ["right", "right half", "right edge", "right hand side", "right part"],
-        "top side": ["top", "top half", "top edge", "upper side", "upper half", "far side", "back"],
-        "bottom side": ["bottom", "bottom half", "bottom edge", "lower side", "lower half", "near side", "front"],
+        "top side": [
+            "top",
+            "top half",
+            "top edge",
+            "upper side",
+            "upper half",
+            "far side",
+            "back",
+            "rear",
+            "back edge",
+            "background",
+        ],
+        "bottom side": [
+            "bottom",
+            "bottom half",
+            "bottom edge",
+            "bottom part",
+            "lower side",
+            "lower half",
+            "near side",
+            "front",
+            "foreground",
+        ],
         "middle column": ["central column", "centre column", "center column"],
         "centre": ["center", "middle", "centre of the table", "center of the table", "middle of the table"],
     }.items():
@@ -153,9 +185,9 @@ def parse(text: str) -> Action:
 
 def _parse_relation(words: list[str]) -> str:
     phrase = " ".join(words)
-    if phrase in ON_PHRASES:
+    core = _strip_fillers(words)  # "so that it sits on", "up onto"
+    if phrase in ON_PHRASES or " ".join(core) in ON_PHRASES:
         return "on"
-    core = _strip_fillers([w for w in words])
     if core[:1] == ["on"]:
         core = _strip_fillers(core[1:])
     if core[-1:] == ["of"]:
