@@ -63,6 +63,7 @@ def test_paraphrases(text, expected):
         ("move the pink square to the left side", "colour", "pink"),
         ("move the red hexagon to the left side", "shape", "hexagon"),
         ("move the red square to the moon", "region", "moon"),
+        ("move the red square up", "region", "up"),
         ("teleport the red square to the left side", "verb", "teleport"),
         ("move the red square beside the blue circle", "relation", "beside"),
     ],

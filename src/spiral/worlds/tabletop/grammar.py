@@ -179,7 +179,7 @@ def parse(text: str) -> Action:
             phrase = phrase[: -len(suffix)]
     region = REGION_WORDS.get(phrase)
     if region is None:
-        raise UnknownTokenError("region", phrase, list(REGIONS))
+        raise UnknownTokenError("region", phrase or " ".join(rest), list(REGIONS))  # "up": all fillers
     return Action(subject, "in", region)
 
 
