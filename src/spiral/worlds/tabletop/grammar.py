@@ -179,14 +179,14 @@ def parse(text: str) -> Action:
             phrase = phrase[: -len(suffix)]
     region = REGION_WORDS.get(phrase)
     if region is None:
-        raise UnknownTokenError("region", phrase or " ".join(rest), list(REGIONS))  # "up": all fillers
+        raise UnknownTokenError("region", phrase or " ".join(rest), list(REGIONS))  # "up" is all fillers
     return Action(subject, "in", region)
 
 
 def _parse_relation(words: list[str]) -> str:
     phrase = " ".join(words)
-    core = _strip_fillers(words)  # "so that it sits on", "up onto"
-    if phrase in ON_PHRASES or " ".join(core) in ON_PHRASES:
+    core = _strip_fillers(words)  # "so that it sits on", "up onto"; no on-phrase starts with a filler
+    if " ".join(core) in ON_PHRASES:
         return "on"
     if core[:1] == ["on"]:
         core = _strip_fillers(core[1:])
