@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from itertools import product
 
 import numpy as np
@@ -10,7 +11,7 @@ from spiral.agents.critic.learned import LearnedCriticAgent, canonical, default_
 from spiral.agents.critic.learned_data import CriticData, cached_rollouts, training_probes
 from spiral.agents.critic.learned_metrics import balanced_threshold, fit_platt, roc_auc
 from spiral.agents.critic.learned_net import KINDS, CriticNet, CriticNetConfig, TextTable, predict
-from spiral.agents.critic.learned_train import CriticTrainConfig, train_critic
+from spiral.agents.critic.learned_train import CriticTrainConfig, prepare, train_critic
 from spiral.agents.protocols import CriticAgent
 from spiral.data.generate import DataMakeConfig, make_dataset
 from spiral.errors import SpiralError
@@ -18,6 +19,8 @@ from spiral.memory import WorldMemory
 from spiral.types import Clip, Critique, FailureKind, Step, Verdict
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED
 from spiral.worldmodels.text import shared_text_encoder
+from spiral.worlds.tabletop.actions import mirrored
+from spiral.worlds.tabletop.grammar import parse, to_text
 from spiral.worlds.tabletop.render import render
 from spiral.worlds.tabletop.scene import random_scene
 
@@ -322,3 +325,20 @@ def test_critic_metrics_count_what_the_threshold_lets_through_and_turns_away():
     assert m["auc"] == pytest.approx(14 / 16)  # 0.7 beats 0.6 and 0.3: two of the sixteen pairs lost
     m.pop("scores")
     assert "25.0% / 50.0%" in metrics_table({"x": m})
+
+
+def test_mirror_adds_the_mirror_image_of_every_training_clip_and_none_of_validation(tiny_run):
+    cfg, _ = tiny_run
+    plain = replace(cfg, val_share=0.5)
+    split, _, _ = prepare(plain, CriticNetConfig(), progress=False)
+    mirror, table, _ = prepare(replace(plain, mirror=True), CriticNetConfig(), progress=False)
+    n = len(split.data)
+    assert len(mirror.data) == n + len(split.train)
+    assert torch.equal(mirror.val, split.val) and len(mirror.train) == 2 * len(split.train)
+    image = mirror.data.subset(torch.arange(n, len(mirror.data)))
+    source = split.data.subset(split.train)
+    assert torch.equal(image.frames, source.frames.flip(-2)) and torch.equal(image.success, source.success)
+    assert image.texts == [to_text(mirrored(parse(t))) for t in source.texts]
+    assert any("left" in t for t in source.texts) and image.texts != source.texts
+    assert not set(image.group.tolist()) & set(source.group.tolist())  # a mirror image is no ranking pair of its source
+    assert len(table.emb) == len(set(mirror.data.texts))

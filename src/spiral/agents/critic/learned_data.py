@@ -32,12 +32,13 @@ from spiral.worlds.tabletop.actions import (
     REGIONS,
     RELATIONS,
     Action,
+    mirrored,
     postcondition_holds,
     precondition_errors,
     sample_target,
     trajectory,
 )
-from spiral.worlds.tabletop.grammar import to_text
+from spiral.worlds.tabletop.grammar import parse, to_text
 from spiral.worlds.tabletop.oracle import read_scene
 from spiral.worlds.tabletop.oracle_pool import OraclePool
 from spiral.worlds.tabletop.render import render_motion
@@ -84,6 +85,14 @@ class CriticData:
     def subset(self, idx: torch.Tensor) -> CriticData:
         tensors = {k: getattr(self, k)[idx] for k in FIELDS}
         return CriticData(texts=[self.texts[i] for i in idx.tolist()], **tensors)
+
+    def mirrored(self) -> CriticData:
+        """The left-right mirror image of every clip, with its instruction mirrored (left and right
+        swap) and the same labels: the oracle judges a mirrored clip of the mirrored action as it
+        judges the clip (tested), and the per-colour facts name no side."""
+        texts = [to_text(mirrored(parse(t))) for t in self.texts]
+        tensors = {k: getattr(self, k) for k in FIELDS if k != "frames"}
+        return CriticData(self.frames.flip(-2), texts, **tensors)
 
     @staticmethod
     def cat(parts: list[CriticData]) -> CriticData:

@@ -72,6 +72,7 @@ class CriticTrainConfig:
     rm_scope: str = option(
         "all", "what stage 2 trains: all (every weight) or head (the heads, on the SFT body)", choices=RM_SCOPES
     )
+    mirror: bool = option(False, "also train on the left-right mirror image of every training clip, instruction mirrored")
     swap_rate: float = option(0.35, "share of good dataset clips also shown with a mismatched instruction")
     rollout_share: float = option(0.5, "share of each batch drawn from the world-model rollouts")
     val_share: float = option(0.2, "share of scenes held back for validation and calibration")
@@ -118,17 +119,21 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
     if not parts:
         raise SpiralError("nothing to train on: give --data folders or --rollouts > 0")
     data = CriticData.cat(parts)
-    texts = sorted(set(data.texts))
-    table = TextTable.build(texts, shared_text_encoder())
-    row = {t: i for i, t in enumerate(texts)}
-    text_ids = torch.tensor([row[t] for t in data.texts])
     groups = torch.unique(data.group)
     held = groups[
         torch.randperm(len(groups), generator=torch.Generator().manual_seed(cfg.seed))[: int(len(groups) * cfg.val_share)]
     ]
     val_mask = torch.isin(data.group, held)
-    train = torch.nonzero(~val_mask)[:, 0]
-    split = Split(data, text_ids, train, torch.nonzero(val_mask)[:, 0], mixed_groups(data, train))
+    train, val = torch.nonzero(~val_mask)[:, 0], torch.nonzero(val_mask)[:, 0]
+    if cfg.mirror:  # mirror images of the training clips only: validation stays real clips
+        n = len(data)
+        data = CriticData.cat([data, data.subset(train).mirrored()])
+        train = torch.cat([train, torch.arange(n, len(data))])
+    texts = sorted(set(data.texts))
+    table = TextTable.build(texts, shared_text_encoder())
+    row = {t: i for i, t in enumerate(texts)}
+    text_ids = torch.tensor([row[t] for t in data.texts])
+    split = Split(data, text_ids, train, val, mixed_groups(data, train))
     return split, TextTable(table.emb.half(), table.pad, table.rgb, table.named), digest
 
 

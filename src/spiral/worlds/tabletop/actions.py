@@ -84,6 +84,17 @@ class Action:
         return (self.subject,) if self.reference is None else (self.subject, self.reference)
 
 
+def mirrored(action: Action) -> Action:
+    """The same action in the left-right mirror image of the table (x -> 1 - x): left and right swap
+    in the relation and in a region's name; object names hold no side."""
+    swap = {"left": "right", "right": "left"}
+
+    def flip(text: str) -> str:
+        return " ".join(swap.get(word, word) for word in text.split())
+
+    return Action(action.subject, flip(action.relation), flip(action.anchor) if action.relation == "in" else action.anchor)
+
+
 # Every object the world knows, by name.
 OBJECT_NAMES = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES)
 

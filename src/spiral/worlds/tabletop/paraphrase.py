@@ -18,18 +18,26 @@ from spiral.worlds.tabletop.grammar import to_text
 # instructions do not use appears in it (tested), and every wording parses back to its action (tested).
 WORDINGS = {
     "train": {
-        "verbs": ("move", "shift", "slide", "push", "take"),
-        "region": ("{verb} the {s} to the {r}", "{verb} the {s} into the {r}", "{verb} the {s} so it is at the {r}"),
-        "relation": ("{verb} the {s} {rel} the {a}", "{verb} the {s} so it is {rel} the {a}", "{verb} the {s} so that it is {rel} the {a}"),
+        "verbs": ("move", "shift", "slide", "push", "take", "reposition", "relocate", "nudge"),
+        "region": (
+            "{verb} the {s} to the {r}", "{verb} the {s} into the {r}", "{verb} the {s} so it is at the {r}",
+            "{verb} the {s} until it is at the {r}", "{verb} the {s} so that it ends up at the {r}",
+        ),
+        "relation": (
+            "{verb} the {s} {rel} the {a}", "{verb} the {s} so it is {rel} the {a}", "{verb} the {s} so that it is {rel} the {a}",
+            "{verb} the {s} until it is {rel} the {a}", "{verb} the {s} so that it ends up {rel} the {a}",
+        ),
         "on": (
             "put the {s} on the {a}", "place the {s} onto the {a}", "put the {s} onto the {a}", "place the {s} on the {a}",
             "{verb} the {s} onto the {a}", "put the {s} upon the {a}", "lift the {s} onto the {a}",
+            "rest the {s} on the {a}", "pile the {s} onto the {a}", "balance the {s} on the {a}",
+            "{verb} the {s} so it rests on the {a}", "{verb} the {s} so that it sits on the {a}", "lift the {s} up onto the {a}",
         ),
         "regions": {
             "left side": ("left side", "left edge", "left part", "left"),
             "right side": ("right side", "right edge", "right part", "right"),
-            "top side": ("top side", "top edge", "top", "back"),
-            "bottom side": ("bottom side", "bottom edge", "bottom"),
+            "top side": ("top side", "top edge", "top", "back", "rear", "back edge", "background"),
+            "bottom side": ("bottom side", "bottom edge", "bottom", "foreground", "bottom part"),
             "middle column": ("middle column", "central column", "centre column"),
             "centre": ("centre", "middle", "centre of the table", "middle of the table"),
             "top left corner": ("top left corner", "top left", "left top corner"),
@@ -42,10 +50,16 @@ WORDINGS = {
             "bottom right corner": ("bottom right corner", "bottom right", "right bottom corner"),
         },
         "relations": {
-            "left of": ("to the left of", "left of", "on the left of", "just left of", "to the left side of", "west of"),
-            "right of": ("to the right of", "right of", "on the right of", "just right of", "to the right side of", "east of"),
-            "above": ("above", "directly above", "just above", "north of", "beyond", "at the back of"),
-            "below": ("below", "directly below", "beneath", "under", "underneath", "south of"),
+            "left of": ("to the left of", "left of", "on the left of", "just left of", "to the left side of", "west of", "to the west of", "leftward of"),
+            "right of": ("to the right of", "right of", "on the right of", "just right of", "to the right side of", "east of", "to the east of", "rightward of"),
+            "above": (
+                "above", "directly above", "just above", "north of", "beyond", "at the back of", "to the rear of",
+                "at the rear of", "further back than", "past", "farther from the camera than",
+            ),
+            "below": (
+                "below", "directly below", "beneath", "under", "underneath", "south of", "ahead of", "just ahead of",
+                "before", "forward of", "closer to the camera than",
+            ),
         },
     },
     "heldout": {
