@@ -1,7 +1,7 @@
 """Is world model B better than A at single steps? A paired comparison on the same held-out probes.
 
     .venv/bin/python benchmarks/compare_world_models.py --a FILE --b FILE [--probes 200] [--guidance G] [--noise-level A]
-        [--decode-a copy|blur] [--decode-b copy|blur]
+        [--decode-a copy|blur] [--decode-b copy|blur] [--wording canonical|heldout]
 
 A and B may be the same weights decoded two ways: `copy` (the default) copies moved objects sharp
 from the start frame (spiral.worldmodels.tabletop_copy), `blur` keeps the model's upsampled pixels.
@@ -55,6 +55,10 @@ def main() -> None:
         default=HELDOUT_SEED,
         help="first probe scene's seed (5000000: the probes tabletop_copy was tuned on)",
     )
+    parser.add_argument(
+        "--wording", choices=("canonical", "heldout"), default="canonical",
+        help="instructions as canonical text, or in the held-out wordings (the same wording for A and B)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,7 +67,7 @@ def main() -> None:
     results = {}
     for name, path, decoding in (("A", args.a, args.decode_a), ("B", args.b, args.decode_b)):
         decoder = replace(sampler, copy_appearance=copies(decoding))
-        results[name] = evaluate(TabletopWorldModel.load(path, sampler=decoder), probes, "canonical", seed=0)
+        results[name] = evaluate(TabletopWorldModel.load(path, sampler=decoder), probes, args.wording, seed=0)
     a, b = results["A"].passed, results["B"].passed
     both = sum(x and y for x, y in zip(a, b, strict=True))
     only_a = sum(x and not y for x, y in zip(a, b, strict=True))
@@ -71,7 +75,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     sampling = "ODE (Euler)" if not sampler.noise_level else f"SDE, noise_level {sampler.noise_level}"
     print(
-        f"A: {args.a} ({args.decode_a})\nB: {args.b} ({args.decode_b})\nprobes: {len(probes)} from seed {args.probe_seed}, guidance {sampler.guidance_scale}, {sampling}"
+        f"A: {args.a} ({args.decode_a})\nB: {args.b} ({args.decode_b})\nprobes: {len(probes)} from seed {args.probe_seed}, guidance {sampler.guidance_scale}, {sampling}, {args.wording} wording"
     )
     print(f"single-step success: A {results['A'].success:.1%}, B {results['B'].success:.1%}")
     print(f"objects preserved:   A {results['A'].preserved:.1%}, B {results['B'].preserved:.1%}")
