@@ -24,27 +24,27 @@ def test_mirrored_swaps_left_and_right_and_undoes_itself():
     assert all(mirrored(mirrored(x)) == x for x in every)
 
 
-def same_verdict(clip: np.ndarray, action: Action) -> bool:
+def verdicts(clip: np.ndarray, action: Action) -> tuple[bool, bool]:
+    """Whether the oracle passes the clip, and whether it judges its mirror image alike."""
     a = check_clip(clip, action)
     b = check_clip(np.ascontiguousarray(clip[:, :, ::-1]), mirrored(action))
-    return (a.ok, a.failure_kind) == (b.ok, b.failure_kind)
+    return a.ok, (a.ok, a.failure_kind) == (b.ok, b.failure_kind)
 
 
 def test_the_oracle_judges_mirror_images_alike():
     probes = training_probes(16, seed=0)
-    verdicts, oks = [], []
+    judged = []  # (passed, mirror image judged alike) per clip
     for i, p in enumerate(probes):
         rng = np.random.default_rng(i)
         target = sample_target(p.scene, p.action, rng)
         clips = [render_motion(trajectory(p.scene, p.action, target, 8), 64, p.action.subject)]
         failure = make_failure(p.scene, p.action, target, 8, rng)
         clips += [failure.render(64)] if failure is not None else []
-        verdicts += [same_verdict(c, p.action) for c in clips]
-        oks += [check_clip(c, p.action).ok for c in clips]
+        judged += [verdicts(c, p.action) for c in clips]
     # World-model samples, with their imperfections, are what the critic is trained on.
     wm = TabletopWorldModel.load(default_weights(), frame_size=64)
     samples = wm.sample_frames(np.stack([p.frame for p in probes]), [to_text(p.action) for p in probes], list(range(16)))
-    verdicts += [same_verdict(c, p.action) for c, p in zip(samples, probes, strict=True)]
-    oks += [check_clip(c, p.action).ok for c, p in zip(samples, probes, strict=True)]
+    judged += [verdicts(c, p.action) for c, p in zip(samples, probes, strict=True)]
+    oks, alike = zip(*judged, strict=True)
     assert any(oks) and not all(oks)  # both verdicts were compared
-    assert all(verdicts)
+    assert all(alike)

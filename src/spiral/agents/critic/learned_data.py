@@ -90,7 +90,8 @@ class CriticData:
         """The left-right mirror image of every clip, with its instruction mirrored (left and right
         swap) and the same labels: the oracle judges a mirrored clip of the mirrored action as it
         judges the clip (tested), and the per-colour facts name no side."""
-        texts = [to_text(mirrored(parse(t))) for t in self.texts]
+        image = {t: to_text(mirrored(parse(t))) for t in set(self.texts)}  # few instructions, many clips
+        texts = [image[t] for t in self.texts]
         tensors = {k: getattr(self, k) for k in FIELDS if k != "frames"}
         return CriticData(self.frames.flip(-2), texts, **tensors)
 
