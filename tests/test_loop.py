@@ -221,3 +221,42 @@ def test_memory_reads_objects_lazily_and_round_trips_through_json():
     memory.record(MemoryEvent(0, 0, "move it", "failed", 0.2, "too short"))
     again = WorldMemory.from_dict(json.loads(json.dumps(memory.to_dict())))
     assert again.summary() == memory.summary() and "too short" in again.summary()
+
+
+def test_candidates_sample_a_group_in_one_call_and_keep_the_best_passing_clip():
+    groups = []
+    wm = FakeWorldModel()
+    group = wm.generate_group
+    wm.generate_group = lambda *a, **k: groups.append(k["group_size"]) or group(*a, **k)
+    low_pass = Critique(0.6, Verdict.SUCCESS, FailureKind.NONE, "fine")
+    critic = FakeCritic([LOCAL, OK, low_pass, low_pass, LOCAL, LOCAL])  # step 1: candidate 2 is best
+    episode = run("do the thing", START, wm, FakePlanner(), critic, LoopConfig(candidates=3))
+    assert episode.status == "completed" and groups == [3, 3]
+    seeds = [c["seed"] for c in wm.calls]
+    assert len(set(seeds)) == 6 and seeds[:3] == [seeds[0], seeds[0] + 1, seeds[0] + 2]
+    assert episode.generation_calls == 6  # every candidate counts against the budget
+    first, second = episode.accepted
+    assert (first.candidate, first.critique.score, first.label) == (1, 0.9, "try 1, candidate 2 of 3")
+    assert second.candidate == 0 and second.critique is low_pass  # the only one passed, not the first best score
+    assert [a.accepted for a in episode.attempts] == [False, True, False, True, False, False]
+
+
+def test_when_no_candidate_passes_the_best_scored_one_drives_the_retry():
+    worse = Critique(0.1, Verdict.LOCAL_FAILURE, FailureKind.INCOMPLETE, "barely moved", "move it further")
+    episode, wm, planner, critic = go([worse, LOCAL], LoopConfig(candidates=2, max_tries=2))
+    assert [c["instruction"] for c in wm.calls][:4] == ["plan1 step0", "plan1 step0", "do it properly", "do it properly"]
+    assert episode.accepted[0].attempt == 1 and episode.memory.to_dict()["events"][0]["feedback"] == "stopped short"
+
+
+def test_candidates_stop_at_the_generation_budget_and_bad_counts_are_refused():
+    episode, wm, _, _ = go([LOCAL] * 10, LoopConfig(candidates=4, max_generations=6))
+    assert episode.status == "budget_exhausted" and episode.generation_calls == 6
+    assert [a.candidates for a in episode.attempts] == [4] * 4 + [2] * 2
+    with pytest.raises(SpiralError, match="candidates must be at least 1"):
+        go(cfg=LoopConfig(candidates=0))
+
+
+def test_baselines_ignore_candidates():
+    wm, planner = FakeWorldModel(), FakePlanner()
+    episode = run("do the thing", START, wm, planner, None, LoopConfig(method="stepwise", candidates=4))
+    assert episode.generation_calls == 2 and all(a.candidates == 1 for a in episode.attempts)

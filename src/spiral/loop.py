@@ -3,6 +3,8 @@
     plan -> for each step: generate -> critique
               success          -> accept the clip, update memory, next step
               local failure    -> inner loop: refined instruction + new seed, up to K tries
+              (with N candidates, each try samples N clips from the same frame in one batched
+               call and keeps the one the critic scores best: best-of-N at the cost of one call)
               drift / precondition unmet / K tries spent -> outer loop: replan from the last
                                                             accepted frame, up to R times
 
@@ -39,7 +41,8 @@ class LoopConfig:
     method: str = option("closed-loop", "closed-loop, or a baseline: stepwise (no critic), oneshot (one clip)", choices=METHODS)
     max_tries: int = option(3, "K: attempts per step in the inner loop")
     max_replans: int = option(2, "R: replans in the outer loop")
-    max_generations: int = option(30, "total world-model calls allowed per episode")
+    max_generations: int = option(30, "total clips the world model may generate per episode (candidates count one each)")
+    candidates: int = option(1, "N: clips sampled per try in one batched call; the critic's best is kept (closed loop)")
     inner_loop: bool = option(True, "retry a failed step (ablation: --no-inner-loop)")
     outer_loop: bool = option(True, "replan on drift or repeated failure (ablation: --no-outer-loop)")
     use_memory: bool = option(True, "agents see the history of the episode (ablation: --no-use-memory)")
@@ -67,6 +70,14 @@ class Attempt:
     critique_seconds: float
     accepted: bool = False
     forced: bool = False  # accepted without the critic's approval (no fix was left)
+    candidate: int = 0  # which of the try's candidate clips
+    candidates: int = 1  # how many clips the try sampled
+
+    @property
+    def label(self) -> str:
+        """ "try 2", or "try 2, candidate 3 of 4" when the try sampled several clips."""
+        which = f", candidate {self.candidate + 1} of {self.candidates}" if self.candidates > 1 else ""
+        return f"try {self.attempt + 1}{which}"
 
 
 @dataclass
@@ -121,6 +132,8 @@ class _Runner:
             raise SpiralError(f"unknown method {cfg.method!r}; known methods: {', '.join(METHODS)}")
         if cfg.method == "closed-loop" and critic is None:
             raise SpiralError("the closed-loop method needs a critic (--critic)")
+        if cfg.candidates < 1:
+            raise SpiralError(f"candidates must be at least 1 (clips per try), got {cfg.candidates}")
         self.wm, self.planner, self.critic, self.cfg, self.observe = wm, planner, critic, cfg, observe
         self.frame = prepare_frame(frame, wm.frame_size)
         self.memory = WorldMemory(goal, use_history=cfg.use_memory)
@@ -139,15 +152,22 @@ class _Runner:
         self.episode.plans.append(event)
         return event
 
-    def generate(self, instruction: str, num_frames: int | None = None) -> Clip:
-        seed = self.cfg.seed * 100_003 + len(self.episode.attempts)  # a fresh seed for every call
+    def generate(self, instruction: str, num_frames: int | None = None, count: int = 1) -> list[Clip]:
+        """`count` clips from the current frame; one batched call when there are several."""
+        seed = self.cfg.seed * 100_003 + len(self.episode.attempts)  # a fresh seed for every clip
         wants_context = self.cfg.use_memory and getattr(self.wm, "uses_context", True)
         context = self.memory.summary() if wants_context else None
-        return self.wm.generate(self.frame, instruction, num_frames=num_frames, seed=seed, context=context)
+        if count == 1:
+            return [self.wm.generate(self.frame, instruction, num_frames=num_frames, seed=seed, context=context)]
+        return self.wm.generate_group(
+            self.frame, instruction, group_size=count, seed=seed, num_frames=num_frames, context=context
+        )
 
     def accept(self, attempt: Attempt, forced: bool = False) -> Attempt:
         accepted = replace(attempt, accepted=True, forced=forced)
-        self.episode.attempts[self.episode.attempts.index(attempt)] = accepted
+        # By identity: candidates of one try differ only in their clips, which == cannot compare.
+        where = next(i for i, a in enumerate(self.episode.attempts) if a is attempt)
+        self.episode.attempts[where] = accepted
         self.frame = attempt.clip.last_frame
         self._observe()
         self.memory.record(MemoryEvent(attempt.step, attempt.plan, attempt.instruction, "accepted", _score(attempt)))
@@ -180,7 +200,7 @@ def run_episode(
 def _oneshot(r: _Runner) -> Iterator[Event]:
     """The whole goal as one prompt, one long clip, open loop."""
     began = time.perf_counter()
-    clip = r.generate(r.memory.goal, num_frames=1 + (r.wm.num_frames - 1) * r.cfg.oneshot_steps)
+    (clip,) = r.generate(r.memory.goal, num_frames=1 + (r.wm.num_frames - 1) * r.cfg.oneshot_steps)
     attempt = Attempt(0, 0, 0, r.memory.goal, clip, None, time.perf_counter() - began, 0.0)
     r.episode.attempts.append(attempt)
     yield r.accept(attempt, forced=True)
@@ -235,33 +255,56 @@ def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step):
     """Generate (and, closed-loop, critique and retry) one step. Returns "accepted", "budget", or
     why the outer loop should take over."""
     cfg = r.cfg
-    tries = cfg.max_tries if (cfg.method == "closed-loop" and cfg.inner_loop) else 1
+    closed = cfg.method == "closed-loop"
+    tries = cfg.max_tries if (closed and cfg.inner_loop) else 1
     instruction = step.instruction
     for try_index in range(tries):
-        if len(r.episode.attempts) >= cfg.max_generations:
+        count = min(cfg.candidates if closed else 1, cfg.max_generations - len(r.episode.attempts))
+        if count <= 0:
             return "budget"
         began = time.perf_counter()
-        clip = r.generate(instruction)
-        generated = time.perf_counter()
-        critique = None
-        if cfg.method == "closed-loop":
-            try:
-                critique = r.critic.critique(replace(step, instruction=instruction), clip, r.memory)
-            except SpiralError as err:  # recorded in the episode; the try counts as failed
-                critique = Critique(0.0, Verdict.LOCAL_FAILURE, FailureKind.AGENT_ERROR, f"critic error: {err}")
-        attempt = Attempt(
-            plan_index, step_index, try_index, instruction, clip, critique, generated - began, time.perf_counter() - generated
-        )
-        r.episode.attempts.append(attempt)
+        clips = r.generate(instruction, count=count)
+        each = (time.perf_counter() - began) / count  # a batched call's time, shared out
+        tried = replace(step, instruction=instruction)
+        attempts = [
+            _critiqued(
+                r,
+                Attempt(plan_index, step_index, try_index, instruction, clip, None, each, 0.0, candidate=k, candidates=count),
+                tried,
+            )
+            for k, clip in enumerate(clips)
+        ]
+        r.episode.attempts.extend(attempts)
+        best = max(attempts, key=_preference)
+        yield from (a for a in attempts if a is not best)
+        critique = best.critique
         if critique is None or critique.verdict == Verdict.SUCCESS:
-            yield r.accept(attempt)
+            yield r.accept(best)
             return "accepted"
-        yield attempt
+        yield best
         r.memory.record(MemoryEvent(step_index, plan_index, instruction, "failed", critique.score, critique.feedback))
         if critique.verdict == Verdict.GLOBAL_DRIFT or critique.failure_kind == FailureKind.PRECONDITION_UNMET:
             return f"{critique.verdict.value}: {critique.feedback}"
         instruction = critique.refined_instruction or step.instruction
     return f"step {step_index + 1} failed {tries} times: {step.instruction}"
+
+
+def _critiqued(r: _Runner, attempt: Attempt, step: Step) -> Attempt:
+    """The attempt with the critic's verdict on its clip (closed loop; the baselines have no critic)."""
+    if r.cfg.method != "closed-loop":
+        return attempt
+    began = time.perf_counter()
+    try:
+        critique = r.critic.critique(step, attempt.clip, r.memory)
+    except SpiralError as err:  # recorded in the episode; the try counts as failed
+        critique = Critique(0.0, Verdict.LOCAL_FAILURE, FailureKind.AGENT_ERROR, f"critic error: {err}")
+    return replace(attempt, critique=critique, critique_seconds=time.perf_counter() - began)
+
+
+def _preference(attempt: Attempt) -> tuple[bool, float]:
+    """Which candidate of a try to keep: one the critic passed, then the higher score."""
+    critique = attempt.critique
+    return (critique is None or critique.verdict == Verdict.SUCCESS, _score(attempt) or 0.0)
 
 
 def run(goal, frame, wm, planner, critic, cfg: LoopConfig, observe: Observer | None = None, on_event=None) -> Episode:

@@ -15,6 +15,7 @@ from spiral.config import option, required
 from spiral.errors import SpiralError
 from spiral.loop import Attempt, Episode, LoopConfig, PlanEvent, run
 from spiral.outputs import RunOutputs, write_run
+from spiral.types import Verdict
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,13 @@ def progress_printer(stream=sys.stderr):
             for i, s in enumerate(event.plan.steps):
                 print(f"    {i + 1}. {s.instruction}", file=stream)
         elif isinstance(event, Attempt) and event.forced and event.critique is not None:
-            print(f"  → no fix left: keeping the best try of step {event.step + 1} (try {event.attempt + 1})", file=stream)
+            print(f"  → no fix left: keeping the best try of step {event.step + 1} ({event.label})", file=stream)
         elif isinstance(event, Attempt):
             c = event.critique
             verdict = "no critic" if c is None else f"{c.verdict.value} ({c.score:.2f}) {c.feedback}"
-            mark = "✓" if event.accepted else "✗"
-            print(f"  {mark} step {event.step + 1} try {event.attempt + 1}: {event.instruction} — {verdict}", file=stream)
+            # "·": passed, but another candidate of the same try scored higher and was kept.
+            mark = "✓" if event.accepted else "·" if c is not None and c.verdict == Verdict.SUCCESS else "✗"
+            print(f"  {mark} step {event.step + 1} {event.label}: {event.instruction} — {verdict}", file=stream)
 
     return show
 

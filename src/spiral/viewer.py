@@ -41,7 +41,7 @@ def _attempt_html(a) -> str:
     feedback = "" if c is None or not c.feedback else f"<div>feedback: {escape(c.feedback)}</div>"
     refined = "" if c is None or not c.refined_instruction else f"<div>refined: {escape(c.refined_instruction)}</div>"
     return (
-        f'<div class="attempt {"ok" if a.accepted else "bad"}"><div><b>plan {a.plan + 1}, step {a.step + 1}, try {a.attempt + 1}</b>'
+        f'<div class="attempt {"ok" if a.accepted else "bad"}"><div><b>plan {a.plan + 1}, step {a.step + 1}, {a.label}</b>'
         f" — {escape(a.instruction)} — <i>{escape(status)}</i></div><div>{escape(verdict)}</div>{feedback}{refined}"
         f'<img class="strip" alt="clip" src="{png_data_url(filmstrip(a.clip.frames))}">'
         f"<div>generate {a.generate_seconds:.2f}s, critique {a.critique_seconds:.2f}s, seed {a.clip.seed}</div></div>"

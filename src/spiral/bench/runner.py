@@ -58,6 +58,7 @@ class BenchConfig:
     max_tries: int = _loop_option("max_tries")
     max_replans: int = _loop_option("max_replans")
     max_generations: int = _loop_option("max_generations")
+    candidates: int = _loop_option("candidates")
     oneshot_steps: int = _loop_option("oneshot_steps")
     seed: int = _loop_option("seed")
 
@@ -67,7 +68,7 @@ class BenchConfig:
 
     def budgets(self) -> LoopConfig:
         return LoopConfig(max_tries=self.max_tries, max_replans=self.max_replans, max_generations=self.max_generations,
-                          oneshot_steps=self.oneshot_steps, seed=self.seed)  # fmt: skip
+                          candidates=self.candidates, oneshot_steps=self.oneshot_steps, seed=self.seed)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ def fingerprint(cfg: BenchConfig, tasks: list[Task], judge: str) -> dict:
         "base_url": cfg.base_url if api else "", "judge": judge, "judge_model": cfg.judge_model if judge == "vlm" else "",
         "max_tries": cfg.max_tries, "max_replans": cfg.max_replans, "max_generations": cfg.max_generations,
         "oneshot_steps": cfg.oneshot_steps, "seed": cfg.seed,
+        # Added later: present only when it changes anything, so folders made before still resume.
+        **({"candidates": cfg.candidates} if cfg.candidates != 1 else {}),
     }  # fmt: skip
 
 
