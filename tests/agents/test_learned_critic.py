@@ -342,3 +342,42 @@ def test_mirror_adds_the_mirror_image_of_every_training_clip_and_none_of_validat
     assert any("left" in t for t in source.texts) and image.texts != source.texts
     assert not set(image.group.tolist()) & set(source.group.tolist())  # a mirror image is no ranking pair of its source
     assert len(table.emb) == len(set(mirror.data.texts))
+
+
+def test_a_near_miss_target_moves_at_most_miss_stays_on_the_table_and_leaves_puts_alone():
+    from spiral.agents.critic.learned_data import miss_target
+    from spiral.worlds.tabletop.actions import sample_target
+
+    moved = 0
+    for k, probe in enumerate(training_probes(40, seed=0, source=1)):
+        rng = np.random.default_rng(k)
+        target = next(t for t in (sample_target(probe.scene, probe.action, rng) for _ in range(20)) if t is not None)
+        off = miss_target(probe, target, 0.15, np.random.default_rng(k))
+        half = probe.scene.get(probe.action.subject).half
+        if target.on is not None:
+            assert off == target
+            continue
+        assert np.hypot(off.x - target.x, off.y - target.y) <= 0.15 + 1e-3 and off.on is None
+        assert half - 1e-3 <= off.x <= 1 - half + 1e-3 and half - 1e-3 <= off.y <= 1 - half + 1e-3
+        assert off == miss_target(probe, target, 0.15, np.random.default_rng(k))  # seeded
+        moved += (off.x, off.y) != (target.x, target.y)
+    assert moved >= 20
+    assert training_probes(3, seed=0, source=1)[0].frame.tobytes() != training_probes(3, seed=0)[0].frame.tobytes()
+
+
+def test_near_miss_rollouts_are_guided_and_go_to_training_only(tiny_run, tmp_path):
+    from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
+    from spiral.worldmodels.tabletop_train import export_weights
+
+    torch.manual_seed(0)
+    export_weights(tmp_path / "wm.safetensors", TabletopNet(TabletopNetConfig(dim=32, depth=1, heads=2)), {})
+    cfg, _ = tiny_run
+    plain = replace(cfg, val_share=0.5, world_model=str(tmp_path / "wm.safetensors"), group_size=2, cache=tmp_path / "cache")
+    split, _, _ = prepare(plain, CriticNetConfig(), progress=False)
+    near, _, _ = prepare(replace(plain, near_misses=4), CriticNetConfig(), progress=False)
+    n = len(split.data)
+    assert len(near.data) == n + 4 and torch.equal(near.val, split.val)
+    assert torch.equal(near.train, torch.cat([split.train, torch.arange(n, n + 4)]))
+    added = near.data.subset(torch.arange(n, n + 4))
+    assert added.rollout.all() and added.guided.all()
+    assert not set(added.group.tolist()) & set(split.data.group.tolist())  # no ranking pair with another clip

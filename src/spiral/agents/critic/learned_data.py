@@ -32,6 +32,7 @@ from spiral.worlds.tabletop.actions import (
     REGIONS,
     RELATIONS,
     Action,
+    Target,
     mirrored,
     postcondition_holds,
     precondition_errors,
@@ -48,6 +49,10 @@ SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
 CHUNK = 16  # scenes per cache file: an interrupted run redoes at most one chunk
 FIELDS = ("frames", "success", "kind", "drift", "group", "rollout", "guided", "objects", "facts")
 GUIDE_T = (0.5, 0.7)  # noise levels a guided rollout starts from (1 = pure noise, as in sampling)
+# Near misses start from less noise: from GUIDE_T the world model redraws the motion towards a spot
+# of its own, and its clips pass about as often as true-target ones (71% against 83% with targets
+# moved up to 0.4; 35% from these levels, a throwaway check on 96 clips of the stage-9 model).
+NEAR_MISS_T = (0.2, 0.35)
 
 
 @dataclass
@@ -225,25 +230,42 @@ def load_dataset(root: Path, resolution: int, cache_dir: Path, swap_rate: float 
     return data
 
 
-def training_probes(count: int, seed: int, frame_size: int = 64) -> list[Probe]:
-    """Start scenes and feasible actions for training rollouts (never a held-out probe)."""
-    return make_probes(count, frame_size, stream=(ROLLOUT_STREAM, seed))
+def training_probes(count: int, seed: int, frame_size: int = 64, source: int = 0) -> list[Probe]:
+    """Start scenes and feasible actions for training rollouts (never a held-out probe). `source`
+    1 is a stream of its own, for the near-miss rollouts (see miss_target)."""
+    return make_probes(count, frame_size, stream=(ROLLOUT_STREAM, seed) if not source else (ROLLOUT_STREAM, seed, source))
 
 
 def weights_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def true_changes(wm, probes: list[Probe], seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The simulator's true clip of each probe (a target drawn with the probe's seed): its uint8
-    frames (B, T, H, W, 3), and as the world model sees it, the start frame in model space and the
-    clean change latent x0."""
+def miss_target(probe: Probe, target: Target, miss: float, rng: np.random.Generator) -> Target:
+    """The target moved a random distance of up to `miss` (table units) in a random direction, kept
+    on the table: the subject then ends on either side of its postcondition's edge, or against
+    another object, the near misses that the world model's failures mostly are and that
+    the dataset's made-on-purpose failures (a move stopped halfway, another object moved) are not."""
+    if target.on is not None:
+        return target  # a put that misses its base is a move to the table: keep puts as they are
+    half = probe.scene.get(probe.action.subject).half
+    r, angle = miss * float(np.sqrt(rng.random())), float(rng.uniform(0, 2 * np.pi))
+    x = float(np.clip(target.x + r * np.cos(angle), half, 1 - half))
+    y = float(np.clip(target.y + r * np.sin(angle), half, 1 - half))
+    return Target(round(x, 4), round(y, 4))
+
+
+def true_changes(wm, probes: list[Probe], seeds: list[int], miss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The simulator's true clip of each probe (a target drawn with the probe's seed, moved by up to
+    `miss`, see miss_target): its uint8 frames (B, T, H, W, 3), and as the world model sees it, the
+    start frame in model space and the clean change latent x0."""
     from spiral.worldmodels.tabletop import change_latent, to_model_space
 
     truth = []
     for p, seed in zip(probes, seeds, strict=True):
         rng = np.random.default_rng(seed)
         target = next(t for t in (sample_target(p.scene, p.action, rng) for _ in range(20)) if t is not None)
+        if miss > 0:
+            target = miss_target(p, target, miss, rng)
         truth.append(render_motion(trajectory(p.scene, p.action, target, wm.num_frames), p.frame.shape[0], p.action.subject))
     frames = torch.from_numpy(np.stack(truth))
     start = to_model_space(frames[:, 0], wm.cfg.resolution)
@@ -251,14 +273,15 @@ def true_changes(wm, probes: list[Probe], seeds: list[int]) -> tuple[torch.Tenso
 
 
 @torch.no_grad()
-def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float) -> np.ndarray:
+def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float, miss: float = 0.0) -> np.ndarray:
     """SDEdit on the world model: the simulator's true motion of each probe, noised to flow time t0,
     then denoised by the world model with the instruction. The clips carry the model's own
     artefacts but succeed far more often than samples from pure noise: positives and near misses
-    from the domain the critic judges, of which a weak world model alone gives too few."""
+    from the domain the critic judges, of which a weak world model alone gives too few. `miss` > 0
+    guides towards a target moved off the true one (see miss_target)."""
     from spiral.worldmodels.tabletop import timesteps, velocity
 
-    frames, start, x0 = true_changes(wm, probes, seeds)
+    frames, start, x0 = true_changes(wm, probes, seeds, miss)
     text, pad = wm.text.encode([to_text(p.action) for p in probes])
     null = wm.net.null_condition(len(probes))
     x = (1 - t0) * x0 + t0 * wm.initial_noise(seeds)
@@ -270,10 +293,11 @@ def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float) -> np.nd
 
 def label_rollouts(
     wm, probes: list[Probe], group_size: int, seed: int, resolution: int, first_group: int = 0, guided: int = 0,
-    oracle: OraclePool | None = None,
+    oracle: OraclePool | None = None, miss: float = 0.0,
 ) -> CriticData:  # fmt: skip
     """Sample `group_size` clips per probe and label each by the oracle (over `oracle`'s processes):
-    the last `guided` of each group by guided_frames, the others from pure noise, half ODE and half SDE."""
+    the last `guided` of each group by guided_frames (towards targets moved by up to `miss`), the
+    others from pure noise, half ODE and half SDE."""
     starts = np.stack([p.frame for p in probes for _ in range(group_size)])
     texts = [to_text(p.action) for p in probes for _ in range(group_size)]
     seeds = [seed * 1_000_003 + (first_group + k // group_size) * group_size + k % group_size for k in range(len(texts))]
@@ -287,7 +311,13 @@ def label_rollouts(
             noise = SDE_NOISE_LEVEL if mode == 1 else 0.0
             clips[idx] = wm.sample_frames(starts[idx], [texts[i] for i in idx], [seeds[i] for i in idx], noise_level=noise)
         elif len(idx):
-            clips[idx] = guided_frames(wm, [probes[i // group_size] for i in idx], [seeds[i] for i in idx], GUIDE_T[mode - 2])
+            clips[idx] = guided_frames(
+                wm,
+                [probes[i // group_size] for i in idx],
+                [seeds[i] for i in idx],
+                (NEAR_MISS_T if miss else GUIDE_T)[mode - 2],
+                miss,
+            )
     reports = (oracle or OraclePool(1)).check_clips(list(clips), [probes[k // group_size].action for k in range(len(clips))])
     kinds = [r.failure_kind.value for r in reports]
     objects, facts = zip(*(report_facts(r) for r in reports), strict=True)
@@ -317,6 +347,7 @@ def cached_rollouts(
     processes: int = 1,
     decode: str = "copy",
     facts: bool = False,
+    miss: float = 0.0,
 ) -> CriticData:
     """World-model rollouts of these probes, labelled by the oracle, cached chunk by chunk under a
     folder named by the weights' digest, the clip size and the decoding (new weights or a new decoding
@@ -324,12 +355,15 @@ def cached_rollouts(
     `guided`: how many of each group are guided by the true motion (see guided_frames).
     `processes`: how many processes the oracle labels over (the labels do not depend on it).
     `decode`: "copy" (moved objects copied sharp, the default) or "blur" (the model's pixels only).
-    `facts`: remake chunks cached before the oracle's per-object facts were kept (same seeds, same clips)."""
+    `facts`: remake chunks cached before the oracle's per-object facts were kept (same seeds, same clips).
+    `miss`: guided rollouts head for targets moved by up to this much (near misses; see miss_target)."""
     from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 
     sampler = SamplerConfig(copy_appearance=copies(decode))
     # Folders made before the copy decoding existed hold blurred rollouts and carry no decoding tag.
-    suffix = (f"-guided{guided}" if guided else "") + ("-copy" if sampler.copy_appearance else "")
+    suffix = (
+        (f"-guided{guided}" if guided else "") + (f"-miss{miss:g}" if miss else "") + ("-copy" if sampler.copy_appearance else "")
+    )
     folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}-r{resolution}{suffix}"
     folder.mkdir(parents=True, exist_ok=True)
     wm, parts = None, []
@@ -344,7 +378,9 @@ def cached_rollouts(
                 data = None
             if data is None:
                 wm = wm or TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0], sampler=sampler)
-                data = label_rollouts(wm, chunk, group_size, seed, resolution, first_group=start, guided=guided, oracle=oracle)
+                data = label_rollouts(
+                    wm, chunk, group_size, seed, resolution, first_group=start, guided=guided, oracle=oracle, miss=miss
+                )
                 data.save(path, {"key": key})
             parts.append(data)
     return CriticData.cat(parts) if len(parts) > 1 else parts[0]

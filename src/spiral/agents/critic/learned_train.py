@@ -60,6 +60,10 @@ class CriticTrainConfig:
     world_model: str = option("", "world-model weights to roll out (default: the shipped tabletop_wm.safetensors)")
     rollouts: int = option(6144, "world-model rollouts from training scenes, labelled by the oracle (cached)")
     group_size: int = option(6, "rollouts per scene and instruction; the ranking pairs")
+    near_misses: int = option(
+        0, "guided rollouts towards targets moved off the true ones (scenes of their own; training only, not validation)"
+    )
+    miss: float = option(0.3, "how far (table units, at most) a near-miss rollout's target is moved")
     guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
     decode: str = option("copy", "how the rollouts are decoded: copy (moved objects copied sharp) or blur", choices=DECODINGS)
     out: Path = option(Path("runs/critic"), "run folder: checkpoint, log, exported weights, histograms")
@@ -125,6 +129,11 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
     ]
     val_mask = torch.isin(data.group, held)
     train, val = torch.nonzero(~val_mask)[:, 0], torch.nonzero(val_mask)[:, 0]
+    if cfg.near_misses > 0:  # training only: validation and calibration stay the clips the critic will judge
+        near = near_miss_rollouts(cfg, net_cfg, progress)
+        n = len(data)
+        data = CriticData.cat([data, near])
+        train = torch.cat([train, torch.arange(n, len(data))])
     if cfg.mirror:  # mirror images of the training clips only: validation stays real clips
         n = len(data)
         data = CriticData.cat([data, data.subset(train).mirrored()])
@@ -135,6 +144,19 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
     text_ids = torch.tensor([row[t] for t in data.texts])
     split = Split(data, text_ids, train, val, mixed_groups(data, train))
     return split, TextTable(table.emb.half(), table.pad, table.rgb, table.named), digest
+
+
+def near_miss_rollouts(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) -> CriticData:
+    """Rollouts of scenes of their own, all guided towards targets moved by up to cfg.miss: ends on
+    both sides of the postcondition's edge, each labelled by the oracle."""
+    from spiral.worldmodels.tabletop import default_weights
+
+    wm_path = Path(cfg.world_model) if cfg.world_model else default_weights()
+    probes = training_probes(math.ceil(cfg.near_misses / cfg.group_size), cfg.seed, source=1)
+    return cached_rollouts(
+        wm_path, probes, "nearmiss", cfg.cache, cfg.group_size, cfg.seed, net_cfg.resolution, progress, cfg.group_size,
+        torch.get_num_threads(), cfg.decode, facts=net_cfg.fact_heads, miss=cfg.miss,
+    )  # fmt: skip
 
 
 def sample_batch(split: Split, cfg: CriticTrainConfig, gen: torch.Generator, stage: int) -> torch.Tensor:
