@@ -1,0 +1,76 @@
+"""Pool ActWM-Bench runs over sampling seeds and compare arms task by task.
+
+    .venv/bin/python benchmarks/bench_pool.py NAME=RUN[,RUN...] NAME=RUN[,RUN...] ...
+
+Each arm is a name and the run folders of `spiral bench run` (one per `--seed`) to pool. One run of
+90 tasks gives a 95% interval about 20 points wide, so two in-loop critics a few points apart cannot
+be told apart from one seed each. Pooled over seeds, each arm's goal success gets a Wilson interval;
+then every arm after the first meets the first on the episodes both ran (the same task, method and
+seed), and the exact McNemar p-value on the episodes where they disagree says whether the
+difference is more than chance. Calls / step: generation calls over the task's expected steps, the
+bench report's figure, averaged over episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from spiral.bench.metrics import level_order, wilson
+from spiral.bench.store import RunFolder
+
+sys.path.insert(0, str(Path(__file__).parent))
+from compare_world_models import mcnemar_exact  # noqa: E402
+
+
+def read_arm(spec: str) -> tuple[str, dict[tuple, object]]:
+    """'name=run1,run2' -> (name, {(task, method, seed): EpisodeMetrics})."""
+    name, sep, runs = spec.partition("=")
+    if not sep or not runs:
+        raise SystemExit(f"an arm is NAME=RUN[,RUN...], got {spec!r}")
+    rows = {}
+    for run in runs.split(","):
+        folder = RunFolder(Path(run))
+        config = folder.read_config()
+        if config is None:
+            raise SystemExit(f"{run} is not a bench run folder (no config.json); make one with `spiral bench run --out {run}`")
+        seed = config["fingerprint"]["seed"]
+        for r in folder.read():
+            rows[(r.task, r.method, seed)] = r
+    return name, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("arms", nargs="+", help="NAME=RUN[,RUN...]: an arm and the run folders it pools")
+    args = parser.parse_args()
+    arms = [read_arm(spec) for spec in args.arms]
+    levels = level_order({r.level for _, rows in arms for r in rows.values()})
+    print("| arm | episodes | " + " | ".join(levels) + " | all (95% CI) | calls / step |")
+    print("|---" * (len(levels) + 4) + "|")
+    for name, rows in arms:
+        eps = list(rows.values())
+        cells = [
+            f"{sum(r.goal_success for r in eps if r.level == lv) / max(1, sum(r.level == lv for r in eps)):.0%}" for lv in levels
+        ]
+        overall = wilson(sum(r.goal_success for r in eps), len(eps))
+        per_step = sum(r.generation_calls / max(1, r.expected_steps or r.steps_planned or 1) for r in eps) / max(1, len(eps))
+        print(f"| {name} | {len(eps)} | " + " | ".join(cells) + f" | {overall.text(percent=True)} | {per_step:.2f} |")
+    if len(arms) < 2:
+        return
+    base_name, base = arms[0]
+    print(f"\npaired against {base_name} (episodes both ran): both / only {base_name} / only the arm / neither, exact McNemar p")
+    for name, rows in arms[1:]:
+        shared = sorted(set(base) & set(rows))
+        a = [base[k].goal_success for k in shared]
+        b = [rows[k].goal_success for k in shared]
+        both = sum(x and y for x, y in zip(a, b, strict=True))
+        only_a = sum(x and not y for x, y in zip(a, b, strict=True))
+        only_b = sum(y and not x for x, y in zip(a, b, strict=True))
+        print(f"  {name}: {len(shared)} episodes; {both} / {only_a} / {only_b} / {len(shared) - both - only_a - only_b}, "
+              f"p = {mcnemar_exact(only_a, only_b):.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
