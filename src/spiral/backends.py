@@ -45,7 +45,9 @@ def make_planner(name: str, model: str = "", base_url: str = "", api_key_env: st
     raise _unknown("planner", name, PLANNERS)
 
 
-def make_critic(name: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY"):
+def make_critic(name: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY", threshold: float = 0.0):
+    """threshold (learned critic only): the score a clip must reach to pass; 0 = the one in its weights."""
+    check_critic_threshold(name, threshold)
     if name == "oracle":
         from spiral.agents.critic.oracle import OracleCriticAgent
 
@@ -53,7 +55,7 @@ def make_critic(name: str, model: str = "", base_url: str = "", api_key_env: str
     if name == "learned":
         from spiral.agents.critic.learned import LearnedCriticAgent
 
-        return LearnedCriticAgent.load(model or None)
+        return LearnedCriticAgent.load(model or None, threshold=threshold or None)
     if name == "openai":
         from spiral.agents.chat import ChatConfig
         from spiral.agents.critic.openai import OpenAICriticAgent
@@ -64,6 +66,13 @@ def make_critic(name: str, model: str = "", base_url: str = "", api_key_env: str
 
         return HFCriticAgent(_need_model(model, name))
     raise _unknown("critic", name, CRITICS)
+
+
+def check_critic_threshold(critic: str, threshold: float) -> None:
+    if threshold and critic != "learned":
+        raise SpiralError(f"--critic-threshold sets the learned critic's pass score; the {critic!r} critic has none: drop it")
+    if not 0.0 <= threshold < 1.0:
+        raise SpiralError(f"--critic-threshold must be in [0, 1) (0 = the one stored in the weights), got {threshold}")
 
 
 def observer_for(world_model: str):

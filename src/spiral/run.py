@@ -31,6 +31,7 @@ class RunConfig:
         "learned", "CriticAgent backend (learned: the shipped tabletop critic; oracle: the judge's own checks)", choices=CRITICS
     )
     agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
+    critic_threshold: float = option(0.0, "learned critic: the score a clip must reach to pass (0 = the one in its weights)")
     base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
     api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")
 
@@ -89,7 +90,11 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
     wm = make_world_model(cfg.world_model, cfg.world_model_path)
     frame = start_frame(cfg, wm.frame_size)
     planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, seed=loop.seed)
-    critic = None if loop.method != "closed-loop" else make_critic(cfg.critic, cfg.agent_model, cfg.base_url, cfg.api_key_env)
+    critic = (
+        None
+        if loop.method != "closed-loop"
+        else make_critic(cfg.critic, cfg.agent_model, cfg.base_url, cfg.api_key_env, cfg.critic_threshold)
+    )
     episode = run(
         cfg.goal,
         frame,

@@ -381,3 +381,14 @@ def test_near_miss_rollouts_are_guided_and_go_to_training_only(tiny_run, tmp_pat
     added = near.data.subset(torch.arange(n, n + 4))
     assert added.rollout.all() and added.guided.all()
     assert not set(added.group.tolist()) & set(split.data.group.tolist())  # no ranking pair with another clip
+
+
+def test_critic_threshold_overrides_the_learned_critics_pass_score_and_is_refused_elsewhere():
+    from spiral.backends import make_critic
+
+    assert make_critic("learned").threshold == float(LearnedCriticAgent.load().info["threshold"])
+    assert make_critic("learned", threshold=0.9).threshold == 0.9
+    with pytest.raises(SpiralError, match="the 'oracle' critic has none: drop it"):
+        make_critic("oracle", threshold=0.9)
+    with pytest.raises(SpiralError, match=r"--critic-threshold must be in \[0, 1\).*got 1.5"):
+        make_critic("learned", threshold=1.5)

@@ -57,7 +57,8 @@ def test_a_rerun_skips_finished_episodes_and_new_methods_join(tmp_path):
     "change, why",
     [({"seed": 1}, "seed: 0 there, 1 now"), ({"planner": "bench_fakes:failing_planner"}, "planner: 'symbolic' there"),
      ({"suite": "tabletop-medium"}, "tasks: '"), ({"max_tries": 5}, "max_tries: 3 there, 5 now"),
-     ({"candidates": 4}, "candidates: None there, 4 now")],
+     ({"candidates": 4}, "candidates: None there, 4 now"),
+     ({"critic_threshold": 0.9}, "critic_threshold: None there, 0.9 now")],
 )  # fmt: skip
 def test_results_of_another_configuration_are_refused(tmp_path, change, why):
     run_bench(bench(tmp_path, limit=1))

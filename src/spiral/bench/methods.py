@@ -11,7 +11,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, replace
 
-from spiral.backends import CRITICS, PLANNERS, WORLD_MODELS, make_critic, make_planner, make_world_model
+from spiral.backends import (
+    CRITICS,
+    PLANNERS,
+    WORLD_MODELS,
+    check_critic_threshold,
+    make_critic,
+    make_planner,
+    make_world_model,
+)
 from spiral.errors import SpiralError
 from spiral.loop import LoopConfig
 
@@ -63,9 +71,11 @@ class Backends:
     agent_model: str
     base_url: str
     api_key_env: str
+    critic_threshold: float = 0.0  # learned critic: its pass score (0 = the one in its weights)
 
     def check(self) -> None:
-        """Unknown names fail here, before any work starts."""
+        """Unknown names and a pass score for a critic without one fail here, before any work starts."""
+        check_critic_threshold(self.critic, self.critic_threshold)
         for kind, name, known in (("world model", self.world_model, WORLD_MODELS), ("planner", self.planner, PLANNERS),
                                   ("critic", self.critic, CRITICS)):  # fmt: skip
             if ":" in name:
@@ -86,7 +96,7 @@ class Backends:
     def critic_agent(self):
         if ":" in self.critic:
             return load_factory(self.critic, "critic")()
-        return make_critic(self.critic, self.agent_model, self.base_url, self.api_key_env)
+        return make_critic(self.critic, self.agent_model, self.base_url, self.api_key_env, self.critic_threshold)
 
 
 class AgentCache:

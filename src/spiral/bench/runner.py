@@ -49,6 +49,7 @@ class BenchConfig:
     planner: str = option("symbolic", "PlanAgent backend (symbolic, openai, hf), or module:callable")
     critic: str = option("learned", "CriticAgent backend of the closed loop (learned, oracle, openai, hf), or module:callable")
     agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
+    critic_threshold: float = option(0.0, "learned critic: the score a clip must reach to pass (0 = the one in its weights)")
     base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
     api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")
     judge: str = option("auto", "oracle (tabletop, reads pixels), vlm (real footage); auto: oracle for tabletop tasks",
@@ -64,7 +65,7 @@ class BenchConfig:
 
     def backends(self) -> Backends:
         return Backends(self.world_model, self.world_model_path, self.planner, self.critic, self.agent_model,
-                        self.base_url, self.api_key_env)  # fmt: skip
+                        self.base_url, self.api_key_env, self.critic_threshold)  # fmt: skip
 
     def budgets(self) -> LoopConfig:
         return LoopConfig(max_tries=self.max_tries, max_replans=self.max_replans, max_generations=self.max_generations,
@@ -142,6 +143,7 @@ def fingerprint(cfg: BenchConfig, tasks: list[Task], judge: str) -> dict:
         "oneshot_steps": cfg.oneshot_steps, "seed": cfg.seed,
         # Added later: present only when it changes anything, so folders made before still resume.
         **({"candidates": cfg.candidates} if cfg.candidates != 1 else {}),
+        **({"critic_threshold": cfg.critic_threshold} if cfg.critic_threshold else {}),
     }  # fmt: skip
 
 
