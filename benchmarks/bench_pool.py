@@ -14,14 +14,10 @@ bench report's figure, averaged over episodes.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from spiral.bench.metrics import level_order, wilson
+from spiral.bench.metrics import level_order, mcnemar_exact, summarise_group
 from spiral.bench.store import RunFolder
-
-sys.path.insert(0, str(Path(__file__).parent))
-from compare_world_models import mcnemar_exact  # noqa: E402
 
 
 def read_arm(spec: str) -> tuple[str, dict[tuple, object]]:
@@ -51,12 +47,11 @@ def main() -> None:
     print("|---" * (len(levels) + 4) + "|")
     for name, rows in arms:
         eps = list(rows.values())
-        cells = [
-            f"{sum(r.goal_success for r in eps if r.level == lv) / max(1, sum(r.level == lv for r in eps)):.0%}" for lv in levels
-        ]
-        overall = wilson(sum(r.goal_success for r in eps), len(eps))
-        per_step = sum(r.generation_calls / max(1, r.expected_steps or r.steps_planned or 1) for r in eps) / max(1, len(eps))
-        print(f"| {name} | {len(eps)} | " + " | ".join(cells) + f" | {overall.text(percent=True)} | {per_step:.2f} |")
+        rates = [summarise_group(name, lv, [r for r in eps if r.level == lv]).success for lv in levels]
+        cells = [f"{c.value:.0%}" if c.value is not None else "–" for c in rates]
+        overall = summarise_group(name, "all", eps)
+        print(f"| {name} | {len(eps)} | " + " | ".join(cells) + f" | {overall.success.text(percent=True)} | "
+              f"{overall.calls_per_step.value:.2f} |")  # fmt: skip
     if len(arms) < 2:
         return
     base_name, base = arms[0]

@@ -18,22 +18,13 @@ import argparse
 import os
 import platform
 from dataclasses import replace
-from math import comb
 
 import torch
 
+from spiral.bench.metrics import mcnemar_exact
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 from spiral.worldmodels.tabletop_copy import DECODINGS, copies
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, evaluate, make_probes
-
-
-def mcnemar_exact(only_a: int, only_b: int) -> float:
-    """Two-sided exact binomial test of the discordant pairs against an even split."""
-    n = only_a + only_b
-    if n == 0:
-        return 1.0
-    tail = sum(comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def main() -> None:

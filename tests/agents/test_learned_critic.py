@@ -383,6 +383,13 @@ def test_near_miss_rollouts_are_guided_and_go_to_training_only(tiny_run, tmp_pat
     assert not set(added.group.tolist()) & set(split.data.group.tolist())  # no ranking pair with another clip
 
 
+def test_near_misses_without_world_model_weights_name_the_file_and_the_fix(tiny_run, tmp_path):
+    cfg, _ = tiny_run
+    missing = replace(cfg, near_misses=4, world_model=str(tmp_path / "nope.safetensors"), cache=tmp_path / "cache")
+    with pytest.raises(SpiralError, match=r"missing world-model weights .*nope.safetensors; pass --world-model"):
+        prepare(missing, CriticNetConfig(), progress=False)
+
+
 def test_critic_threshold_overrides_the_learned_critics_pass_score_and_is_refused_elsewhere():
     from spiral.backends import make_critic
 

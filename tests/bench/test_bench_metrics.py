@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from spiral.bench.metrics import EpisodeMetrics, mean_ci, summarise, t_quantile, wilson
+from spiral.bench.metrics import EpisodeMetrics, mcnemar_exact, mean_ci, summarise, t_quantile, wilson
 from spiral.errors import SpiralError
 
 
@@ -25,6 +25,13 @@ def test_wilson_interval_matches_hand_values():
     e = wilson(10, 10)
     assert e.lo == pytest.approx(0.7225, abs=1e-4) and e.hi == 1.0
     assert wilson(0, 0).value is None
+
+
+def test_mcnemar_exact_matches_the_two_sided_binomial_tail():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 6) == mcnemar_exact(6, 0) == pytest.approx(2 / 64)  # all six discordant pairs one way
+    assert mcnemar_exact(3, 3) == 1.0
+    assert mcnemar_exact(2, 10) == pytest.approx(2 * (1 + 12 + 66) / 4096)
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,16 @@ def wilson(successes: int, n: int, z: float = Z95) -> Estimate:
     return Estimate(p, lo, hi, n)
 
 
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Paired comparison: the two-sided exact binomial test of the discordant pairs (only A passed,
+    only B passed) against an even split."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def t_quantile(df: int, z: float = Z95) -> float:
     """Student t quantile matching the normal quantile z (two-sided 95% by default): exact for 1 and
     2 degrees of freedom, the Cornish-Fisher expansion (Abramowitz & Stegun 26.7.5) above; within

@@ -102,15 +102,11 @@ class Split:
 
 def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) -> tuple[Split, TextTable, str]:
     """All clips, their text rows, a train/validation split by group, and the text embedding table."""
-    from spiral.worldmodels.tabletop import default_weights
-
     folders = [Path(d.strip()) for d in cfg.data.split(",") if d.strip()]
     parts = [load_dataset(folder, net_cfg.resolution, cfg.cache, cfg.swap_rate, progress) for folder in folders]
     digest = ""
     if cfg.rollouts > 0:
-        wm_path = Path(cfg.world_model) if cfg.world_model else default_weights()
-        if not wm_path.is_file():
-            raise SpiralError(f"missing world-model weights {wm_path}; pass --world-model or --rollouts 0")
+        wm_path = world_model_weights(cfg)
         digest = weights_digest(wm_path)
         probes = training_probes(math.ceil(cfg.rollouts / cfg.group_size), cfg.seed)
         res = net_cfg.resolution
@@ -146,15 +142,22 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
     return split, TextTable(table.emb.half(), table.pad, table.rgb, table.named), digest
 
 
-def near_miss_rollouts(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) -> CriticData:
-    """Rollouts of scenes of their own, all guided towards targets moved by up to cfg.miss: ends on
-    both sides of the postcondition's edge, each labelled by the oracle."""
+def world_model_weights(cfg: CriticTrainConfig) -> Path:
+    """The world model the rollouts come from: --world-model, or the shipped one."""
     from spiral.worldmodels.tabletop import default_weights
 
     wm_path = Path(cfg.world_model) if cfg.world_model else default_weights()
+    if not wm_path.is_file():
+        raise SpiralError(f"missing world-model weights {wm_path}; pass --world-model, or --rollouts 0 --near-misses 0")
+    return wm_path
+
+
+def near_miss_rollouts(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) -> CriticData:
+    """Rollouts of scenes of their own, all guided towards targets moved by up to cfg.miss: ends on
+    both sides of the postcondition's edge, each labelled by the oracle."""
     probes = training_probes(math.ceil(cfg.near_misses / cfg.group_size), cfg.seed, source=1)
     return cached_rollouts(
-        wm_path, probes, "nearmiss", cfg.cache, cfg.group_size, cfg.seed, net_cfg.resolution, progress, cfg.group_size,
+        world_model_weights(cfg), probes, "nearmiss", cfg.cache, cfg.group_size, cfg.seed, net_cfg.resolution, progress, cfg.group_size,
         torch.get_num_threads(), cfg.decode, facts=net_cfg.fact_heads, miss=cfg.miss,
     )  # fmt: skip
 
