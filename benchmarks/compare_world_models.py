@@ -23,7 +23,7 @@ import torch
 
 from spiral.bench.metrics import mcnemar_exact
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
-from spiral.worldmodels.tabletop_copy import DECODINGS, copies
+from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, evaluate, make_probes
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     probes = make_probes(args.probes, seed=args.probe_seed)
     results = {}
     for name, path, decoding in (("A", args.a, args.decode_a), ("B", args.b, args.decode_b)):
-        decoder = replace(sampler, copy_appearance=copies(decoding))
+        decoder = replace(sampler, decode=decoding)
         results[name] = evaluate(TabletopWorldModel.load(path, sampler=decoder), probes, args.wording, seed=0)
     a, b = results["A"].passed, results["B"].passed
     both = sum(x and y for x, y in zip(a, b, strict=True))

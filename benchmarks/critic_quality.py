@@ -38,7 +38,7 @@ from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table, 
 from spiral.agents.critic.learned_net import KINDS, TextTable, predict
 from spiral.agents.critic.learned_train import CriticTrainConfig
 from spiral.worldmodels.tabletop import default_weights
-from spiral.worldmodels.tabletop_copy import DECODINGS, copies
+from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, chained_probes, make_probes
 from spiral.worldmodels.text import shared_text_encoder
 
@@ -80,7 +80,7 @@ def main() -> None:
     if args.chained:
         from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 
-        wm = TabletopWorldModel.load(wm_path, sampler=SamplerConfig(copy_appearance=copies(args.decode)))
+        wm = TabletopWorldModel.load(wm_path, sampler=SamplerConfig(decode=args.decode))
         probes = chained_probes(wm, probes, seed=ROLLOUT_SEED)
     data = cached_rollouts(
         wm_path,

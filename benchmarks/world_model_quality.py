@@ -21,7 +21,7 @@ import time
 import torch
 
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
-from spiral.worldmodels.tabletop_copy import DECODINGS, copies
+from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import evaluate, make_probes
 from spiral.worlds.tabletop.grammar import to_text
 
@@ -64,7 +64,8 @@ def main() -> None:
         "--decode",
         choices=DECODINGS,
         default="copy",
-        help="copy (default): moved objects copied sharp from the start frame; blur: the model's upsampled pixels",
+        help="copy (default): moved objects copied sharp from the start frame; compose: every start-frame object redrawn "
+        "where the model put it; blur: the model's upsampled pixels",
     )
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
@@ -74,7 +75,7 @@ def main() -> None:
         num_inference_steps=args.steps,
         shift=args.shift,
         noise_level=args.noise_level,
-        copy_appearance=copies(args.decode),
+        decode=args.decode,
     )
     wm = TabletopWorldModel.load(args.weights, sampler=sampler)
     # `spiral data make --seed S` draws episode i's first scene from default_rng([S, i]), as this stream does.

@@ -25,7 +25,8 @@ from spiral.errors import SpiralError
 from spiral.rl.sde import sde_step_with_logprob
 from spiral.types import Clip
 from spiral.worldmodels.base import check_instruction, prepare_frame
-from spiral.worldmodels.tabletop_copy import CopyConfig, copy_moved
+from spiral.worldmodels.tabletop_compose import ComposeConfig, compose_objects
+from spiral.worldmodels.tabletop_copy import CopyConfig, check_decoding, copy_moved
 from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
 from spiral.worldmodels.text import TextEncoder, shared_text_encoder
 
@@ -50,9 +51,13 @@ class SamplerConfig:
     # 0: the deterministic Euler (ODE) sampler. > 0: the SDE sampler GRPO trains with, at this
     # noise_level (generation then samples a group's clips one by one; see _sample_group).
     noise_level: float = 0.0
-    # Copy each moved object sharp from the start frame to where the model put it
-    # (spiral.worldmodels.tabletop_copy); False: the model's own upsampled pixels, blurred.
-    copy_appearance: bool = True
+    # How clips are decoded (tabletop_copy.DECODINGS): "copy" copies each moved object sharp from the
+    # start frame to where the model put it (tabletop_copy); "compose" redraws every start-frame
+    # object where the model put it (tabletop_compose); "blur": the model's own upsampled pixels.
+    decode: str = "copy"
+
+    def __post_init__(self) -> None:
+        check_decoding(self.decode)
 
     @classmethod
     def overriding(cls, **given: float | int | None) -> SamplerConfig:
@@ -118,6 +123,7 @@ class TabletopWorldModel:
         self.sampler = sampler or SamplerConfig()
         self.text = text or shared_text_encoder()
         self.copy = CopyConfig()
+        self.compose = ComposeConfig()
         self.info: dict = {}
 
     @classmethod
@@ -233,9 +239,12 @@ class TabletopWorldModel:
         sharp = starts[:, None].astype(np.float32)
         frames = np.clip(np.rint(sharp * (1.0 - weight) + model * weight), 0, 255).astype(np.uint8)
         clips = np.concatenate([starts[:, None], frames], axis=1)
-        if not self.sampler.copy_appearance:
-            return clips
-        return copy_moved(starts, frames_small.reshape(b, t, 3, s, s), clips, r, self.copy)
+        model = frames_small.reshape(b, t, 3, s, s)
+        if self.sampler.decode == "compose":
+            return compose_objects(starts, model, clips, r, self.compose)
+        if self.sampler.decode == "copy":
+            return copy_moved(starts, model, clips, r, self.copy)
+        return clips
 
     def sample_frames(
         self, starts: np.ndarray, instructions: list[str], seeds: list[int], noise_level: float = 0.0

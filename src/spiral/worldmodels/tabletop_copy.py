@@ -30,16 +30,17 @@ from torch.nn import functional as F
 from spiral.errors import SpiralError
 from spiral.worlds.tabletop.pixels import UNKNOWN, components
 
-# How the tabletop world model's clips can be decoded, by the names the CLIs take: "copy" copies the
-# moved objects sharp (SamplerConfig.copy_appearance), "blur" keeps the model's upsampled pixels.
-DECODINGS = ("copy", "blur")
+# How the tabletop world model's clips can be decoded (SamplerConfig.decode), by the names the CLIs
+# take: "copy" copies the moved objects sharp (this module), "compose" redraws every start-frame
+# object where the model put it (tabletop_compose), "blur" keeps the model's upsampled pixels.
+DECODINGS = ("copy", "blur", "compose")
 
 
-def copies(decoding: str) -> bool:
-    """SamplerConfig.copy_appearance for a decoding name; an unknown name is an error, not blur."""
+def check_decoding(decoding: str) -> str:
+    """The decoding name, checked: an unknown name is an error, not blur."""
     if decoding not in DECODINGS:
         raise SpiralError(f"unknown decoding {decoding!r}; use one of {', '.join(DECODINGS)}")
-    return decoding == "copy"
+    return decoding
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from spiral.data.format import read_episode, read_index
 from spiral.data.video import read_video
 from spiral.errors import DatasetError
 from spiral.types import Verdict
-from spiral.worldmodels.tabletop_copy import copies
 from spiral.worldmodels.tabletop_eval import Probe, make_probes
 from spiral.worlds.tabletop.actions import (
     REGIONS,
@@ -359,10 +358,10 @@ def cached_rollouts(
     `miss`: guided rollouts head for targets moved by up to this much (near misses; see miss_target)."""
     from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 
-    sampler = SamplerConfig(copy_appearance=copies(decode))
+    sampler = SamplerConfig(decode=decode)
     # Folders made before the copy decoding existed hold blurred rollouts and carry no decoding tag.
     suffix = (
-        (f"-guided{guided}" if guided else "") + (f"-miss{miss:g}" if miss else "") + ("-copy" if sampler.copy_appearance else "")
+        (f"-guided{guided}" if guided else "") + (f"-miss{miss:g}" if miss else "") + ("" if decode == "blur" else f"-{decode}")
     )
     folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}-r{resolution}{suffix}"
     folder.mkdir(parents=True, exist_ok=True)
