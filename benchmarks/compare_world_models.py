@@ -1,9 +1,10 @@
 """Is world model B better than A at single steps? A paired comparison on the same held-out probes.
 
     .venv/bin/python benchmarks/compare_world_models.py --a FILE --b FILE [--probes 200] [--guidance G] [--noise-level A]
-        [--decode-a copy|blur] [--decode-b copy|blur] [--wording canonical|heldout]
+        [--decode-a compose|copy|blur] [--decode-b compose|copy|blur] [--wording canonical|heldout]
 
-A and B may be the same weights decoded two ways: `copy` (the default) copies moved objects sharp
+A and B may be the same weights decoded two ways: `compose` (the default) redraws every start-frame
+object where the model put it (spiral.worldmodels.tabletop_compose), `copy` copies moved objects sharp
 from the start frame (spiral.worldmodels.tabletop_copy), `blur` keeps the model's upsampled pixels.
 
 Both models meet the same probes with the same sampling seeds (tabletop_eval.evaluate), so each
@@ -38,7 +39,7 @@ def main() -> None:
     )
     for side in ("a", "b"):
         parser.add_argument(
-            f"--decode-{side}", choices=DECODINGS, default="copy", help=f"how model {side.upper()}'s clips are decoded"
+            f"--decode-{side}", choices=DECODINGS, default="compose", help=f"how model {side.upper()}'s clips are decoded"
         )
     parser.add_argument(
         "--probe-seed",

@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--sft", default="runs/critic/critic_sft.safetensors")
     parser.add_argument("--rm", default=None, help="default: the shipped tabletop_critic.safetensors")
     parser.add_argument("--cache", default="runs/critic-cache")
-    parser.add_argument("--decode", choices=DECODINGS, default="copy", help="rollouts' decoding (blur: the model's pixels only)")
+    parser.add_argument("--decode", choices=DECODINGS, default="compose", help="rollouts' decoding (see tabletop_copy.DECODINGS)")
     parser.add_argument("--svg", default="docs/critic_scores.svg", help="score histograms of both stages ('' for none)")
     parser.add_argument("--training-rollouts", type=int, default=0, help="also score this many training rollouts")
     parser.add_argument("--chained", action="store_true", help="second steps, from generated frames")

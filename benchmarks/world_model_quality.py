@@ -1,7 +1,7 @@
 """Quality and speed of the tabletop world model on held-out scenes, judged by the oracle from pixels.
 
     .venv/bin/python benchmarks/world_model_quality.py [--probes 200] [--weights FILE] [--guidance G] [--steps N] [--shift S] [--scenes train]
-        [--decode blur]
+        [--decode compose|copy|blur]
 
 Single-step success: one sample per probe; the postcondition holds and nothing else changed.
 Objects preserved: no object vanished, doubled, appeared or changed colour/shape.
@@ -63,9 +63,9 @@ def main() -> None:
     parser.add_argument(
         "--decode",
         choices=DECODINGS,
-        default="copy",
-        help="copy (default): moved objects copied sharp from the start frame; compose: every start-frame object redrawn "
-        "where the model put it; blur: the model's upsampled pixels",
+        default="compose",
+        help="compose (default): every start-frame object redrawn where the model put it; copy: moved objects copied "
+        "sharp from the start frame; blur: the model's upsampled pixels",
     )
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()

@@ -344,7 +344,7 @@ def cached_rollouts(
     progress: bool = True,
     guided: int = 0,
     processes: int = 1,
-    decode: str = "copy",
+    decode: str = "compose",
     facts: bool = False,
     miss: float = 0.0,
 ) -> CriticData:
@@ -353,7 +353,8 @@ def cached_rollouts(
     never reuse another's rollouts).
     `guided`: how many of each group are guided by the true motion (see guided_frames).
     `processes`: how many processes the oracle labels over (the labels do not depend on it).
-    `decode`: "copy" (moved objects copied sharp, the default) or "blur" (the model's pixels only).
+    `decode`: "compose" (every object redrawn where the model put it, the default), "copy" (moved
+    objects copied sharp) or "blur" (the model's pixels only).
     `facts`: remake chunks cached before the oracle's per-object facts were kept (same seeds, same clips).
     `miss`: guided rollouts head for targets moved by up to this much (near misses; see miss_target)."""
     from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel

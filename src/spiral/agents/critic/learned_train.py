@@ -65,7 +65,9 @@ class CriticTrainConfig:
     )
     miss: float = option(0.3, "how far (table units, at most) a near-miss rollout's target is moved")
     guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
-    decode: str = option("copy", "how the rollouts are decoded: copy (moved objects copied sharp) or blur", choices=DECODINGS)
+    decode: str = option(
+        "compose", "how the rollouts are decoded: compose (the world model's default), copy or blur", choices=DECODINGS
+    )
     out: Path = option(Path("runs/critic"), "run folder: checkpoint, log, exported weights, histograms")
     cache: Path = option(Path("runs/critic-cache"), "cache of decoded dataset clips and rollouts")
     sft_steps: int = option(1600, "stage 1 (SFT) optimizer steps")
