@@ -59,3 +59,12 @@ def test_an_object_the_model_erased_or_doubled_is_kept_once_where_it_was():
 def test_an_unknown_decoding_is_refused():
     with pytest.raises(SpiralError, match="unknown decoding 'sharp'; use one of copy, blur, compose"):
         SamplerConfig(decode="sharp")
+
+
+def test_compose_is_the_default_and_the_copy_decoding_stays_one_factory_away():
+    from spiral.bench.methods import Backends
+
+    assert SamplerConfig().decode == "compose"
+    backends = Backends("spiral.worldmodels.tabletop:copy_decoded", None, "symbolic", "oracle", "", "", "")
+    backends.check()
+    assert backends.world().sampler.decode == "copy"

@@ -252,3 +252,9 @@ class TabletopWorldModel:
         self, starts: np.ndarray, instructions: list[str], seeds: list[int], noise_level: float = 0.0
     ) -> np.ndarray:
         return self.decode(starts, self.sample(starts, instructions, seeds, noise_level).x0)
+
+
+def copy_decoded() -> TabletopWorldModel:
+    """The shipped model with the copy decoding, the default before 2026-12-03: pass
+    `--world-model spiral.worldmodels.tabletop:copy_decoded` to rerun results measured with it."""
+    return TabletopWorldModel.load(sampler=SamplerConfig(decode="copy"))
