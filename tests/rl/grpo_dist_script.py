@@ -27,8 +27,8 @@ def main() -> None:
     seen, tasks = {}, []
     load_policy = train.load_policy
 
-    def capturing_load_policy(path, guidance=0.0):
-        policy, wm = load_policy(path, guidance)
+    def capturing_load_policy(path, guidance=0.0, decode="compose"):
+        policy, wm = load_policy(path, guidance, decode)
         seen["policy"], seen["start"] = policy, digest(policy.net.state_dict())
         return policy, wm
 
@@ -39,7 +39,9 @@ def main() -> None:
     train.load_policy = capturing_load_policy
     train.judged_success = no_judge
     train.probe_reading = scripted_probe_reading
-    cfg = train.GRPOTrainConfig(weights=weights, out=out, iterations=6, groups=2, group_size=2, lr=1e-3, eval_every=1, probes=2)
+    cfg = train.GRPOTrainConfig(weights=weights, out=out, iterations=6, groups=2, group_size=2, lr=1e-3, eval_every=1, probes=2,
+        decode="copy",  # the brightness reward reads the model's own pixels
+    )  # fmt: skip
     outcome = train.train_grpo(cfg, progress=False, reward=reward)
     dist = train.Distributed.from_env()
     state = seen["policy"].net.state_dict()

@@ -37,6 +37,7 @@ from spiral.rl.guard import ProbeReading, RewardHackingGuard
 from spiral.rl.policy import GroupRollout, Policy, TabletopPolicy
 from spiral.rl.rewards import OracleReader, Reward, judged_success, make_reward
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
+from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import make_probes
 from spiral.worlds.tabletop.grammar import to_text
 
@@ -59,6 +60,11 @@ class GRPOTrainConfig:
     # 1 (no guidance) by default: rollouts cost half the net calls, and the shipped stage-4 model,
     # trained so, improved at guidance 1 and at the sampler's 5 alike (docs/RESULTS.md).
     guidance: float = option(1.0, "tabletop: classifier-free guidance of the rollouts; 0 = the model's sampler default")
+    decode: str = option(
+        "compose",
+        "tabletop: how rollouts are decoded before the reward sees them (blur: the model's own pixels)",
+        choices=DECODINGS,
+    )
     iterations: int = option(100, "GRPO iterations in total (a resumed run stops here too)")
     groups: int = option(8, "groups (tasks) per iteration, shared out over the processes")
     group_size: int = option(8, "clips sampled per group from the same start frame and action")
@@ -129,8 +135,9 @@ class Distributed:
         return bool(t.item())
 
 
-def load_policy(weights: str, guidance: float = 0.0) -> tuple[TabletopPolicy, TabletopWorldModel]:
-    wm = TabletopWorldModel.load(weights or None, sampler=SamplerConfig(guidance_scale=guidance) if guidance else None)
+def load_policy(weights: str, guidance: float = 0.0, decode: str = "compose") -> tuple[TabletopPolicy, TabletopWorldModel]:
+    sampler = SamplerConfig.overriding(guidance_scale=guidance or None, decode=decode)
+    wm = TabletopWorldModel.load(weights or None, sampler=sampler)
     return TabletopPolicy(wm), wm
 
 
@@ -157,7 +164,7 @@ def number_or_text(value: str) -> int | float | str:
 def make_policy(cfg: GRPOTrainConfig) -> tuple[Policy, object]:
     """(policy, world model). Diffusers backbones get a fresh LoRA adapter on their denoiser."""
     if cfg.world_model == "tabletop":
-        return load_policy(cfg.weights, cfg.guidance)
+        return load_policy(cfg.weights, cfg.guidance, cfg.decode)
     from spiral.rl.diffusers_policy import DiffusersLoRAPolicy
     from spiral.worldmodels.diffusers.model import make_diffusers_world_model
 
