@@ -62,7 +62,7 @@ class SamplerConfig:
         check_decoding(self.decode)
 
     @classmethod
-    def overriding(cls, **given: float | int | None) -> SamplerConfig:
+    def overriding(cls, **given: float | int | str | None) -> SamplerConfig:
         """The defaults, with the options a caller was given (None: not given, keep the default)."""
         return cls(**{k: v for k, v in given.items() if v is not None})
 
@@ -223,8 +223,9 @@ class TabletopWorldModel:
         Where the model changed nothing the sharp start frame is kept; where it changed something the
         model's own frame (start + change at 32x32, upsampled) is used. Adding an upsampled change to
         the sharp start instead would leave a ring where an object was erased, since a blurry
-        erase cannot cancel sharp edges. Then, unless the sampler says otherwise, what the model moved
-        is copied sharp from the start frame to where the model put it (tabletop_copy).
+        erase cannot cancel sharp edges. That is the "blur" decoding; by default ("compose") every
+        start-frame object is then redrawn sharp where the model put it (tabletop_compose), or with
+        "copy" only what the model moved is copied sharp there (tabletop_copy).
         """
         x0 = latent / self.cfg.change_scale
         b, t = x0.shape[:2]
@@ -241,11 +242,11 @@ class TabletopWorldModel:
         sharp = starts[:, None].astype(np.float32)
         frames = np.clip(np.rint(sharp * (1.0 - weight) + model * weight), 0, 255).astype(np.uint8)
         clips = np.concatenate([starts[:, None], frames], axis=1)
-        model = frames_small.reshape(b, t, 3, s, s)
+        seen = frames_small.reshape(b, t, 3, s, s)  # the model's frames, upsampled, in [-1, 1]
         if self.sampler.decode == "compose":
-            return compose_objects(starts, model, clips, r, self.compose)
+            return compose_objects(starts, seen, clips, r, self.compose)
         if self.sampler.decode == "copy":
-            return copy_moved(starts, model, clips, r, self.copy)
+            return copy_moved(starts, seen, clips, r, self.copy)
         return clips
 
     def sample_frames(
