@@ -31,6 +31,14 @@ def true_clip(probe) -> np.ndarray:
     return render_motion(trajectory(probe.scene, probe.action, target, 8), 64, probe.action.subject)
 
 
+def blurred_truth(probe) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+    """A probe's true clip, what a perfect 32 px model would draw of it, and that drawing decoded
+    as the blur decoding does (start frame first): the inputs of a sharpening decoding."""
+    truth = true_clip(probe)
+    model = as_model_frames(truth)
+    return truth, model, np.concatenate([truth[:1], to_uint8(model)])
+
+
 def sits_free(probe) -> bool:
     """The subject moves from bare table to bare table: nothing under it, on it, or at its target."""
     name = probe.action.subject
@@ -45,9 +53,7 @@ def test_a_blurred_true_motion_comes_back_sharp_and_still_passes_the_oracle():
     assert len(free) >= 4, "the probes hold enough free moves"
     solid_before, solid_after = [], []
     for probe in PROBES:
-        truth = true_clip(probe)
-        model = as_model_frames(truth)
-        blurry = np.concatenate([truth[:1], to_uint8(model)])
+        truth, model, blurry = blurred_truth(probe)
         copied = copy_moved(truth[None, 0], model[None], blurry[None], RESOLUTION, CopyConfig())[0]
         assert np.array_equal(copied[0], truth[0]), "the start frame is kept as it is"
         assert checks.check_clip(copied, probe.action).ok, probe.action

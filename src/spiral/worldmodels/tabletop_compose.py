@@ -111,10 +111,8 @@ def placements(
 def touching(masks: list[np.ndarray]) -> np.ndarray:
     """Pixels of objects that touch another object (8-neighbours): where one may hide part of another."""
     grown = [F.max_pool2d(torch.from_numpy(m)[None, None].float(), 3, stride=1, padding=1)[0, 0].numpy() > 0 for m in masks]
-    near_other = np.zeros_like(masks[0])
-    for j, m in enumerate(masks):
-        others = np.logical_or.reduce([g for k, g in enumerate(grown) if k != j]) if len(masks) > 1 else np.zeros_like(m)
-        near_other |= m & others
+    reach = np.sum(grown, axis=0)  # how many objects each pixel is next to (or in)
+    near_other = np.logical_or.reduce([m & (reach - g > 0) for m, g in zip(masks, grown, strict=True)])
     return F.max_pool2d(torch.from_numpy(near_other)[None, None].float(), 5, stride=1, padding=2)[0, 0].numpy() > 0
 
 
@@ -137,11 +135,12 @@ def compose_objects(
         empty[np.logical_or.reduce(masks)] = table.astype(np.uint8)
         # What lay under an object that sat on or against another is unknown: the model's pixels there.
         hidden = touching(masks)
+        pixels = [np.nonzero(m) for m in masks]
         for t in range(model.shape[1]):
             frame = empty.copy()
             frame[hidden] = clips[i, t + 1][hidden]
             for j in sorted(range(len(masks)), key=lambda j: moves[j][t] != (0, 0)):  # moved ones on top
-                ys, xs = np.nonzero(masks[j])
+                ys, xs = pixels[j]
                 dy, dx = moves[j][t]
                 keep = (ys + dy >= 0) & (ys + dy < size) & (xs + dx >= 0) & (xs + dx < size)
                 frame[ys[keep] + dy, xs[keep] + dx] = start[ys[keep], xs[keep]]
