@@ -399,3 +399,93 @@ def test_critic_threshold_overrides_the_learned_critics_pass_score_and_is_refuse
         make_critic("oracle", threshold=0.9)
     with pytest.raises(SpiralError, match=r"--critic-threshold must be in \[0, 1\).*got 1.5"):
         make_critic("learned", threshold=1.5)
+
+
+def test_object_features_measure_where_each_colour_is_what_moved_and_what_the_subject_covers():
+    from spiral.agents.critic.learned_net import clips_to_input
+    from spiral.agents.critic.learned_objects import PER_FRAME, feature_size
+    from spiral.agents.critic.learned_slots import SLOTS
+    from spiral.worlds.tabletop.scene import COLOURS
+
+    scene = random_scene(np.random.default_rng(3), num_objects=3, stacked_prob=0.0)
+    subject, anchor, other = scene.objects
+    onto = scene.moved(subject.name, anchor.x, anchor.y, anchor.name)  # the subject ends on the anchor
+    frames = np.stack([render(scene, 64)] * 6 + [render(onto, 64)] * 2)
+    cfg = replace(TINY, arch="objects", resolution=64)
+    table = TextTable.build([f"put the {subject.name} on the {anchor.name}"], shared_text_encoder())
+    x = clips_to_input(frames, cfg, table.rgb, table.named)[0]
+    assert x.shape == (SLOTS, feature_size(8))
+    colours, end = list(COLOURS), 7 * PER_FRAME
+    s, a, o = (colours.index(obj.colour) for obj in (subject, anchor, other))
+    # Centroids in [-1, 1] table coordinates (a triangle's lies a little below its centre).
+    for k, obj in ((s, subject), (a, anchor), (o, other)):
+        assert x[k, 1:3].tolist() == pytest.approx([2 * obj.x - 1, 2 * obj.y - 1], abs=0.08), obj.name
+    shift = [2 * (anchor.x - subject.x), 2 * (anchor.y - subject.y)]
+    assert (x[s, end + 1 : end + 3] - x[s, 1:3]).tolist() == pytest.approx(shift, abs=0.03)
+    moved, cover, to_subject, to_anchor, roles = 8 * PER_FRAME, 8 * PER_FRAME + 2, slice(-10, -8), slice(-8, -6), slice(-2, None)
+    # Only the subject moved; the anchor's visible part shifts a little as the subject covers it.
+    assert x[s, moved] > 0.5 and x[o, moved] < 0.05 and x[a, moved] < 0.2 * x[s, moved]
+    assert x[a, end] < 0.8 * x[a, 0]  # the anchor is partly hidden under it at the end
+    assert x[a, cover] > 0.3 and x[o, cover] < 0.01  # ... by the subject, which covers nothing else
+    assert x[s, to_anchor].norm() < 0.2 < x[o, to_anchor].norm() and x[o, to_subject].norm() > 0.2
+    assert x[s, roles].tolist() == [1.0, 0.0] and x[a, roles].tolist() == [0.0, 1.0] and x[o, roles].sum() == 0
+    absent = [k for k in range(len(colours)) if k not in (s, a, o)]
+    assert x[absent].abs().max() == 0.0  # no such colour: nothing measured
+    # The table: no flicker, and no smears but the few pixels where one colour meets another.
+    assert x[-1, 8:15].max() < 0.1 and x[-1, :8].max() < 0.2
+    noisy = frames.copy()
+    noisy[-1, 40:48, 40:48] = 255  # a white blotch in the last frame: no blend of the colours makes white
+    assert clips_to_input(noisy, cfg, table.rgb, table.named)[0, -1, 7] > x[-1, 7] + 0.3
+
+
+def test_rendered_near_misses_are_labelled_by_the_oracle_cached_and_go_to_training_only(tiny_run, tmp_path, monkeypatch):
+    from spiral.agents.critic import learned_data
+    from spiral.agents.critic.learned_data import RENDER_SOURCE, cached_renders
+    from spiral.worlds.tabletop.checks import check_clip
+    from spiral.worlds.tabletop.render import render_motion
+
+    data = cached_renders(6, 0, 32, 0.2, 8, tmp_path, progress=False)
+    assert len(data) == 6 and not data.rollout.any() and data.has_facts.all() and data.frames.shape[1:] == (8, 32, 32, 3)
+    assert 0 < data.success.sum() < 6  # both sides of the edge
+    # Each clip is the simulator's motion towards its target moved by up to 0.2, and its label is the oracle's.
+    probe = training_probes(6, 0, source=RENDER_SOURCE)[0]
+    rng = np.random.default_rng([learned_data.ROLLOUT_STREAM, 0, RENDER_SOURCE, 0])
+    target = next(t for t in (learned_data.sample_target(probe.scene, probe.action, rng) for _ in range(20)) if t is not None)
+    moved = learned_data.miss_target(probe, target, 0.2, rng)
+    clip = render_motion(learned_data.trajectory(probe.scene, probe.action, moved, 8), 64, probe.action.subject)
+    assert bool(data.success[0]) == check_clip(clip, probe.action).ok and data.texts[0] == to_text(probe.action)
+    monkeypatch.setattr(learned_data, "label_renders", lambda *a, **k: pytest.fail("renders were made twice"))
+    assert torch.equal(cached_renders(6, 0, 32, 0.2, 8, tmp_path, progress=False).frames, data.frames)
+    monkeypatch.undo()
+    cfg, _ = tiny_run
+    plain = replace(cfg, val_share=0.5, cache=tmp_path / "cache")
+    split, _, _ = prepare(plain, CriticNetConfig(), progress=False)
+    more, _, _ = prepare(replace(plain, near_renders=6), CriticNetConfig(), progress=False)
+    n = len(split.data)
+    assert len(more.data) == n + 6 and torch.equal(more.val, split.val)
+    assert torch.equal(more.train, torch.cat([split.train, torch.arange(n, n + 6)]))
+
+
+def test_read_pixels_gives_a_rim_between_two_objects_to_them_not_to_a_third_colour():
+    from spiral.agents.critic.learned_objects import read_pixels
+    from spiral.worlds.tabletop.scene import COLOURS, Scene, TableObject
+
+    base = TableObject("yellow", "circle", "large", 0.5, 0.5)
+    stack = Scene((base, TableObject("red", "triangle", "small", 0.5, 0.5, on=base.name)))
+    frame = render(stack, 64)
+    x = torch.from_numpy(frame).float().permute(2, 0, 1)[None, None] / 127.5 - 1.0
+    cover, misfit = read_pixels(x)
+    colours = list(COLOURS)
+    # Half red, half yellow is close to orange: read as a blend of the two, it is none of orange.
+    assert cover[0, 0, colours.index("orange")].sum() < 0.5
+
+    # Each object covers as much as it does alone on the table (the yellow one: but for what the red covers).
+    def lone_cover(obj):
+        lone = torch.from_numpy(render(Scene((replace(obj, on=None),)), 64)).float().permute(2, 0, 1)[None, None] / 127.5 - 1.0
+        return float(read_pixels(lone)[0][0, 0, colours.index(obj.colour)].sum())
+
+    alone = {o.colour: lone_cover(o) for o in stack.objects}
+    red, yellow = colours.index("red"), colours.index("yellow")
+    assert float(cover[0, 0, red].sum()) == pytest.approx(alone["red"], rel=0.05)
+    assert float(cover[0, 0, red].sum() + cover[0, 0, yellow].sum()) == pytest.approx(alone["yellow"], rel=0.05)
+    assert misfit.sum() < 1.0

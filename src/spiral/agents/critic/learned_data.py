@@ -231,7 +231,7 @@ def load_dataset(root: Path, resolution: int, cache_dir: Path, swap_rate: float 
 
 def training_probes(count: int, seed: int, frame_size: int = 64, source: int = 0) -> list[Probe]:
     """Start scenes and feasible actions for training rollouts (never a held-out probe). `source`
-    1 is a stream of its own, for the near-miss rollouts (see miss_target)."""
+    1 and 2 are streams of their own, for the near-miss rollouts and the rendered near misses."""
     return make_probes(count, frame_size, stream=(ROLLOUT_STREAM, seed) if not source else (ROLLOUT_STREAM, seed, source))
 
 
@@ -331,6 +331,70 @@ def label_rollouts(
         facts=torch.stack(facts),
         **_labels([r.ok for r in reports], kinds, [r.verdict == Verdict.GLOBAL_DRIFT for r in reports]),
     )
+
+
+RENDER_SOURCE = 2  # the rendered near misses' own stream of scenes and targets (see training_probes)
+RENDER_CHUNK = 128  # renders per cache file
+
+
+def label_renders(
+    probes: list[Probe], seed: int, resolution: int, miss: float, num_frames: int, first: int, oracle: OraclePool
+) -> CriticData:
+    """The simulator's own motion of each probe's step towards a target moved by up to `miss` (see
+    miss_target), rendered and labelled by the oracle. A compose-decoded rollout is the start
+    frame's objects redrawn where the model put them, so these look like rollouts that end on
+    either side of the postcondition's edge or against another object: the cases the critic
+    confuses most, many more of them than the world model's own failures give, at no model cost."""
+    clips, kept = [], []
+    for i, p in enumerate(probes):
+        rng = np.random.default_rng([ROLLOUT_STREAM, seed, RENDER_SOURCE, first + i])
+        target = next((t for t in (sample_target(p.scene, p.action, rng) for _ in range(20)) if t is not None), None)
+        if target is None:  # no room found for the subject: no clip of this probe
+            continue
+        ends = trajectory(p.scene, p.action, miss_target(p, target, miss, rng), num_frames)
+        clips.append(render_motion(ends, p.frame.shape[0], p.action.subject))
+        kept.append(i)
+    reports = oracle.check_clips(clips, [probes[i].action for i in kept])
+    objects, facts = zip(*(report_facts(r) for r in reports), strict=True)
+    return CriticData(
+        downsample(np.stack(clips), resolution),
+        [to_text(probes[i].action) for i in kept],
+        group=first + torch.tensor(kept),
+        rollout=torch.zeros(len(kept), dtype=torch.bool),
+        objects=torch.stack(objects),
+        facts=torch.stack(facts),
+        **_labels(
+            [r.ok for r in reports], [r.failure_kind.value for r in reports], [r.verdict == Verdict.GLOBAL_DRIFT for r in reports]
+        ),
+    )
+
+
+def cached_renders(
+    count: int,
+    seed: int,
+    resolution: int,
+    miss: float,
+    num_frames: int,
+    cache_dir: Path,
+    progress: bool = True,
+    processes: int = 1,
+) -> CriticData:
+    """`count` rendered near misses (label_renders) of training scenes of their own, cached chunk by chunk."""
+    probes = training_probes(count, seed, source=RENDER_SOURCE)
+    folder = Path(cache_dir) / f"renders-s{seed}-miss{miss:g}-f{num_frames}-r{resolution}"
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    with OraclePool(processes) as oracle:
+        for start in tqdm(range(0, count, RENDER_CHUNK), desc="rendered near misses", unit="chunk", disable=not progress):
+            chunk = probes[start : start + RENDER_CHUNK]
+            key = json.dumps([[p.action.subject, p.action.relation, p.action.anchor] for p in chunk])
+            path = folder / f"chunk-{start // RENDER_CHUNK:05d}.safetensors"
+            data = CriticData.load(path, key)
+            if data is None:
+                data = label_renders(chunk, seed, resolution, miss, num_frames, start, oracle)
+                data.save(path, {"key": key})
+            parts.append(data)
+    return CriticData.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def cached_rollouts(

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from spiral.agents.critic.learned_objects import ObjectEncoder, object_features
 from spiral.agents.critic.learned_slots import CLIP_FACTS, OBJECT_FACTS, SlotEncoder, coordinate_planes, slot_input
 from spiral.errors import SpiralError
 from spiral.types import FailureKind
@@ -44,7 +45,7 @@ KINDS: tuple[FailureKind, ...] = (
 KIND_INDEX = {k.value: i for i, k in enumerate(KINDS)}
 STEM = 64  # channels of the first conv layer
 MASK_SIGMA = 60.0  # grey levels: a colour mask falls to 0.6 at this distance from the named colour
-ARCHS = ("grid", "slots")
+ARCHS = ("grid", "slots", "objects")
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,10 @@ class CriticNetConfig:
     text_dim: int = 384  # MiniLM token embedding size
     mlp_ratio: float = 2.0
     colour_masks: bool = True  # add per-frame masks of the named objects' colours (see clips_to_input)
-    arch: str = "grid"  # tokens: "grid" (8x8 cells of a conv stem) or "slots" (one per colour, learned_slots.py)
-    fact_heads: bool = False  # slots only: also predict the oracle's per-object and clip facts (training aid)
+    # tokens: "grid" (8x8 cells of a conv stem), "slots" (one per colour, learned_slots.py) or
+    # "objects" (one per colour, made of measured numbers, learned_objects.py)
+    arch: str = "grid"
+    fact_heads: bool = False  # slots and objects only: also predict the oracle's per-object and clip facts (training aid)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +96,8 @@ def clips_to_input(
         x = x.reshape(b, t, 3, cfg.resolution, cfg.resolution)
     if cfg.arch == "slots":
         return slot_input(x, rgb, named)
+    if cfg.arch == "objects":
+        return object_features(x, rgb, named)
     parts = [x[:, :1], x[:, 1:] - x[:, :1]]
     if cfg.colour_masks:
         d2 = (((x[:, :, None] + 1.0) * 127.5 - rgb[:, None, :, :, None, None]) ** 2).sum(3)  # (B, T, 2, R, R)
@@ -166,12 +171,14 @@ class CriticNet(nn.Module):
             raise SpiralError(f"critic resolution {cfg.resolution}: use a multiple of 16 of at least 32 (e.g. 32 or 64)")
         if cfg.arch not in ARCHS:
             raise SpiralError(f"critic arch {cfg.arch!r}: use one of {', '.join(ARCHS)}")
-        if cfg.fact_heads and cfg.arch != "slots":
-            raise SpiralError("critic fact_heads need arch 'slots' (one token per object colour)")
+        if cfg.fact_heads and cfg.arch == "grid":
+            raise SpiralError("critic fact_heads need arch 'slots' or 'objects' (one token per object colour)")
         if cfg.fact_heads:
             self.object_head, self.fact_head = nn.Linear(d, len(OBJECT_FACTS)), nn.Linear(d, len(CLIP_FACTS))
         if cfg.arch == "slots":
             self.slots = SlotEncoder(cfg.num_frames, cfg.resolution, d)
+        elif cfg.arch == "objects":
+            self.objects = ObjectEncoder(cfg.num_frames, d)
         else:
             # frames, colour masks and 2 coordinate channels (regions are absolute places)
             c = (5 if cfg.colour_masks else 3) * cfg.num_frames + 2
@@ -194,6 +201,8 @@ class CriticNet(nn.Module):
         text = self.text_proj(text)
         if self.cfg.arch == "slots":
             cells = self.slots(x)
+        elif self.cfg.arch == "objects":
+            cells = self.objects(x)
         else:
             h = self.conv3(F.gelu(self.conv2(F.gelu(self.conv1(torch.cat([x, self.coords.expand(b, -1, -1, -1)], dim=1))))))
             cells = h.flatten(2).transpose(1, 2) + self.pos

@@ -2,7 +2,7 @@
 
 Reads top to bottom: labelled dataset clips + world-model rollouts labelled by the oracle (both
 cached) -> split off validation scenes -> stage 1, SFT (BCE on success, CE on the failure kind, BCE
-on "needs a replan", and for slots critics BCE on the oracle's per-object facts) -> stage 2,
+on "needs a replan", and for slots and objects critics BCE on the oracle's per-object facts) -> stage 2,
 reward model (a Bradley-Terry ranking loss between passed and failed clips, most of them of the
 same start frame and instruction, beside the SFT losses at a lower learning rate; `--rm-scope
 head` trains the heads only: retraining a slots net on the ranking pairs lowered its validation
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from spiral.agents.critic.learned_data import (
     CriticData,
+    cached_renders,
     cached_rollouts,
     load_dataset,
     training_probes,
@@ -63,7 +64,10 @@ class CriticTrainConfig:
     near_misses: int = option(
         0, "guided rollouts towards targets moved off the true ones (scenes of their own; training only, not validation)"
     )
-    miss: float = option(0.3, "how far (table units, at most) a near-miss rollout's target is moved")
+    near_renders: int = option(
+        0, "near misses rendered by the simulator (targets moved by up to --miss), labelled by the oracle (training only)"
+    )
+    miss: float = option(0.3, "how far (table units, at most) a near-miss rollout's or render's target is moved")
     guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
     decode: str = option(
         "compose", "how the rollouts are decoded: compose (the world model's default), copy or blur", choices=DECODINGS
@@ -84,7 +88,9 @@ class CriticTrainConfig:
     val_share: float = option(0.2, "share of scenes held back for validation and calibration")
     resolution: int = option(32, "input size the clips are downsampled to (64 = the tabletop frame itself)")
     arch: str = option(
-        "grid", "critic tokens: grid (conv cells) or slots (one per colour; ranks better, loops worse)", choices=ARCHS
+        "grid",
+        "critic tokens: grid (conv cells), slots (one per colour; ranks better, loops worse) or objects (one per colour, of measured numbers)",
+        choices=ARCHS,
     )
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
@@ -131,6 +137,20 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
         near = near_miss_rollouts(cfg, net_cfg, progress)
         n = len(data)
         data = CriticData.cat([data, near])
+        train = torch.cat([train, torch.arange(n, len(data))])
+    if cfg.near_renders > 0:  # training only, as the near-miss rollouts
+        renders = cached_renders(
+            cfg.near_renders,
+            cfg.seed,
+            net_cfg.resolution,
+            cfg.miss,
+            net_cfg.num_frames,
+            cfg.cache,
+            progress,
+            torch.get_num_threads(),
+        )
+        n = len(data)
+        data = CriticData.cat([data, renders])
         train = torch.cat([train, torch.arange(n, len(data))])
     if cfg.mirror:  # mirror images of the training clips only: validation stays real clips
         n = len(data)
@@ -288,7 +308,7 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
     net_cfg = CriticNetConfig(
-        resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch, fact_heads=cfg.arch == "slots"
+        resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch, fact_heads=cfg.arch != "grid"
     )
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
