@@ -355,9 +355,12 @@ def label_renders(
         clips.append(render_motion(ends, p.frame.shape[0], p.action.subject))
         kept.append(i)
     reports = oracle.check_clips(clips, [probes[i].action for i in kept])
+    # A start frame the oracle cannot read (an object hidden under another) is no example of anything.
+    known = [j for j, r in enumerate(reports) if r.failure_kind.value in KIND_INDEX]
+    reports, kept = [reports[j] for j in known], [kept[j] for j in known]
     objects, facts = zip(*(report_facts(r) for r in reports), strict=True)
     return CriticData(
-        downsample(np.stack(clips), resolution),
+        downsample(np.stack([clips[j] for j in known]), resolution),
         [to_text(probes[i].action) for i in kept],
         group=first + torch.tensor(kept),
         rollout=torch.zeros(len(kept), dtype=torch.bool),

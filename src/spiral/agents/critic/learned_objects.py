@@ -34,6 +34,7 @@ MIN_AREA = 1e-3
 # Grey levels: how far a pixel may lie from its best blend of table and palette colour and still be
 # read as that colour (the renderer's blends lie within a few levels; a smear does not).
 FIT_SIGMA = 20.0
+TABLE_LEVELS = 3.0  # grey levels (RGB distance) within which a pixel is plain table
 JUNK_SCALE = 0.3  # summed RGB change in [-1, 1] units at which a non-palette pixel counts as fully changed
 
 
@@ -66,27 +67,29 @@ def read_pixels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     not purple, a red-yellow one not orange), its centroid is exact to a fraction of a pixel, and a
     smear is a misfit."""
     b, t, _, r, _ = x.shape
-    px = (x + 1.0) * 127.5
-    table = px[:, 0].flatten(2).median(-1).values  # (B, 3): most of every start frame is table
-    under = torch.where(UNDER[None, :, None] >= 0, PALETTE[UNDER.clamp(min=0)][None], table[:, None])  # (B, M, 3)
-    best = torch.full((b, t, r, r), float("inf"))
-    which = torch.zeros((b, t, r, r), dtype=torch.long)
-    weight = torch.zeros((b, t, r, r))
-    for m in range(len(OVER)):  # one blend at a time: (B, T, M, 3, R, R) at once is hundreds of MB
-        base = under[:, m, :, None, None, None].transpose(0, 1)  # (3, B, 1, 1, 1) -> per clip colour
-        rel = px - base.permute(1, 2, 0, 3, 4)  # (B, T, 3, R, R)
-        ink = PALETTE[OVER[m]][None] - under[:, m]  # (B, 3)
-        alpha = (torch.einsum("btcij,bc->btij", rel, ink) / (ink**2).sum(-1)[:, None, None, None]).clamp(0.0, 1.0)
-        residual = ((rel - alpha[:, :, None] * ink[:, None, :, None, None]) ** 2).sum(2)
-        better = residual < best
-        best = torch.where(better, residual, best)
-        which = torch.where(better, m, which)
-        weight = torch.where(better, alpha, weight)
-    fit = torch.exp(-best / (2 * FIT_SIGMA**2))
-    over = F.one_hot(OVER[which], len(PALETTE)).float() * weight[..., None]
-    below = F.one_hot(UNDER[which].clamp(min=0), len(PALETTE)).float() * ((1.0 - weight) * (UNDER[which] >= 0))[..., None]
-    cover = ((over + below) * fit[..., None]).movedim(-1, 2)  # (B, T, K, R, R)
-    return cover, 1.0 - fit
+    k = len(PALETTE)
+    px = ((x + 1.0) * 127.5).movedim(2, -1)  # (B, T, R, R, 3)
+    table = px[:, 0].reshape(b, -1, 3).median(1).values  # (B, 3): most of every start frame is table
+    cover = x.new_zeros(b, t, r, r, k)
+    misfit = x.new_zeros(b, t, r, r)
+    # Most pixels are plain table: only the others are read (a few times faster).
+    ink = ((px - table[:, None, None, None]) ** 2).sum(-1) > TABLE_LEVELS**2
+    if ink.any():
+        p = px[ink]  # (P, 3)
+        under = torch.where(UNDER[None, :, None] >= 0, PALETTE[UNDER.clamp(min=0)][None], table[:, None])  # (B, M, 3)
+        under = under[torch.nonzero(ink)[:, 0]]  # (P, M, 3)
+        rel = p[:, None] - under
+        span = PALETTE[OVER][None] - under
+        alpha = ((rel * span).sum(-1) / (span**2).sum(-1)).clamp(0.0, 1.0)  # (P, M)
+        residual = ((rel - alpha[..., None] * span) ** 2).sum(-1)
+        best, which = residual.min(1)
+        weight = alpha.gather(1, which[:, None])[:, 0]
+        fit = torch.exp(-best / (2 * FIT_SIGMA**2))
+        over = F.one_hot(OVER[which], k).float() * weight[:, None]
+        below = F.one_hot(UNDER[which].clamp(min=0), k).float() * ((1.0 - weight) * (UNDER[which] >= 0))[:, None]
+        cover[ink] = (over + below) * fit[:, None]
+        misfit[ink] = 1.0 - fit
+    return cover.movedim(-1, 2), misfit
 
 
 def _moments(m: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
