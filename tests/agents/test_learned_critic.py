@@ -489,3 +489,12 @@ def test_read_pixels_gives_a_rim_between_two_objects_to_them_not_to_a_third_colo
     assert float(cover[0, 0, red].sum()) == pytest.approx(alone["red"], rel=0.05)
     assert float(cover[0, 0, red].sum() + cover[0, 0, yellow].sum()) == pytest.approx(alone["yellow"], rel=0.05)
     assert misfit.sum() < 1.0
+
+
+def test_a_given_pass_score_is_stored_in_place_of_the_balanced_one(tiny_run, tmp_path):
+    cfg, _ = tiny_run
+    quick = replace(cfg, out=tmp_path / "run", sft_steps=20, rm_steps=2, checkpoint_every=20)
+    weights = train_critic(replace(quick, pass_score=0.5), progress=False)
+    assert LearnedCriticAgent.load(weights).threshold == 0.5
+    with pytest.raises(SpiralError, match="--pass-score 1.5: use a probability in"):
+        train_critic(replace(quick, out=tmp_path / "bad", pass_score=1.5), progress=False)

@@ -82,6 +82,11 @@ class CriticTrainConfig:
     rm_scope: str = option(
         "all", "what stage 2 trains: all (every weight) or head (the heads, on the SFT body)", choices=RM_SCOPES
     )
+    pass_score: float = option(
+        0.0,
+        "the pass threshold stored with the weights: 0 = the score with the best balanced accuracy on the validation "
+        "rollouts; else this calibrated probability (0.5: pass what is more likely good than not)",
+    )
     mirror: bool = option(False, "also train on the left-right mirror image of every training clip, instruction mirrored")
     swap_rate: float = option(0.35, "share of good dataset clips also shown with a mismatched instruction")
     rollout_share: float = option(0.5, "share of each batch drawn from the world-model rollouts")
@@ -298,6 +303,8 @@ def export_weights(path: Path, net: CriticNet, info: dict) -> None:
 def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     from spiral.agents.critic.learned import WEIGHTS_NAME, load_net
 
+    if not 0.0 <= cfg.pass_score < 1.0:
+        raise SpiralError(f"--pass-score {cfg.pass_score}: use a probability in (0, 1), or 0 for the balanced-accuracy threshold")
     torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
     began = time.perf_counter()
     out = Path(cfg.out)
@@ -370,8 +377,9 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     if 0 < int(d.success[fit_on].sum()) < len(fit_on):
         scale, bias = fit_platt(logits, d.success[fit_on])
     net.calib.copy_(torch.tensor([scale, bias]))
-    # The pass threshold on the same clips' calibrated scores (what the net now outputs for them).
-    threshold = balanced_threshold(torch.sigmoid(logits * net.calib[0] + net.calib[1]), d.success[fit_on])
+    # The pass threshold on the same clips' calibrated scores (what the net now outputs for them),
+    # unless a calibrated probability is given.
+    threshold = cfg.pass_score or balanced_threshold(torch.sigmoid(logits * net.calib[0] + net.calib[1]), d.success[fit_on])
     weights = out / WEIGHTS_NAME
     info = {
         "stage": "sft+rm", "sft_steps": cfg.sft_steps, "rm_steps": cfg.rm_steps, "clips": len(d),
