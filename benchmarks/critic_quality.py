@@ -4,7 +4,7 @@ SFT stage alone and for SFT + reward model.
     .venv/bin/python benchmarks/critic_quality.py [--probes 300] [--group-size 2]
         [--world-model FILE] [--sft runs/critic/critic_sft.safetensors]
         [--rm FILE (default: the shipped critic)] [--svg docs/critic_scores.svg] [--training-rollouts 3072]
-        [--chained]
+        [--chained] [--probe-seed 5000000] [--episodes RUN[,RUN...]]
 
 Probes are the held-out scenes of tabletop_eval (seeds from 1_000_000 up), never used in training;
 each gets `group-size` samples of the world model (half ODE, half SDE, as in training) and the
@@ -17,13 +17,19 @@ training scenes, seed 0, groups of 6 with 2 guided; read from its cache), 80% of
 trained on: how far its fit there is from its held-out figure says whether it memorised them.
 `--chained` judges second steps instead (tabletop_eval.chained_probes): each held-out scene's step
 is sampled once and a new step starts from that clip's last frame, a generated frame with the
-model's artefacts, as most steps of the closed loop start.
+model's artefacts, as most steps of the closed loop start. `--probe-seed S` draws the probes from
+seeds S, S+1, ... instead (a tuning set of its own: choose recipes there, then measure once on the
+held-out probes). `--episodes RUN,...` judges the clips of saved closed-loop episodes instead
+(`spiral bench run ... --critic oracle --save-episodes --out RUN`): every attempt, labelled by the
+oracle critic's verdict in the loop; later steps start from generated frames after several steps.
+Each table is followed by a breakdown by what the oracle saw in the failed clips.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import math
 import os
 import platform
@@ -32,11 +38,13 @@ from pathlib import Path
 
 import torch
 
-from spiral.agents.critic.learned import load_net
-from spiral.agents.critic.learned_data import cached_rollouts, training_probes
-from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table, score_histograms_svg, text_histogram
-from spiral.agents.critic.learned_net import KINDS, TextTable, predict
+from spiral.agents.critic.learned import canonical, load_net
+from spiral.agents.critic.learned_data import CriticData, cached_rollouts, training_probes
+from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table, roc_auc, score_histograms_svg, text_histogram
+from spiral.agents.critic.learned_net import KIND_INDEX, KINDS, TextTable, downsample, predict
+from spiral.agents.critic.learned_slots import CLIP_FACTS, OBJECT_FACTS
 from spiral.agents.critic.learned_train import CriticTrainConfig
+from spiral.data.video import read_video
 from spiral.worldmodels.tabletop import default_weights
 from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, chained_probes, make_probes
@@ -59,6 +67,8 @@ def main() -> None:
     parser.add_argument("--svg", default="docs/critic_scores.svg", help="score histograms of both stages ('' for none)")
     parser.add_argument("--training-rollouts", type=int, default=0, help="also score this many training rollouts")
     parser.add_argument("--chained", action="store_true", help="second steps, from generated frames")
+    parser.add_argument("--probe-seed", type=int, default=HELDOUT_SEED, help="first probe seed (default: the held-out probes)")
+    parser.add_argument("--episodes", default="", help="judge the attempts of saved oracle-critic episodes of these runs")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -76,30 +86,30 @@ def main() -> None:
     resolution = max(net.cfg.resolution for net in nets.values())
 
     began = time.perf_counter()
-    probes = make_probes(args.probes, seed=HELDOUT_SEED)
-    if args.chained:
-        from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    if args.episodes:
+        data = episode_attempts([Path(r) for r in args.episodes.split(",")], resolution)
+        what = f"attempts of saved episodes ({args.episodes})"
+    else:
+        probes = make_probes(args.probes, seed=args.probe_seed)
+        if args.chained:
+            from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 
-        wm = TabletopWorldModel.load(wm_path, sampler=SamplerConfig(decode=args.decode))
-        probes = chained_probes(wm, probes, seed=ROLLOUT_SEED)
-    data = cached_rollouts(
-        wm_path,
-        probes,
-        "heldout-chained" if args.chained else "heldout",
-        Path(args.cache),
-        args.group_size,
-        ROLLOUT_SEED,
-        resolution,
-        processes=args.threads,
-        decode=args.decode,
-    )
+            wm = TabletopWorldModel.load(wm_path, sampler=SamplerConfig(decode=args.decode))
+            probes = chained_probes(wm, probes, seed=ROLLOUT_SEED)
+        name = "heldout" if args.probe_seed == HELDOUT_SEED else f"probes{args.probe_seed}"
+        data = cached_rollouts(
+            wm_path, probes, name + ("-chained" if args.chained else ""), Path(args.cache), args.group_size, ROLLOUT_SEED,
+            resolution, processes=args.threads, decode=args.decode,
+        )  # fmt: skip
+        print(f"world model: {wm_path}; decoding: {args.decode}")
+        what = f"{name} rollouts{' (chained)' if args.chained else ''}: {len(probes)} probes x {args.group_size}"
     rollout_s = time.perf_counter() - began
     y = data.success.numpy()
     kinds = collections.Counter(KINDS[k].value for k in data.kind.tolist())
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
-    print(f"world model: {wm_path}; decoding: {args.decode}")
-    print(f"held-out rollouts{' (chained)' if args.chained else ''}: {len(data)} ({len(probes)} probes x {args.group_size}; made or read in {rollout_s:.0f} s); "
-          f"oracle passes {y.mean():.1%}; oracle kinds: {dict(kinds)}")  # fmt: skip
+    print(
+        f"{what}; {len(data)} clips made or read in {rollout_s:.0f} s; oracle passes {y.mean():.1%}; oracle kinds: {dict(kinds)}"
+    )
     texts = sorted(set(data.texts))
     table = TextTable.build(texts, shared_text_encoder())
     ids = torch.tensor([texts.index(t) for t in data.texts])
@@ -138,15 +148,72 @@ def main() -> None:
     print()
     print(metrics_table(rows))
     print("(target: ROC-AUC >= 0.95 against the oracle; kind and replan accuracy on the clips the oracle failed)")
+    print()
+    print(breakdown_table(data, {stage: p for stage, (p, _) in hist.items()}, cuts))
     for stage, (p, labels) in hist.items():
         print()
-        print(
-            text_histogram(f"{stage} scores on held-out rollouts", {"oracle pass": p[labels > 0], "oracle fail": p[labels == 0]})
-        )
+        print(text_histogram(f"{stage} scores on these clips", {"oracle pass": p[labels > 0], "oracle fail": p[labels == 0]}))
     if args.svg:
         Path(args.svg).parent.mkdir(parents=True, exist_ok=True)
         Path(args.svg).write_text(score_histograms_svg("held-out world-model rollouts", hist))
         print(f"\nhistograms: {args.svg}")
+
+
+def breakdown_table(data, scores: dict, cuts: dict) -> str:
+    """Per kind of failure the oracle saw: how many failed clips, each critic's ROC-AUC of those
+    clips against all passed ones, and the share of them it lets through at its threshold. Rollouts
+    carry the oracle's per-object facts; episode attempts only the failure kind."""
+    passed = data.success > 0
+    groups = {f"failure kind: {KINDS[k].value}": data.kind == k for k in range(1, len(KINDS))}
+    if data.has_facts.any():
+        # ("moved" counts the subject too, so it is in nearly every clip: left out)
+        facts = {
+            f"any object {fact}": data.objects[:, :, j].amax(1) > 0 for j, fact in enumerate(OBJECT_FACTS) if fact != "moved"
+        }
+        groups |= facts
+        groups["the postcondition does not hold"] = data.facts[:, CLIP_FACTS.index("postcondition")] == 0
+    head = "| failed clips in which the oracle saw | clips | " + " | ".join(f"{s}: ROC-AUC / passed" for s in scores) + " |"
+    lines = [head, "|" + "---|" * (2 + len(scores))]
+    for name, mask in groups.items():
+        fails = mask & ~passed
+        if not fails.any():
+            continue
+        cells = []
+        for stage, p in scores.items():
+            p = torch.as_tensor(p)
+            both = torch.cat([p[passed], p[fails]]).numpy()
+            auc = roc_auc(both, torch.cat([torch.ones(int(passed.sum())), torch.zeros(int(fails.sum()))]).numpy())
+            cells.append(f"{auc:.3f} / {float((p[fails] >= cuts[stage]).float().mean()):.0%}")
+        lines.append(f"| {name} | {int(fails.sum())} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def episode_attempts(runs: list[Path], resolution: int) -> CriticData:
+    """Every attempt of the episodes saved under each run's episodes/ folder, labelled by the in-loop
+    critic's verdict (run them with --critic oracle) and failure kind."""
+    frames, texts, success, kinds, drift = [], [], [], [], []
+    for path in sorted(p for run in runs for p in run.glob("episodes/*/*/episode.json")):
+        episode = json.loads(path.read_text())
+        for step in episode["steps"]:
+            for attempt in step["attempts"]:
+                critique = attempt.get("critique") or {}
+                kind = critique.get("failure_kind", "")
+                if kind not in KIND_INDEX:  # a start the oracle could not read, or no critique
+                    continue
+                frames.append(downsample(read_video(path.parent / attempt["video"]), resolution))
+                texts.append(canonical(attempt["instruction"]))
+                success.append(critique["verdict"] == "success")
+                kinds.append(KIND_INDEX[kind])
+                drift.append(critique["verdict"] == "global_drift")
+    if not frames:
+        raise SystemExit(
+            f"no saved episodes with oracle critiques under {', '.join(map(str, runs))}/episodes (use --save-episodes)"
+        )
+    n = len(frames)
+    return CriticData(
+        torch.stack(frames), texts, torch.tensor(success, dtype=torch.float32), torch.tensor(kinds),
+        torch.tensor(drift, dtype=torch.float32), torch.arange(n), torch.zeros(n, dtype=torch.bool),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

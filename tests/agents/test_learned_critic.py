@@ -41,11 +41,14 @@ def clip(size=64, frames=8) -> Clip:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A tiny training run on a small dataset made mostly of failures (no world model needed)."""
+    """A tiny training run on a small dataset made mostly of failures (no world model needed), of
+    the grid critic without the shipped recipe's extras (mirror images, rendered near misses,
+    a fixed pass score), so each of those is tested on its own."""
     root = tmp_path_factory.mktemp("critic")
     make_dataset(DataMakeConfig(out=root / "data", episodes=16, seed=5, frame_size=32, failure_rate=0.8), progress=False)
     cfg = CriticTrainConfig(data=str(root / "data"), rollouts=0, out=root / "run", cache=root / "cache", sft_steps=160, swap_rate=0.0,
-                            rm_steps=10, batch_size=32, lr=2e-3, dim=32, depth=1, val_share=0.0, checkpoint_every=40)  # fmt: skip
+                            rm_steps=10, batch_size=32, lr=2e-3, dim=32, depth=1, val_share=0.0, checkpoint_every=40,
+                            arch="grid", mirror=False, near_renders=0, pass_score=0.0)  # fmt: skip
     return cfg, train_critic(cfg, progress=False)
 
 
@@ -266,7 +269,8 @@ def test_report_facts_name_the_colours_the_oracle_saw_vanish_and_move():
     assert facts[CLIP_FACTS.index("postcondition")] == float(report.postcondition)
 
 
-def test_slots_critic_with_fact_heads_learns_the_facts_beside_the_verdict():
+@pytest.mark.parametrize("arch", ["slots", "objects"])
+def test_critics_with_fact_heads_learn_the_facts_beside_the_verdict(arch):
     from dataclasses import replace
 
     from spiral.agents.critic.learned_train import Split, losses, mixed_groups
@@ -283,7 +287,7 @@ def test_slots_critic_with_fact_heads_learns_the_facts_beside_the_verdict():
     ids = torch.zeros(4, dtype=torch.long)
     split = Split(data, ids, torch.arange(4), torch.arange(0), mixed_groups(data, torch.arange(4)))
     torch.manual_seed(0)
-    net = CriticNet(replace(TINY, arch="slots", fact_heads=True))
+    net = CriticNet(replace(TINY, arch=arch, fact_heads=True))
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     first = None
     for _ in range(30):

@@ -65,9 +65,9 @@ class CriticTrainConfig:
         0, "guided rollouts towards targets moved off the true ones (scenes of their own; training only, not validation)"
     )
     near_renders: int = option(
-        0, "near misses rendered by the simulator (targets moved by up to --miss), labelled by the oracle (training only)"
+        12288, "near misses rendered by the simulator (targets moved by up to --miss), labelled by the oracle (training only)"
     )
-    miss: float = option(0.3, "how far (table units, at most) a near-miss rollout's or render's target is moved")
+    miss: float = option(0.2, "how far (table units, at most) a near-miss rollout's or render's target is moved")
     guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
     decode: str = option(
         "compose", "how the rollouts are decoded: compose (the world model's default), copy or blur", choices=DECODINGS
@@ -83,17 +83,17 @@ class CriticTrainConfig:
         "all", "what stage 2 trains: all (every weight) or head (the heads, on the SFT body)", choices=RM_SCOPES
     )
     pass_score: float = option(
-        0.0,
+        0.5,
         "the pass threshold stored with the weights: 0 = the score with the best balanced accuracy on the validation "
         "rollouts; else this calibrated probability (0.5: pass what is more likely good than not)",
     )
-    mirror: bool = option(False, "also train on the left-right mirror image of every training clip, instruction mirrored")
+    mirror: bool = option(True, "also train on the left-right mirror image of every training clip, instruction mirrored")
     swap_rate: float = option(0.35, "share of good dataset clips also shown with a mismatched instruction")
     rollout_share: float = option(0.5, "share of each batch drawn from the world-model rollouts")
     val_share: float = option(0.2, "share of scenes held back for validation and calibration")
     resolution: int = option(32, "input size the clips are downsampled to (64 = the tabletop frame itself)")
     arch: str = option(
-        "grid",
+        "objects",
         "critic tokens: grid (conv cells), slots (one per colour; ranks better, loops worse) or objects (one per colour, of measured numbers)",
         choices=ARCHS,
     )
