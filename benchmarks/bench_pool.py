@@ -8,7 +8,8 @@ be told apart from one seed each. Pooled over seeds, each arm's goal success get
 then every arm after the first meets the first on the episodes both ran (the same task, method and
 seed), and the exact McNemar p-value on the episodes where they disagree says whether the
 difference is more than chance. Calls / step: generation calls over the task's expected steps, the
-bench report's figure, averaged over episodes.
+bench report's figure, averaged over episodes. Clips accepted: steps accepted over generation calls
+(forced steps count as accepted). Replans / episode: how often the outer loop redid the plan.
 """
 
 from __future__ import annotations
@@ -43,15 +44,18 @@ def main() -> None:
     args = parser.parse_args()
     arms = [read_arm(spec) for spec in args.arms]
     levels = level_order({r.level for _, rows in arms for r in rows.values()})
-    print("| arm | episodes | " + " | ".join(levels) + " | all (95% CI) | calls / step |")
-    print("|---" * (len(levels) + 4) + "|")
+    print("| arm | episodes | " + " | ".join(levels) + " | all (95% CI) | calls / step | clips accepted | replans / episode |")
+    print("|---" * (len(levels) + 6) + "|")
     for name, rows in arms:
         eps = list(rows.values())
         rates = [summarise_group(name, lv, [r for r in eps if r.level == lv]).success for lv in levels]
         cells = [f"{c.value:.0%}" if c.value is not None else "–" for c in rates]
         overall = summarise_group(name, "all", eps)
+        # How often the in-loop critic let a clip through, and how often the plan was redone.
+        accepted = sum(r.steps_accepted for r in eps) / max(1, sum(r.generation_calls for r in eps))
+        replans = sum(r.replans for r in eps) / len(eps)
         print(f"| {name} | {len(eps)} | " + " | ".join(cells) + f" | {overall.success.text(percent=True)} | "
-              f"{overall.calls_per_step.value:.2f} |")  # fmt: skip
+              f"{overall.calls_per_step.value:.2f} | {accepted:.0%} | {replans:.2f} |")  # fmt: skip
     if len(arms) < 2:
         return
     base_name, base = arms[0]
