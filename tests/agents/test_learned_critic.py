@@ -502,3 +502,16 @@ def test_a_given_pass_score_is_stored_in_place_of_the_balanced_one(tiny_run, tmp
     assert LearnedCriticAgent.load(weights).threshold == 0.5
     with pytest.raises(SpiralError, match="--pass-score 1.5: use a probability in"):
         train_critic(replace(quick, out=tmp_path / "bad", pass_score=1.5), progress=False)
+
+
+def test_the_objects_critic_learns_in_a_tiny_run(tiny_run, tmp_path):
+    cfg, _ = tiny_run
+    weights = train_critic(replace(cfg, out=tmp_path / "run", arch="objects"), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    sft = [r["bce"] for r in log if r["stage"] == 1]
+    assert np.mean(sft[-15:]) < np.mean(sft[:15]) - 0.15, "the success loss did not fall"
+    net, _ = load_net(weights)
+    assert net.cfg.arch == "objects" and net.cfg.fact_heads
+    data = CriticData.load(next(cfg.cache.glob("dataset-*.safetensors")))
+    out = predict(net, data.frames, torch.arange(len(data)), TextTable.build(data.texts, shared_text_encoder()))
+    assert roc_auc(out.success.numpy(), data.success.numpy()) > 0.8

@@ -1,7 +1,8 @@
 """`spiral train critic`: the `learned` tabletop critic, in two stages, from one command.
 
 Reads top to bottom: labelled dataset clips + world-model rollouts labelled by the oracle (both
-cached) -> split off validation scenes -> stage 1, SFT (BCE on success, CE on the failure kind, BCE
+cached) -> split off validation scenes -> add, to training only, rendered near misses and the
+mirror images of the training clips -> stage 1, SFT (BCE on success, CE on the failure kind, BCE
 on "needs a replan", and for slots and objects critics BCE on the oracle's per-object facts) -> stage 2,
 reward model (a Bradley-Terry ranking loss between passed and failed clips, most of them of the
 same start frame and instruction, beside the SFT losses at a lower learning rate; `--rm-scope
@@ -143,7 +144,7 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
         n = len(data)
         data = CriticData.cat([data, near])
         train = torch.cat([train, torch.arange(n, len(data))])
-    if cfg.near_renders > 0:  # training only, as the near-miss rollouts
+    if cfg.near_renders > 0:  # training only, as the near-miss rollouts; in batches they count as dataset clips
         renders = cached_renders(
             cfg.near_renders,
             cfg.seed,
