@@ -64,7 +64,11 @@ def main() -> None:
     parser.add_argument("--rm", default=None, help="default: the shipped tabletop_critic.safetensors")
     parser.add_argument("--cache", default="runs/critic-cache")
     parser.add_argument("--decode", choices=DECODINGS, default="compose", help="rollouts' decoding (see tabletop_copy.DECODINGS)")
-    parser.add_argument("--svg", default="docs/critic_scores.svg", help="score histograms of both stages ('' for none)")
+    parser.add_argument(
+        "--svg",
+        default=None,
+        help="score histograms of both stages ('' for none; default: docs/critic_scores.svg for the held-out rollouts)",
+    )
     parser.add_argument("--training-rollouts", type=int, default=0, help="also score this many training rollouts")
     parser.add_argument("--chained", action="store_true", help="second steps, from generated frames")
     parser.add_argument("--probe-seed", type=int, default=HELDOUT_SEED, help="first probe seed (default: the held-out probes)")
@@ -153,10 +157,12 @@ def main() -> None:
     for stage, (p, labels) in hist.items():
         print()
         print(text_histogram(f"{stage} scores on these clips", {"oracle pass": p[labels > 0], "oracle fail": p[labels == 0]}))
-    if args.svg:
-        Path(args.svg).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.svg).write_text(score_histograms_svg("held-out world-model rollouts", hist))
-        print(f"\nhistograms: {args.svg}")
+    plain = not (args.episodes or args.chained or args.probe_seed != HELDOUT_SEED)
+    svg = args.svg if args.svg is not None else ("docs/critic_scores.svg" if plain else "")  # the docs show the held-out set
+    if svg:
+        Path(svg).parent.mkdir(parents=True, exist_ok=True)
+        Path(svg).write_text(score_histograms_svg("held-out world-model rollouts" if plain else what, hist))
+        print(f"\nhistograms: {svg}")
 
 
 def breakdown_table(data, scores: dict, cuts: dict) -> str:
