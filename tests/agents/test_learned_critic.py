@@ -515,3 +515,29 @@ def test_the_objects_critic_learns_in_a_tiny_run(tiny_run, tmp_path):
     data = CriticData.load(next(cfg.cache.glob("dataset-*.safetensors")))
     out = predict(net, data.frames, torch.arange(len(data)), TextTable.build(data.texts, shared_text_encoder()))
     assert roc_auc(out.success.numpy(), data.success.numpy()) > 0.8
+
+
+def test_critics_with_fact_heads_name_the_object_a_failure_is_about():
+    from spiral.agents.critic.learned import object_feedback
+    from spiral.agents.critic.learned_slots import OBJECT_FACTS
+
+    crowded = OBJECT_FACTS.index("crowded")
+    logits = torch.full((7, len(OBJECT_FACTS)), -5.0)
+    logits[4, crowded] = 3.0  # blue
+    logits[0, crowded] = 6.0  # red: the subject itself, left out
+    said = object_feedback(FailureKind.PHYSICAL_VIOLATION, logits, "red square")
+    assert said == "the red square seems to end inside the blue object's footprint"
+    assert object_feedback(FailureKind.WRONG_OBJECT, logits, "red square") == ""  # no other object moved
+    assert object_feedback(FailureKind.INCOMPLETE, logits, "red square") == ""
+    # Through the agent: a net whose heads say "physical violation" and "crowded" for every colour.
+    torch.manual_seed(0)
+    net = CriticNet(replace(TINY, arch="objects", fact_heads=True))
+    with torch.no_grad():
+        net.head.weight[2:].zero_()
+        net.head.bias[2:] = torch.tensor([-9.0, -9, -9, -9, 9, -9])  # KINDS[4]: physical violation
+        net.object_head.weight.zero_()
+        net.object_head.bias.fill_(-5.0)
+        net.object_head.bias[crowded] = 5.0
+    failed = LearnedCriticAgent(net, threshold=1.01).critique(STEP, clip(), WorldMemory("test goal"))
+    assert failed.failure_kind == FailureKind.PHYSICAL_VIOLATION
+    assert failed.feedback.startswith("the red square seems to end inside the orange object's footprint (critic score")

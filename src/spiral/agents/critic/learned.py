@@ -20,7 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from spiral.agents.critic.learned_net import KINDS, CriticNet, CriticNetConfig, TextTable, clips_to_input
+from spiral.agents.critic.learned_net import KINDS, CriticNet, CriticNetConfig, CriticOutput, TextTable, clips_to_input
+from spiral.agents.critic.learned_slots import OBJECT_FACTS
 from spiral.agents.critic.oracle import step_action
 from spiral.errors import SpiralError
 from spiral.memory import WorldMemory
@@ -28,6 +29,7 @@ from spiral.types import Clip, Critique, FailureKind, Step, Verdict
 from spiral.worldmodels.text import TextEncoder, shared_text_encoder
 from spiral.worlds.tabletop.actions import describe_postcondition
 from spiral.worlds.tabletop.grammar import parse, to_text
+from spiral.worlds.tabletop.scene import COLOURS
 
 WEIGHTS_NAME = "tabletop_critic.safetensors"
 RECREATE = (
@@ -43,6 +45,35 @@ FEEDBACK: dict[FailureKind, str] = {
     FailureKind.PHYSICAL_VIOLATION: "an object seems to have vanished or changed colour or shape, or the {s} jumped",
     FailureKind.LOW_QUALITY: "the video is too noisy or flickers too much to see whether {post}",
 }
+
+
+# Critics with fact heads (slots, objects) also say which colour a failure is about: per failure
+# kind, the facts that can explain it and how to say so ({c}: the colour, {s}: the subject).
+FACT_FEEDBACK: dict[FailureKind, tuple[tuple[str, str], ...]] = {
+    FailureKind.PHYSICAL_VIOLATION: (
+        ("crowded", "the {s} seems to end inside the {c} object's footprint"),
+        ("vanished", "the {c} object seems to have vanished"),
+        ("changed", "the {c} object seems to have changed colour or shape"),
+    ),
+    FailureKind.WRONG_OBJECT: (("moved", "the {c} object seems to have moved (the step moves only the {s})"),),
+    FailureKind.HALLUCINATED_OBJECT: (("extra", "a second {c} object seems to have appeared"),),
+}
+FACT_SURE = 0.5  # a fact head's probability from which it names the object
+
+
+def object_feedback(kind: FailureKind, objects: torch.Tensor, subject: str) -> str:
+    """The failure in the words of the most likely (colour, fact) pair among those that explain
+    `kind`, from the fact heads' logits (SLOTS, len(OBJECT_FACTS)); "" when none is likely. The
+    subject's own colour is left out: the feedback is about what else went wrong."""
+    colours = list(COLOURS)
+    own = subject.split()[0] if subject else ""
+    best, text = FACT_SURE, ""
+    for fact, words in FACT_FEEDBACK.get(kind, ()):
+        probs = torch.sigmoid(objects[: len(colours), OBJECT_FACTS.index(fact)])
+        for k, prob in enumerate(probs.tolist()):
+            if colours[k] != own and prob > best:
+                best, text = prob, words.format(c=colours[k], s=subject)
+    return text
 
 
 def default_weights() -> Path:
@@ -99,17 +130,23 @@ class LearnedCriticAgent:
         return cls(net, float(info.get("threshold", 0.5)) if threshold is None else threshold, info=info)
 
     @torch.no_grad()
-    def predict(self, clips: Sequence, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(success probability (B,), failure-kind probabilities (B, len(KINDS)), replan probability (B,))."""
+    def outputs(self, clips: Sequence, instructions: Sequence[str]) -> CriticOutput:
+        """The network's raw outputs (logits) for each clip and its instruction."""
         if len(clips) != len(instructions):
             raise SpiralError(f"got {len(clips)} clips but {len(instructions)} instructions")
-        if not len(clips):
-            return torch.zeros(0), torch.zeros(0, len(KINDS)), torch.zeros(0)
         table = TextTable.build([canonical(t) for t in instructions], self.text)
         x = torch.cat(
             [clips_to_input(_frames(c), self.net.cfg, table.rgb[i : i + 1], table.named[i : i + 1]) for i, c in enumerate(clips)]
         )
-        out = self.net(x, table.emb, table.pad)
+        return self.net(x, table.emb, table.pad)
+
+    def predict(self, clips: Sequence, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(success probability (B,), failure-kind probabilities (B, len(KINDS)), replan probability (B,))."""
+        if not len(clips):
+            if len(instructions):
+                raise SpiralError(f"got 0 clips but {len(instructions)} instructions")
+            return torch.zeros(0), torch.zeros(0, len(KINDS)), torch.zeros(0)
+        out = self.outputs(clips, instructions)
         return torch.sigmoid(out.success), torch.softmax(out.kind, dim=-1), torch.sigmoid(out.drift)
 
     def reward(self, clips: Sequence, instructions: Sequence[str] | str) -> torch.Tensor:
@@ -128,11 +165,12 @@ class LearnedCriticAgent:
         except (SpiralError, ValueError):  # not tabletop grammar: judge the words as given
             text, subject = step.instruction, step.subject
             anchor, post = (step.targets[0] if step.targets else ""), step.postcondition or "the step is done"
-        prob, kinds, drift = (v[0] for v in self.predict([clip], [text]))
-        p = float(prob.clamp(0.0, 1.0))
+        out = self.outputs([clip], [text])
+        p = float(torch.sigmoid(out.success[0]).clamp(0.0, 1.0))
         if p >= self.threshold:
             return Critique(p, Verdict.SUCCESS, FailureKind.NONE, f"looks done: {post}, and nothing else seems to have changed")
-        kind = KINDS[1 + int(kinds[1:].argmax())]  # the most likely way it failed
-        verdict = Verdict.GLOBAL_DRIFT if float(drift) >= 0.5 else Verdict.LOCAL_FAILURE
-        feedback = FEEDBACK[kind].format(s=subject, a=anchor, post=post) + f" (critic score {p:.2f})"
+        kind = KINDS[1 + int(out.kind[0, 1:].argmax())]  # the most likely way it failed
+        verdict = Verdict.GLOBAL_DRIFT if float(torch.sigmoid(out.drift[0])) >= 0.5 else Verdict.LOCAL_FAILURE
+        named = object_feedback(kind, out.objects[0], subject) if out.objects is not None else ""
+        feedback = (named or FEEDBACK[kind].format(s=subject, a=anchor, post=post)) + f" (critic score {p:.2f})"
         return Critique(p, verdict, kind, feedback, text if verdict == Verdict.LOCAL_FAILURE else None)
