@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import math
 import os
 import platform
@@ -44,7 +43,9 @@ from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table, 
 from spiral.agents.critic.learned_net import KIND_INDEX, KINDS, TextTable, downsample, predict
 from spiral.agents.critic.learned_slots import CLIP_FACTS, OBJECT_FACTS
 from spiral.agents.critic.learned_train import CriticTrainConfig
+from spiral.data.format import EPISODE, read_episode
 from spiral.data.video import read_video
+from spiral.types import Verdict
 from spiral.worldmodels.tabletop import default_weights
 from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, chained_probes, make_probes
@@ -198,19 +199,17 @@ def episode_attempts(runs: list[Path], resolution: int) -> CriticData:
     """Every attempt of the episodes saved under each run's episodes/ folder, labelled by the in-loop
     critic's verdict (run them with --critic oracle) and failure kind."""
     frames, texts, success, kinds, drift = [], [], [], [], []
-    for path in sorted(p for run in runs for p in run.glob("episodes/*/*/episode.json")):
-        episode = json.loads(path.read_text())
-        for step in episode["steps"]:
-            for attempt in step["attempts"]:
-                critique = attempt.get("critique") or {}
-                kind = critique.get("failure_kind", "")
-                if kind not in KIND_INDEX:  # a start the oracle could not read, or no critique
+    for folder in sorted(p.parent for run in runs for p in run.glob(f"episodes/*/*/{EPISODE}")):
+        for step in read_episode(folder).steps:
+            for attempt in step.attempts:
+                c = attempt.critique
+                if c is None or c.failure_kind.value not in KIND_INDEX:  # no critique, or a start the oracle could not read
                     continue
-                frames.append(downsample(read_video(path.parent / attempt["video"]), resolution))
-                texts.append(canonical(attempt["instruction"]))
-                success.append(critique["verdict"] == "success")
-                kinds.append(KIND_INDEX[kind])
-                drift.append(critique["verdict"] == "global_drift")
+                frames.append(downsample(read_video(folder / attempt.video), resolution))
+                texts.append(canonical(attempt.instruction))
+                success.append(c.verdict == Verdict.SUCCESS)
+                kinds.append(KIND_INDEX[c.failure_kind.value])
+                drift.append(c.verdict == Verdict.GLOBAL_DRIFT)
     if not frames:
         raise SystemExit(
             f"no saved episodes with oracle critiques under {', '.join(map(str, runs))}/episodes (use --save-episodes)"

@@ -130,10 +130,8 @@ class LearnedCriticAgent:
         return cls(net, float(info.get("threshold", 0.5)) if threshold is None else threshold, info=info)
 
     @torch.no_grad()
-    def outputs(self, clips: Sequence, instructions: Sequence[str]) -> CriticOutput:
-        """The network's raw outputs (logits) for each clip and its instruction."""
-        if len(clips) != len(instructions):
-            raise SpiralError(f"got {len(clips)} clips but {len(instructions)} instructions")
+    def _outputs(self, clips: Sequence, instructions: Sequence[str]) -> CriticOutput:
+        """The network's raw outputs (logits) for one or more clips, one instruction each."""
         table = TextTable.build([canonical(t) for t in instructions], self.text)
         x = torch.cat(
             [clips_to_input(_frames(c), self.net.cfg, table.rgb[i : i + 1], table.named[i : i + 1]) for i, c in enumerate(clips)]
@@ -142,11 +140,11 @@ class LearnedCriticAgent:
 
     def predict(self, clips: Sequence, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(success probability (B,), failure-kind probabilities (B, len(KINDS)), replan probability (B,))."""
+        if len(clips) != len(instructions):
+            raise SpiralError(f"got {len(clips)} clips but {len(instructions)} instructions")
         if not len(clips):
-            if len(instructions):
-                raise SpiralError(f"got 0 clips but {len(instructions)} instructions")
             return torch.zeros(0), torch.zeros(0, len(KINDS)), torch.zeros(0)
-        out = self.outputs(clips, instructions)
+        out = self._outputs(clips, instructions)
         return torch.sigmoid(out.success), torch.softmax(out.kind, dim=-1), torch.sigmoid(out.drift)
 
     def reward(self, clips: Sequence, instructions: Sequence[str] | str) -> torch.Tensor:
@@ -165,7 +163,7 @@ class LearnedCriticAgent:
         except (SpiralError, ValueError):  # not tabletop grammar: judge the words as given
             text, subject = step.instruction, step.subject
             anchor, post = (step.targets[0] if step.targets else ""), step.postcondition or "the step is done"
-        out = self.outputs([clip], [text])
+        out = self._outputs([clip], [text])
         p = float(torch.sigmoid(out.success[0]).clamp(0.0, 1.0))
         if p >= self.threshold:
             return Critique(p, Verdict.SUCCESS, FailureKind.NONE, f"looks done: {post}, and nothing else seems to have changed")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -385,19 +386,11 @@ def cached_renders(
     """`count` rendered near misses (label_renders) of training scenes of their own, cached chunk by chunk."""
     probes = training_probes(count, seed, source=RENDER_SOURCE)
     folder = Path(cache_dir) / f"renders-s{seed}-miss{miss:g}-f{num_frames}-r{resolution}"
-    folder.mkdir(parents=True, exist_ok=True)
-    parts = []
-    with OraclePool(processes) as oracle:
-        for start in tqdm(range(0, count, RENDER_CHUNK), desc="rendered near misses", unit="chunk", disable=not progress):
-            chunk = probes[start : start + RENDER_CHUNK]
-            key = json.dumps([[p.action.subject, p.action.relation, p.action.anchor] for p in chunk])
-            path = folder / f"chunk-{start // RENDER_CHUNK:05d}.safetensors"
-            data = CriticData.load(path, key)
-            if data is None:
-                data = label_renders(chunk, seed, resolution, miss, num_frames, start, oracle)
-                data.save(path, {"key": key})
-            parts.append(data)
-    return CriticData.cat(parts) if len(parts) > 1 else parts[0]
+
+    def make(chunk: list[Probe], start: int, oracle: OraclePool) -> CriticData:
+        return label_renders(chunk, seed, resolution, miss, num_frames, start, oracle)
+
+    return cached_chunks(folder, probes, RENDER_CHUNK, "rendered near misses", make, progress, processes)
 
 
 def cached_rollouts(
@@ -432,22 +425,44 @@ def cached_rollouts(
         (f"-guided{guided}" if guided else "") + (f"-miss{miss:g}" if miss else "") + ("" if decode == "blur" else f"-{decode}")
     )
     folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}-r{resolution}{suffix}"
+    loaded = []  # the world model, loaded only when a chunk has to be made
+
+    def make(chunk: list[Probe], start: int, oracle: OraclePool) -> CriticData:
+        if not loaded:
+            loaded.append(TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0], sampler=sampler))
+        return label_rollouts(
+            loaded[0], chunk, group_size, seed, resolution, first_group=start, guided=guided, oracle=oracle, miss=miss
+        )
+
+    def stale(data: CriticData) -> bool:
+        return facts and not bool(data.has_facts.all())
+
+    return cached_chunks(folder, probes, CHUNK, f"{name} rollouts", make, progress, processes, stale)
+
+
+def cached_chunks(
+    folder: Path,
+    probes: list[Probe],
+    size: int,
+    desc: str,
+    make: Callable[[list[Probe], int, OraclePool], CriticData],
+    progress: bool = True,
+    processes: int = 1,
+    stale: Callable[[CriticData], bool] = lambda data: False,
+) -> CriticData:
+    """Labelled clips of `probes`, `size` probes at a time: each chunk read from its cache file under
+    `folder` (keyed by the chunk's actions), or made by make(chunk, first probe index, oracle) and
+    saved, so an interrupted run redoes at most one chunk. `stale`: cached chunks to make again."""
     folder.mkdir(parents=True, exist_ok=True)
-    wm, parts = None, []
-    chunks = range(0, len(probes), CHUNK)
+    parts = []
     with OraclePool(processes) as oracle:
-        for start in tqdm(chunks, desc=f"{name} rollouts", unit="chunk", disable=not progress):
-            chunk = probes[start : start + CHUNK]
+        for start in tqdm(range(0, len(probes), size), desc=desc, unit="chunk", disable=not progress):
+            chunk = probes[start : start + size]
             key = json.dumps([[p.action.subject, p.action.relation, p.action.anchor] for p in chunk])
-            path = folder / f"chunk-{start // CHUNK:05d}.safetensors"
+            path = folder / f"chunk-{start // size:05d}.safetensors"
             data = CriticData.load(path, key)
-            if data is not None and facts and not bool(data.has_facts.all()):
-                data = None
-            if data is None:
-                wm = wm or TabletopWorldModel.load(wm_path, frame_size=chunk[0].frame.shape[0], sampler=sampler)
-                data = label_rollouts(
-                    wm, chunk, group_size, seed, resolution, first_group=start, guided=guided, oracle=oracle, miss=miss
-                )
+            if data is None or stale(data):
+                data = make(chunk, start, oracle)
                 data.save(path, {"key": key})
             parts.append(data)
     return CriticData.cat(parts) if len(parts) > 1 else parts[0]
