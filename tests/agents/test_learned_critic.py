@@ -299,6 +299,8 @@ def test_critics_with_fact_heads_learn_the_facts_beside_the_verdict(arch):
     assert parts["facts"] < 0.5 * first, "the fact heads did not learn"
     with pytest.raises(SpiralError, match="fact_heads need arch 'slots'"):
         CriticNet(replace(TINY, fact_heads=True))
+    with pytest.raises(SpiralError, match="extra_numbers need arch 'objects'"):
+        CriticNet(replace(TINY, arch="slots", extra_numbers=True))
 
 
 def test_a_head_only_reward_stage_leaves_the_sft_body_as_it_was(tiny_run, tmp_path):
@@ -348,11 +350,11 @@ def test_mirror_adds_the_mirror_image_of_every_training_clip_and_none_of_validat
     assert len(table.emb) == len(set(mirror.data.texts))
 
 
-def test_a_near_miss_target_moves_at_most_miss_stays_on_the_table_and_leaves_puts_alone():
+def test_a_near_miss_target_moves_at_most_miss_stays_on_the_table_and_leaves_puts_alone_unless_asked():
     from spiral.agents.critic.learned_data import miss_target
     from spiral.worlds.tabletop.actions import sample_target
 
-    moved = 0
+    moved = puts = 0
     for k, probe in enumerate(training_probes(40, seed=0, source=1)):
         rng = np.random.default_rng(k)
         target = next(t for t in (sample_target(probe.scene, probe.action, rng) for _ in range(20)) if t is not None)
@@ -360,12 +362,17 @@ def test_a_near_miss_target_moves_at_most_miss_stays_on_the_table_and_leaves_put
         half = probe.scene.get(probe.action.subject).half
         if target.on is not None:
             assert off == target
+            # With puts: off its base's centre by at most the base's half-size, still resting on it.
+            put = miss_target(probe, target, 0.15, np.random.default_rng(k), puts=True)
+            assert put.on == target.on and 0 < np.hypot(put.x - target.x, put.y - target.y) <= probe.scene.get(target.on).half + 1e-3
+            puts += 1
             continue
+        assert off == miss_target(probe, target, 0.15, np.random.default_rng(k), puts=True)  # other moves: the same
         assert np.hypot(off.x - target.x, off.y - target.y) <= 0.15 + 1e-3 and off.on is None
         assert half - 1e-3 <= off.x <= 1 - half + 1e-3 and half - 1e-3 <= off.y <= 1 - half + 1e-3
         assert off == miss_target(probe, target, 0.15, np.random.default_rng(k))  # seeded
         moved += (off.x, off.y) != (target.x, target.y)
-    assert moved >= 20
+    assert moved >= 20 and puts >= 2
     assert training_probes(3, seed=0, source=1)[0].frame.tobytes() != training_probes(3, seed=0)[0].frame.tobytes()
 
 
@@ -407,7 +414,7 @@ def test_critic_threshold_overrides_the_learned_critics_pass_score_and_is_refuse
 
 def test_object_features_measure_where_each_colour_is_what_moved_and_what_the_subject_covers():
     from spiral.agents.critic.learned_net import clips_to_input
-    from spiral.agents.critic.learned_objects import PER_FRAME, feature_size
+    from spiral.agents.critic.learned_objects import PER_FRAME, RELATIVE, feature_size
     from spiral.agents.critic.learned_slots import SLOTS
     from spiral.worlds.tabletop.scene import COLOURS
 
@@ -426,13 +433,22 @@ def test_object_features_measure_where_each_colour_is_what_moved_and_what_the_su
         assert x[k, 1:3].tolist() == pytest.approx([2 * obj.x - 1, 2 * obj.y - 1], abs=0.08), obj.name
     shift = [2 * (anchor.x - subject.x), 2 * (anchor.y - subject.y)]
     assert (x[s, end + 1 : end + 3] - x[s, 1:3]).tolist() == pytest.approx(shift, abs=0.03)
-    moved, cover, to_subject, to_anchor, roles = 8 * PER_FRAME, 8 * PER_FRAME + 2, slice(-10, -8), slice(-8, -6), slice(-2, None)
+    r = 8 * PER_FRAME  # where the relative numbers begin, then the contact ones
+    moved, cover, to_subject, to_anchor, roles = r, r + 2, slice(r + 3, r + 5), slice(r + 5, r + 7), slice(r + 11, r + 13)
+    gap, ratio, on_start, path, largest = (r + RELATIVE + k for k in range(5))
     # Only the subject moved; the anchor's visible part shifts a little as the subject covers it.
     assert x[s, moved] > 0.5 and x[o, moved] < 0.05 and x[a, moved] < 0.2 * x[s, moved]
     assert x[a, end] < 0.8 * x[a, 0]  # the anchor is partly hidden under it at the end
     assert x[a, cover] > 0.3 and x[o, cover] < 0.01  # ... by the subject, which covers nothing else
     assert x[s, to_anchor].norm() < 0.2 < x[o, to_anchor].norm() and x[o, to_subject].norm() > 0.2
     assert x[s, roles].tolist() == [1.0, 0.0] and x[a, roles].tolist() == [0.0, 1.0] and x[o, roles].sum() == 0
+    # Contact: the subject's end outline overlaps the anchor's start outline (a negative gap, centres
+    # far closer than the larger reach) and about half of it (the larger of the two) lies on its start
+    # mask; the other object is clear of it.
+    assert x[a, gap] < 0 < x[o, gap] and x[a, ratio] < 0.5 < x[o, ratio] and x[a, on_start] > 0.4 and x[o, on_start] == 0
+    # Motion: the subject's whole path is one step (frames 5 to 6: a jump); the other did not move.
+    assert x[s, path] == pytest.approx(4 * float(np.hypot(*shift)), rel=0.05) and x[s, largest] == pytest.approx(1.0, abs=0.02)
+    assert x[o, path] < 0.05 and x[o, largest] == 0
     absent = [k for k in range(len(colours)) if k not in (s, a, o)]
     assert x[absent].abs().max() == 0.0  # no such colour: nothing measured
     # The table: no flicker, and no smears but the few pixels where one colour meets another.

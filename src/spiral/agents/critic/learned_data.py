@@ -240,13 +240,19 @@ def weights_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def miss_target(probe: Probe, target: Target, miss: float, rng: np.random.Generator) -> Target:
+def miss_target(probe: Probe, target: Target, miss: float, rng: np.random.Generator, puts: bool = False) -> Target:
     """The target moved a random distance of up to `miss` (table units) in a random direction, kept
     on the table: the subject then ends on either side of its postcondition's edge, or against
     another object, the near misses that the world model's failures mostly are and that
-    the dataset's made-on-purpose failures (a move stopped halfway, another object moved) are not."""
+    the dataset's made-on-purpose failures (a move stopped halfway, another object moved) are not.
+    A put is kept as it is, or with `puts` moved off its base's centre by up to the base's half-size,
+    still painted over it: the world model's failed puts mostly look like that, and the oracle
+    counts the subject as on its base only within half that distance (oracle.STACK_RADIUS)."""
+    if target.on is not None and not puts:
+        return target
     if target.on is not None:
-        return target  # a put that misses its base is a move to the table: keep puts as they are
+        r, angle = probe.scene.get(target.on).half * float(np.sqrt(rng.random())), float(rng.uniform(0, 2 * np.pi))
+        return Target(round(target.x + r * np.cos(angle), 4), round(target.y + r * np.sin(angle), 4), target.on)
     half = probe.scene.get(probe.action.subject).half
     r, angle = miss * float(np.sqrt(rng.random())), float(rng.uniform(0, 2 * np.pi))
     x = float(np.clip(target.x + r * np.cos(angle), half, 1 - half))
@@ -339,8 +345,9 @@ RENDER_CHUNK = 128  # renders per cache file
 
 
 def label_renders(
-    probes: list[Probe], seed: int, resolution: int, miss: float, num_frames: int, first: int, oracle: OraclePool
-) -> CriticData:
+    probes: list[Probe], seed: int, resolution: int, miss: float, num_frames: int, first: int, oracle: OraclePool,
+    puts: bool = False,
+) -> CriticData:  # fmt: skip
     """The simulator's own motion of each probe's step towards a target moved by up to `miss` (see
     miss_target), rendered and labelled by the oracle. A compose-decoded rollout is the start
     frame's objects redrawn where the model put them, so these look like rollouts that end on
@@ -352,7 +359,7 @@ def label_renders(
         target = next((t for t in (sample_target(p.scene, p.action, rng) for _ in range(20)) if t is not None), None)
         if target is None:  # no room found for the subject: no clip of this probe
             continue
-        ends = trajectory(p.scene, p.action, miss_target(p, target, miss, rng), num_frames)
+        ends = trajectory(p.scene, p.action, miss_target(p, target, miss, rng, puts), num_frames)
         clips.append(render_motion(ends, p.frame.shape[0], p.action.subject))
         kept.append(i)
     reports = oracle.check_clips(clips, [probes[i].action for i in kept])
@@ -382,13 +389,15 @@ def cached_renders(
     cache_dir: Path,
     progress: bool = True,
     processes: int = 1,
+    puts: bool = False,
 ) -> CriticData:
-    """`count` rendered near misses (label_renders) of training scenes of their own, cached chunk by chunk."""
+    """`count` rendered near misses (label_renders) of training scenes of their own, cached chunk by
+    chunk. `puts`: puts miss too (see miss_target)."""
     probes = training_probes(count, seed, source=RENDER_SOURCE)
-    folder = Path(cache_dir) / f"renders-s{seed}-miss{miss:g}-f{num_frames}-r{resolution}"
+    folder = Path(cache_dir) / f"renders-s{seed}-miss{miss:g}{'-puts' if puts else ''}-f{num_frames}-r{resolution}"
 
     def make(chunk: list[Probe], start: int, oracle: OraclePool) -> CriticData:
-        return label_renders(chunk, seed, resolution, miss, num_frames, start, oracle)
+        return label_renders(chunk, seed, resolution, miss, num_frames, start, oracle, puts)
 
     return cached_chunks(folder, probes, RENDER_CHUNK, "rendered near misses", make, progress, processes)
 

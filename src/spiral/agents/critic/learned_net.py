@@ -62,6 +62,7 @@ class CriticNetConfig:
     # "objects" (one per colour, made of measured numbers, learned_objects.py)
     arch: str = "grid"
     fact_heads: bool = False  # slots and objects only: also predict the oracle's per-object and clip facts (training aid)
+    extra_numbers: bool = False  # objects only: also each colour's contact with the subject and motion (learned_objects.EXTRA_NUMBERS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -173,12 +174,14 @@ class CriticNet(nn.Module):
             raise SpiralError(f"critic arch {cfg.arch!r}: use one of {', '.join(ARCHS)}")
         if cfg.fact_heads and cfg.arch == "grid":
             raise SpiralError("critic fact_heads need arch 'slots' or 'objects' (one token per object colour)")
+        if cfg.extra_numbers and cfg.arch != "objects":
+            raise SpiralError("critic extra_numbers need arch 'objects' (drop --extra-numbers, or add --arch objects)")
         if cfg.fact_heads:
             self.object_head, self.fact_head = nn.Linear(d, len(OBJECT_FACTS)), nn.Linear(d, len(CLIP_FACTS))
         if cfg.arch == "slots":
             self.slots = SlotEncoder(cfg.num_frames, cfg.resolution, d)
         elif cfg.arch == "objects":
-            self.objects = ObjectEncoder(cfg.num_frames, d)
+            self.objects = ObjectEncoder(cfg.num_frames, d, cfg.extra_numbers)
         else:
             # frames, colour masks and 2 coordinate channels (regions are absolute places)
             c = (5 if cfg.colour_masks else 3) * cfg.num_frames + 2

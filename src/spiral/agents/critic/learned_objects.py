@@ -30,6 +30,17 @@ PER_FRAME = 9  # area, centroid x and y, spread x and y, solidity, reach, box ce
 # moved (at the end, at most), cover of the start footprint, offsets to the subject's and the anchor's
 # end, distances to the subject's end (from the end and the start), the subject's and anchor's sizes, 2 roles
 RELATIVE = 13
+# Extra numbers (CriticNetConfig.extra_numbers). Contact: the gap between this colour's start
+# outline and the subject's end outline (centre distance less both reaches), that distance against
+# the larger reach, and the share of the subject's end mask lying on this colour's start mask.
+# Motion: the length of its path over the frames, and the share of it covered in the largest
+# single step. Crowding, stacking and jumps are exactly such comparisons (scene.collides: centres
+# closer than both footprint radii; the oracle's stacking: centres within a fraction of the larger
+# size; checks.smoothness: the largest step against the path), which the network otherwise has
+# to compose from distances, areas and per-frame centroids, and does only roughly. Appended after
+# RELATIVE, so critics without them read the same numbers as before.
+EXTRA_NUMBERS = 5
+STILL = 0.05  # a path shorter than this (in [-1, 1] coordinates; 0.025 table units) has no largest step
 # A mask counts as present from this much area (a 32x32 pixel; a small object is about ten): below
 # it there is no centroid to speak of (or it is the rim where one object rests on another, a blend
 # that can read as a third colour), so the numbers are zeros.
@@ -41,8 +52,8 @@ TABLE_LEVELS = 3.0  # grey levels (RGB distance) within which a pixel is plain t
 JUNK_SCALE = 0.3  # summed RGB change in [-1, 1] units at which a misfit pixel counts as fully changed
 
 
-def colour_features(num_frames: int) -> int:
-    return PER_FRAME * num_frames + RELATIVE
+def colour_features(num_frames: int, extra_numbers: bool = False) -> int:
+    return PER_FRAME * num_frames + RELATIVE + (EXTRA_NUMBERS if extra_numbers else 0)
 
 
 def table_features(num_frames: int) -> int:
@@ -50,7 +61,7 @@ def table_features(num_frames: int) -> int:
 
 
 def feature_size(num_frames: int) -> int:
-    return max(colour_features(num_frames), table_features(num_frames))
+    return max(colour_features(num_frames, extra_numbers=True), table_features(num_frames))
 
 
 # The blends a pixel is read as: each palette colour over the table, then each pair of palette
@@ -167,7 +178,21 @@ def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor) -> 
         ],
         dim=-1,
     )
-    colours = torch.cat([per_frame, relative], dim=-1)  # (B, K, colour_features(T))
+    # Extra numbers: contact (reach of each colour at the start, of the subject at the end; zeros
+    # without a subject) and motion.
+    subject_reach = (role_w[..., :1] * reach[..., -1:]).sum(1, keepdim=True)  # (B, 1, 1)
+    to_start = (start - subject_end).norm(dim=-1, keepdim=True)  # (B, K, 1)
+    larger = torch.maximum(reach[..., :1], subject_reach).clamp(min=1e-3)
+    subject_mass = subject_mask.sum((-2, -1)).clamp(min=1e-6)  # (B, 1)
+    on_start = torch.minimum(subject_mask, masks[:, :, 0]).sum((-2, -1)) / subject_mass  # (B, K)
+    known = present[..., :1] * has_subject
+    contact = torch.cat([(to_start - reach[..., :1] - subject_reach) * 4.0, (to_start / larger).clamp(max=4.0), on_start[..., None]], -1)
+    seen = present[..., 1:] & present[..., :-1]  # steps between frames where the colour is there
+    steps = torch.stack([cx.diff(dim=-1), cy.diff(dim=-1)], dim=-1).norm(dim=-1) * seen  # (B, K, T - 1)
+    path = steps.sum(-1, keepdim=True)
+    largest = torch.where(path > STILL, steps.amax(-1, keepdim=True) / path.clamp(min=1e-6), torch.zeros_like(path))
+    extra = torch.cat([contact * known, path * 4.0, largest], dim=-1)
+    colours = torch.cat([per_frame, relative, extra], dim=-1)  # (B, K, colour_features(T, extra_numbers=True))
 
     # The table: pixels that fit no colour and changed from the start frame (smears, blotches), and
     # how much the background (no colour, a good fit, in both frames) changes between frames.
@@ -189,9 +214,9 @@ class ObjectEncoder(nn.Module):
     """(B, SLOTS, feature_size) from object_features -> (B, SLOTS, dim) tokens: one MLP for the
     colours' numbers (shared, so every clip teaches it about all six objects), one for the table's."""
 
-    def __init__(self, num_frames: int, dim: int):
+    def __init__(self, num_frames: int, dim: int, extra_numbers: bool = False):
         super().__init__()
-        self.colour_size, self.table_size = colour_features(num_frames), table_features(num_frames)
+        self.colour_size, self.table_size = colour_features(num_frames, extra_numbers), table_features(num_frames)
         self.colour = nn.Sequential(nn.Linear(self.colour_size, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.table = nn.Sequential(nn.Linear(self.table_size, dim), nn.GELU(), nn.Linear(dim, dim))
 

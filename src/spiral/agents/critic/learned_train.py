@@ -69,6 +69,9 @@ class CriticTrainConfig:
         12288, "near misses rendered by the simulator (targets moved by up to --miss), labelled by the oracle (training only)"
     )
     miss: float = option(0.2, "how far (table units, at most) a near-miss rollout's or render's target is moved")
+    miss_puts: bool = option(
+        False, "rendered near misses of puts too: the subject off its base's centre by up to the base's half-size"
+    )
     guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
     decode: str = option(
         "compose", "how the rollouts are decoded: compose (the world model's default), copy or blur", choices=DECODINGS
@@ -97,6 +100,9 @@ class CriticTrainConfig:
         "objects",
         "critic tokens: grid (conv cells), slots (one per colour; ranks better, loops worse) or objects (one per colour, of measured numbers)",
         choices=ARCHS,
+    )
+    extra_numbers: bool = option(
+        False, "objects only: also give each colour's token its contact with the subject (gap, centre distance against size, overlap) and motion (path, largest step)"
     )
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
@@ -154,6 +160,7 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
             cfg.cache,
             progress,
             torch.get_num_threads(),
+            cfg.miss_puts,
         )
         n = len(data)
         data = CriticData.cat([data, renders])
@@ -316,7 +323,7 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
     net_cfg = CriticNetConfig(
-        resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch, fact_heads=cfg.arch != "grid"
+        resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch, fact_heads=cfg.arch != "grid", extra_numbers=cfg.extra_numbers
     )
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
