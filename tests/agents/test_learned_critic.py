@@ -43,12 +43,12 @@ def clip(size=64, frames=8) -> Clip:
 def tiny_run(tmp_path_factory):
     """A tiny training run on a small dataset made mostly of failures (no world model needed), of
     the grid critic without the shipped recipe's extras (mirror images, rendered near misses,
-    a fixed pass score), so each of those is tested on its own."""
+    a fixed pass score, a head-only reward stage), so each of those is tested on its own."""
     root = tmp_path_factory.mktemp("critic")
     make_dataset(DataMakeConfig(out=root / "data", episodes=16, seed=5, frame_size=32, failure_rate=0.8), progress=False)
     cfg = CriticTrainConfig(data=str(root / "data"), rollouts=0, out=root / "run", cache=root / "cache", sft_steps=160, swap_rate=0.0,
                             rm_steps=10, batch_size=32, lr=2e-3, dim=32, depth=1, val_share=0.0, checkpoint_every=40,
-                            arch="grid", mirror=False, near_renders=0, pass_score=0.0)  # fmt: skip
+                            arch="grid", mirror=False, near_renders=0, pass_score=0.0, rm_scope="all")  # fmt: skip
     return cfg, train_critic(cfg, progress=False)
 
 
@@ -527,7 +527,7 @@ def test_the_objects_critic_learns_in_a_tiny_run(tiny_run, tmp_path):
     sft = [r["bce"] for r in log if r["stage"] == 1]
     assert np.mean(sft[-15:]) < np.mean(sft[:15]) - 0.15, "the success loss did not fall"
     net, _ = load_net(weights)
-    assert net.cfg.arch == "objects" and net.cfg.fact_heads
+    assert net.cfg.arch == "objects" and net.cfg.fact_heads and net.cfg.extra_numbers  # the default numbers
     data = CriticData.load(next(cfg.cache.glob("dataset-*.safetensors")))
     out = predict(net, data.frames, torch.arange(len(data)), TextTable.build(data.texts, shared_text_encoder()))
     assert roc_auc(out.success.numpy(), data.success.numpy()) > 0.8

@@ -5,9 +5,9 @@ cached) -> split off validation scenes -> add, to training only, rendered near m
 mirror images of the training clips -> stage 1, SFT (BCE on success, CE on the failure kind, BCE
 on "needs a replan", and for slots and objects critics BCE on the oracle's per-object facts) -> stage 2,
 reward model (a Bradley-Terry ranking loss between passed and failed clips, most of them of the
-same start frame and instruction, beside the SFT losses at a lower learning rate; `--rm-scope
-head` trains the heads only: retraining a slots net on the ranking pairs lowered its validation
-ROC-AUC) -> Platt scaling fitted on the validation rollouts -> fp16 exports of both stages and
+same start frame and instruction, beside the SFT losses at a lower learning rate; by default on
+the heads only, `--rm-scope all` retrains every weight, which lowered the ROC-AUC of most critics we
+tried, docs/RESULTS.md) -> Platt scaling fitted on the validation rollouts -> fp16 exports of both stages and
 their score histograms. A checkpoint (safetensors) holds the weights, the optimizer moments, the
 batch generator and the step, so a resumed run continues where it stopped. The log keeps the
 validation ROC-AUC at every checkpoint.
@@ -84,7 +84,9 @@ class CriticTrainConfig:
     lr: float = option(1e-3, "stage 1 AdamW learning rate (cosine decay)")
     rm_lr: float = option(2e-4, "stage 2 AdamW learning rate (cosine decay)")
     rm_scope: str = option(
-        "all", "what stage 2 trains: all (every weight) or head (the heads, on the SFT body)", choices=RM_SCOPES
+        "head",
+        "what stage 2 trains: head (the heads, on the SFT body) or all (every weight; lowered the ranking of most critics tried)",
+        choices=RM_SCOPES,
     )
     pass_score: float = option(
         0.5,
@@ -102,7 +104,7 @@ class CriticTrainConfig:
         choices=ARCHS,
     )
     extra_numbers: bool = option(
-        False, "objects only: also give each colour's token its contact with the subject (gap, centre distance against size, overlap) and motion (path, largest step)"
+        True, "objects only (the others ignore it): also give each colour's token its contact with the subject (gap, centre distance against size, overlap) and motion (path, largest step)"
     )
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
@@ -323,7 +325,8 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
     net_cfg = CriticNetConfig(
-        resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch, fact_heads=cfg.arch != "grid", extra_numbers=cfg.extra_numbers
+        resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch, fact_heads=cfg.arch != "grid",
+        extra_numbers=cfg.extra_numbers and cfg.arch == "objects",  # the other front ends have no such numbers
     )
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
