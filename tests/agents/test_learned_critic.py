@@ -364,7 +364,9 @@ def test_a_near_miss_target_moves_at_most_miss_stays_on_the_table_and_leaves_put
             assert off == target
             # With puts: off its base's centre by at most the base's half-size, still resting on it.
             put = miss_target(probe, target, 0.15, np.random.default_rng(k), puts=True)
-            assert put.on == target.on and 0 < np.hypot(put.x - target.x, put.y - target.y) <= probe.scene.get(target.on).half + 1e-3
+            assert (
+                put.on == target.on and 0 < np.hypot(put.x - target.x, put.y - target.y) <= probe.scene.get(target.on).half + 1e-3
+            )
             puts += 1
             continue
         assert off == miss_target(probe, target, 0.15, np.random.default_rng(k), puts=True)  # other moves: the same

@@ -188,7 +188,9 @@ def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor) -> 
     subject_mass = subject_mask.sum((-2, -1)).clamp(min=1e-6)  # (B, 1)
     on_start = torch.minimum(subject_mask, masks[:, :, 0]).sum((-2, -1)) / subject_mass  # (B, K)
     known = present[..., :1] * has_subject
-    contact = torch.cat([(to_start - reach[..., :1] - subject_reach) * 4.0, (to_start / larger).clamp(max=4.0), on_start[..., None]], -1)
+    contact = torch.cat(
+        [(to_start - reach[..., :1] - subject_reach) * 4.0, (to_start / larger).clamp(max=4.0), on_start[..., None]], -1
+    )
     seen = present[..., 1:] & present[..., :-1]  # steps between frames where the colour is there
     steps = torch.stack([cx.diff(dim=-1), cy.diff(dim=-1)], dim=-1).norm(dim=-1) * seen  # (B, K, T - 1)
     path = steps.sum(-1, keepdim=True)

@@ -104,7 +104,8 @@ class CriticTrainConfig:
         choices=ARCHS,
     )
     extra_numbers: bool = option(
-        True, "objects only (the others ignore it): also give each colour's token its contact with the subject (gap, centre distance against size, overlap) and motion (path, largest step)"
+        True,
+        "objects only (the others ignore it): also give each colour's token its contact with the subject (gap, centre distance against size, overlap) and motion (path, largest step)",
     )
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
@@ -325,7 +326,11 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
     net_cfg = CriticNetConfig(
-        resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth, arch=cfg.arch, fact_heads=cfg.arch != "grid",
+        resolution=cfg.resolution,
+        dim=cfg.dim,
+        depth=cfg.depth,
+        arch=cfg.arch,
+        fact_heads=cfg.arch != "grid",
         extra_numbers=cfg.extra_numbers and cfg.arch == "objects",  # the other front ends have no such numbers
     )
     split, table, digest = prepare(cfg, net_cfg, progress)
