@@ -62,9 +62,8 @@ class CriticNetConfig:
     # "objects" (one per colour, made of measured numbers, learned_objects.py)
     arch: str = "grid"
     fact_heads: bool = False  # slots and objects only: also predict the oracle's per-object and clip facts (training aid)
-    extra_numbers: bool = (
-        False  # objects only: also each colour's contact with the subject and motion (learned_objects.EXTRA_NUMBERS)
-    )
+    # objects only: also each colour's contact with the subject and its motion (learned_objects.EXTRA_NUMBERS)
+    extra_numbers: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
