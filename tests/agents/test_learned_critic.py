@@ -435,7 +435,7 @@ def test_object_features_measure_where_each_colour_is_what_moved_and_what_the_su
         assert x[k, 1:3].tolist() == pytest.approx([2 * obj.x - 1, 2 * obj.y - 1], abs=0.08), obj.name
     shift = [2 * (anchor.x - subject.x), 2 * (anchor.y - subject.y)]
     assert (x[s, end + 1 : end + 3] - x[s, 1:3]).tolist() == pytest.approx(shift, abs=0.03)
-    r = 8 * PER_FRAME  # where the relative numbers begin, then the contact ones
+    r = 8 * PER_FRAME  # where the relative numbers begin, then the extra ones
     moved, cover, to_subject, to_anchor, roles = r, r + 2, slice(r + 3, r + 5), slice(r + 5, r + 7), slice(r + 11, r + 13)
     gap, ratio, on_start, path, largest = (r + RELATIVE + k for k in range(5))
     # Only the subject moved; the anchor's visible part shifts a little as the subject covers it.

@@ -250,11 +250,11 @@ def miss_target(probe: Probe, target: Target, miss: float, rng: np.random.Genera
     counts the subject as on its base only within half that distance (oracle.STACK_RADIUS)."""
     if target.on is not None and not puts:
         return target
+    reach = miss if target.on is None else probe.scene.get(target.on).half
+    r, angle = reach * float(np.sqrt(rng.random())), float(rng.uniform(0, 2 * np.pi))
     if target.on is not None:
-        r, angle = probe.scene.get(target.on).half * float(np.sqrt(rng.random())), float(rng.uniform(0, 2 * np.pi))
         return Target(round(target.x + r * np.cos(angle), 4), round(target.y + r * np.sin(angle), 4), target.on)
     half = probe.scene.get(probe.action.subject).half
-    r, angle = miss * float(np.sqrt(rng.random())), float(rng.uniform(0, 2 * np.pi))
     x = float(np.clip(target.x + r * np.cos(angle), half, 1 - half))
     y = float(np.clip(target.y + r * np.sin(angle), half, 1 - half))
     return Target(round(x, 4), round(y, 4))

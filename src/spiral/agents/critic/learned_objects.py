@@ -157,14 +157,16 @@ def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor) -> 
     present = area > MIN_AREA
     shift = torch.where(present & present[..., :1], shift, torch.zeros_like(shift))
     subject_mask = (role_w[..., 0, None, None] * masks[:, :, -1]).sum(1, keepdim=True)  # (B, 1, R, R)
-    start_mass = masks[:, :, 0].sum((-2, -1)).clamp(min=1e-6)
-    covered = torch.minimum(subject_mask, masks[:, :, 0]).sum((-2, -1)) / start_mass * present[..., 0]  # (B, K)
+    overlap = torch.minimum(subject_mask, masks[:, :, 0]).sum((-2, -1))  # (B, K): the subject's end on each start mask
+    covered = overlap / masks[:, :, 0].sum((-2, -1)).clamp(min=1e-6) * present[..., 0]
     # Crowding and "next to" are about the distance between centres against the two sizes (scene.collides,
     # actions.relation_holds), so each token also gets its distance to where the subject ends (from
     # where it is at the end, and from where it was: it may be hidden under the subject) and the
     # start sizes of the subject and the anchor.
     start = torch.stack([cx[..., 0], cy[..., 0]], dim=-1)
     has_subject = roles[..., :1].sum(1, keepdim=True)  # (B, 1, 1)
+    known = present[..., :1] * has_subject  # the colour is there at the start, and a subject is named
+    to_start = (start - subject_end).norm(dim=-1, keepdim=True)  # (B, K, 1)
     size = area[..., 0].sqrt() * 4.0  # (B, K)
     relative = torch.cat(
         [
@@ -174,7 +176,7 @@ def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor) -> 
             (end - subject_end) * present[..., -1:] * has_subject,
             (end - anchor_end) * present[..., -1:] * roles[..., 1:].sum(1, keepdim=True),
             (end - subject_end).norm(dim=-1, keepdim=True) * present[..., -1:] * has_subject * 4.0,
-            (start - subject_end).norm(dim=-1, keepdim=True) * present[..., :1] * has_subject * 4.0,
+            to_start * known * 4.0,
             (role_w * size[..., None]).sum(1, keepdim=True) * present[..., :1],
             roles,
         ],
@@ -183,11 +185,8 @@ def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor) -> 
     # Extra numbers: contact (reach of each colour at the start, of the subject at the end; zeros
     # without a subject) and motion.
     subject_reach = (role_w[..., :1] * reach[..., -1:]).sum(1, keepdim=True)  # (B, 1, 1)
-    to_start = (start - subject_end).norm(dim=-1, keepdim=True)  # (B, K, 1)
     larger = torch.maximum(reach[..., :1], subject_reach).clamp(min=1e-3)
-    subject_mass = subject_mask.sum((-2, -1)).clamp(min=1e-6)  # (B, 1)
-    on_start = torch.minimum(subject_mask, masks[:, :, 0]).sum((-2, -1)) / subject_mass  # (B, K)
-    known = present[..., :1] * has_subject
+    on_start = overlap / subject_mask.sum((-2, -1)).clamp(min=1e-6)  # (B, K)
     contact = torch.cat(
         [(to_start - reach[..., :1] - subject_reach) * 4.0, (to_start / larger).clamp(max=4.0), on_start[..., None]], -1
     )
