@@ -88,7 +88,7 @@ def main() -> None:
     # Each stage at the pass threshold `--critic learned` would use with it (the SFT export carries none: 0.5).
     cuts = {stage: float(info.get("threshold", 0.5)) for stage, (_, info) in loaded.items()}
     # Clips at the finest input any critic reads; a coarser critic area-downsamples them itself.
-    resolution = max(net.cfg.resolution for net in nets.values())
+    resolution = max(net.resolution for net in nets.values())
 
     began = time.perf_counter()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")

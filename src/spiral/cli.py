@@ -78,6 +78,15 @@ def _cmd_train_critic(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_critic_ensemble(ns: argparse.Namespace) -> int:
+    from spiral.agents.critic.learned_ensemble import CriticEnsembleConfig, combine_critics
+
+    weights = combine_critics(config_from_args(CriticEnsembleConfig, ns))
+    print(f"weights: {weights} (and the SFT stage's beside it)")
+    print(f"to ship them: cp {weights} src/spiral/assets/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from spiral.data.generate import DataMakeConfig
     from spiral.demo import DemoConfig
@@ -107,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     critic = train.add_parser("critic", help="train the learned tabletop critic (SFT, then reward model)")
     add_config_args(critic, CriticTrainConfig)
     critic.set_defaults(func=_cmd_train_critic)
+    from spiral.agents.critic.learned_ensemble import CriticEnsembleConfig
+
+    ensemble = train.add_parser("critic-ensemble", help="average trained learned critics (e.g. 32x32 and 64x64) into one")
+    add_config_args(ensemble, CriticEnsembleConfig)
+    ensemble.set_defaults(func=_cmd_train_critic_ensemble)
     from spiral.rl.train import GRPOTrainConfig
 
     grpo = train.add_parser("grpo", help="post-train the tabletop world model with GRPO (resumable, torchrun-ready)")

@@ -20,7 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from spiral.agents.critic.learned_net import KINDS, CriticNet, CriticNetConfig, CriticOutput, TextTable, clips_to_input
+from spiral.agents.critic.learned_ensemble import CriticEnsemble
+from spiral.agents.critic.learned_net import KINDS, CriticNet, CriticNetConfig, CriticOutput, TextTable
 from spiral.agents.critic.learned_slots import OBJECT_FACTS
 from spiral.agents.critic.oracle import step_action
 from spiral.errors import SpiralError
@@ -80,19 +81,23 @@ def default_weights() -> Path:
     return Path(str(resources.files("spiral") / "assets" / WEIGHTS_NAME))
 
 
-def load_net(path: str | Path | None = None) -> tuple[CriticNet, dict]:
-    """The critic network and its metadata from a safetensors export (fp16 on disk, fp32 here)."""
+def load_net(path: str | Path | None = None) -> tuple[CriticNet | CriticEnsemble, dict]:
+    """The critic network (or ensemble of them, learned_ensemble.py) and its metadata from a
+    safetensors export (fp16 on disk, fp32 here)."""
     path = Path(path) if path is not None else default_weights()
     if not path.is_file():
         raise SpiralError(f"missing critic weights: {path}; re-create them with: {RECREATE}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        net = CriticNet(CriticNetConfig(**json.loads(meta["config"])))
+        if "members" in meta:
+            net = CriticEnsemble([CriticNet(CriticNetConfig(**c)) for c in json.loads(meta["members"])])
+        else:
+            net = CriticNet(CriticNetConfig(**json.loads(meta["config"])))
         net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
     except (SafetensorError, KeyError, json.JSONDecodeError, RuntimeError, OSError, TypeError, ValueError) as err:
         raise SpiralError(f"corrupt critic weights {path} ({str(err)[:120]}); re-create them with: {RECREATE}") from None
-    return net.eval(), {k: v for k, v in meta.items() if k != "config"}
+    return net.eval(), {k: v for k, v in meta.items() if k not in ("config", "members")}
 
 
 def canonical(instruction: str) -> str:
@@ -116,7 +121,9 @@ class LearnedCriticAgent:
 
     name = "learned"
 
-    def __init__(self, net: CriticNet, threshold: float = 0.5, text: TextEncoder | None = None, info: dict | None = None):
+    def __init__(
+        self, net: CriticNet | CriticEnsemble, threshold: float = 0.5, text: TextEncoder | None = None, info: dict | None = None
+    ):
         self.net = net.eval()
         self.threshold = threshold
         self.text = text or shared_text_encoder()
@@ -133,10 +140,7 @@ class LearnedCriticAgent:
     def _outputs(self, clips: Sequence, instructions: Sequence[str]) -> CriticOutput:
         """The network's raw outputs (logits) for one or more clips, one instruction each."""
         table = TextTable.build([canonical(t) for t in instructions], self.text)
-        x = torch.cat(
-            [clips_to_input(_frames(c), self.net.cfg, table.rgb[i : i + 1], table.named[i : i + 1]) for i, c in enumerate(clips)]
-        )
-        return self.net(x, table.emb, table.pad)
+        return self.net.score([_frames(c) for c in clips], table.emb, table.pad, table.rgb, table.named)
 
     def predict(self, clips: Sequence, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(success probability (B,), failure-kind probabilities (B, len(KINDS)), replan probability (B,))."""

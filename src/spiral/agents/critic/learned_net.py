@@ -18,6 +18,7 @@ model stage on held-back rollouts, so the shipped score is a calibrated probabil
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,11 @@ from spiral.types import FailureKind
 from spiral.worlds.tabletop.actions import REGIONS
 from spiral.worlds.tabletop.grammar import parse
 from spiral.worlds.tabletop.scene import COLOURS
+
+if TYPE_CHECKING:
+    from spiral.agents.critic.learned_ensemble import CriticEnsemble
+
+Clips = torch.Tensor | np.ndarray | list | tuple  # a batch of uint8 clips, or a list of clips of any sizes
 
 # The kinds a clip can show. PRECONDITION_UNMET and AGENT_ERROR are not properties of a clip's
 # pixels (the plan or the critic itself went wrong), so the head does not predict them.
@@ -221,21 +227,45 @@ class CriticNet(nn.Module):
         objects, facts = self.object_head(tokens[:, 1:]), self.fact_head(tokens[:, 0])
         return CriticOutput(success=success, kind=out[:, 2:], drift=out[:, 1], objects=objects, facts=facts)
 
+    @property
+    def resolution(self) -> int:
+        return self.cfg.resolution
+
+    def score(
+        self, clips: Clips, text: torch.Tensor, pad: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, calibrated: bool = True
+    ) -> CriticOutput:
+        """uint8 clips (B, T, H, W, 3), or a list of (T, H, W, 3) clips of any sizes and lengths ->
+        outputs, in one batch; text, pad, rgb and named: one row per clip (rgb, named as clips_to_input)."""
+        if isinstance(clips, (list, tuple)):
+            x = torch.cat([clips_to_input(c, self.cfg, rgb[i : i + 1], named[i : i + 1]) for i, c in enumerate(clips)])
+        else:
+            x = clips_to_input(clips, self.cfg, rgb, named)
+        return self(x, text, pad, calibrated)
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
 @torch.no_grad()
 def predict(
-    net: CriticNet, frames: torch.Tensor, text_ids: torch.Tensor, table: TextTable, batch_size: int = 256, calibrated: bool = True
+    net: CriticNet | CriticEnsemble,
+    frames: torch.Tensor,
+    text_ids: torch.Tensor,
+    table: TextTable,
+    batch_size: int = 256,
+    calibrated: bool = True,
 ) -> CriticOutput:
-    """Score uint8 clips (N, T, H, W, 3) in batches; clip i's instruction is row text_ids[i] of `table`."""
+    """Score uint8 clips (N, T, H, W, 3) in batches (by one critic or an ensemble); clip i's instruction
+    is row text_ids[i] of `table`."""
     net.eval()
     if not len(frames):
         return CriticOutput(torch.zeros(0), torch.zeros(0, len(KINDS)), torch.zeros(0))
     outs = []
     for i in range(0, len(frames), batch_size):
         ids = text_ids[i : i + batch_size]
-        x = clips_to_input(frames[i : i + batch_size], net.cfg, table.rgb[ids], table.named[ids])
-        outs.append(net(x, table.emb[ids].float(), table.pad[ids], calibrated))
+        outs.append(
+            net.score(
+                frames[i : i + batch_size], table.emb[ids].float(), table.pad[ids], table.rgb[ids], table.named[ids], calibrated
+            )
+        )
     return CriticOutput(*(torch.cat([getattr(o, k) for o in outs]) for k in ("success", "kind", "drift")))
