@@ -2,11 +2,13 @@
 members' logits (each member's success logit already Platt-scaled, so the mean of two calibrated
 logits stays close to calibrated).
 
-Why: the 32x32 and the 64x64 objects critics rank different clips wrong (the 64x64 one sees
-footprint overlaps of under a 32x32 pixel, but ranks other failures worse), so on both tuning sets
-their mean ranked better than the 32x32 critic alone (docs/RESULTS.md, Two resolutions together).
-An ensemble file is an ordinary critic export whose tensors are prefixed `members.<i>.` and whose
-metadata lists the members' configs, so everything that loads a critic loads one.
+Why: the 32x32 and the 64x64 objects critics rank different clips wrong, so their mean ranks
+held-out rollouts better than either (ROC-AUC 0.92 against 0.90), though in the closed loop, at the
+0.5 pass score, it did no better; so it is not the shipped critic (docs/RESULTS.md, Two resolutions
+together). Where the ranking matters more than one cut (GRPO compares rewards within a group), pass
+its export as `--agent-model`, or to `spiral train grpo --critic-weights`. An ensemble file is an
+ordinary critic export whose tensors are prefixed `members.<i>.` and whose metadata lists the
+members' configs, so everything that loads a critic loads one.
 
     spiral train critic-ensemble --members runs/critic,runs/critic-64 --out runs/critic-ensemble
 """
