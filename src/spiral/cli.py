@@ -83,7 +83,7 @@ def _cmd_train_critic_ensemble(ns: argparse.Namespace) -> int:
 
     weights = combine_critics(config_from_args(CriticEnsembleConfig, ns))
     print(f"weights: {weights} (and the SFT stage's beside it)")
-    print(f"to ship them: cp {weights} src/spiral/assets/")
+    print(f"to use them: spiral run ... --agent-model {weights}")
     return 0
 
 

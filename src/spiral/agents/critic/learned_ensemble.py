@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from spiral.agents.critic.learned_net import Clips, CriticNet, CriticOutput
+from spiral.checkpoints import save_atomic
 from spiral.config import option
 from spiral.errors import SpiralError
 
@@ -42,10 +42,6 @@ class CriticEnsemble(nn.Module):
     @property
     def resolution(self) -> int:
         return max(m.resolution for m in self.members)
-
-    @property
-    def fact_heads(self) -> bool:
-        return all(m.cfg.fact_heads for m in self.members)
 
     def score(
         self, clips: Clips, text: torch.Tensor, pad: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, calibrated: bool = True
@@ -104,7 +100,5 @@ def combine_critics(cfg: CriticEnsembleConfig) -> Path:
                 raise SpiralError(f"{path} is not a single critic's export (an ensemble cannot be a member)")
         tensors, meta = ensemble_tensors(members)
         meta |= {"threshold": str(cfg.pass_score), "made_from": ",".join(str(r / name) for r in runs)}
-        tmp = out / (name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(out / name)
+        save_atomic(out / name, tensors, meta)
     return out / STAGE_FILES[1]
