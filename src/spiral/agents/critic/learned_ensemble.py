@@ -59,12 +59,6 @@ class CriticEnsemble(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def ensemble_tensors(members: list[tuple[dict[str, torch.Tensor], dict[str, str]]]) -> tuple[dict, dict]:
-    """Members' (tensors, metadata) -> the ensemble file's tensors and its `members` metadata."""
-    tensors = {f"members.{i}.{k}": v for i, (t, _) in enumerate(members) for k, v in t.items()}
-    return tensors, {"members": json.dumps([json.loads(meta["config"]) for _, meta in members])}
-
-
 @dataclass(frozen=True)
 class CriticEnsembleConfig:
     members: str = option("", "comma-separated training runs (folders of `spiral train critic`) to average")
@@ -74,8 +68,7 @@ class CriticEnsembleConfig:
 
 def combine_critics(cfg: CriticEnsembleConfig) -> Path:
     """Each stage's exports of the member runs, in one file per stage under `out` (same names)."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from spiral.agents.critic.learned import load_net
 
     runs = [Path(r.strip()) for r in cfg.members.split(",") if r.strip()]
     if len(runs) < 2:
@@ -90,15 +83,16 @@ def combine_critics(cfg: CriticEnsembleConfig) -> Path:
             path = run / name
             if not path.is_file():
                 raise SpiralError(f"missing {path}: --members takes finished `spiral train critic --out RUN` folders")
-            try:
-                with safe_open(str(path), framework="pt") as f:
-                    meta = f.metadata() or {}
-                members.append((load_file(str(path)), meta))
-            except (SafetensorError, OSError) as err:
-                raise SpiralError(f"corrupt critic weights {path} ({str(err)[:120]}); retrain that run") from None
-            if "config" not in meta:
+            net, _ = load_net(path)  # names a corrupt file itself
+            if isinstance(net, CriticEnsemble):
                 raise SpiralError(f"{path} is not a single critic's export (an ensemble cannot be a member)")
-        tensors, meta = ensemble_tensors(members)
-        meta |= {"threshold": str(cfg.pass_score), "made_from": ",".join(str(r / name) for r in runs)}
+            members.append(net)
+        # fp16 on disk, as every critic export (the members were fp16 already, so nothing is lost)
+        tensors = {k: v.half() for k, v in CriticEnsemble(members).state_dict().items()}
+        meta = {
+            "members": json.dumps([m.cfg.to_dict() for m in members]),
+            "threshold": str(cfg.pass_score),
+            "made_from": ",".join(str(r / name) for r in runs),
+        }
         save_atomic(out / name, tensors, meta)
     return out / STAGE_FILES[1]
