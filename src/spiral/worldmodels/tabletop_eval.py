@@ -45,6 +45,7 @@ class QualityResult:
     passed: tuple[bool, ...] = ()  # per probe, in order: did the step succeed (for paired comparisons)
     # failed clips per reason (checks.ClipReport.failure_reasons), most common first
     reasons: dict[str, int] = field(default_factory=dict)
+    texts: tuple[str, ...] = ()  # per probe, in order: the instruction as worded
 
 
 def random_feasible_action(scene: Scene, rng: np.random.Generator) -> Action | None:
@@ -96,10 +97,12 @@ def evaluate(wm: WorldModel, probes: list[Probe], wording: str = "canonical", se
     rng = np.random.default_rng(seed)
     kept = post = 0
     passed: list[bool] = []
+    texts: list[str] = []
     reasons: Counter[str] = Counter()
     seconds = 0.0
     for k, probe in enumerate(probes):
         text = to_text(probe.action) if wording == "canonical" else paraphrase(probe.action, rng, wording)
+        texts.append(text)
         clip = wm.generate(probe.frame, text, seed=seed * 100_003 + k)
         seconds += clip.seconds
         report = checks.check_clip(clip.frames, probe.action)
@@ -109,4 +112,4 @@ def evaluate(wm: WorldModel, probes: list[Probe], wording: str = "canonical", se
         post += report.postcondition
         kept += not (report.vanished or report.duplicated or report.appeared or report.changed_colour or report.changed_shape)
     n = len(probes)
-    return QualityResult(n, sum(passed) / n, kept / n, post / n, seconds / n, tuple(passed), dict(reasons.most_common()))
+    return QualityResult(n, sum(passed) / n, kept / n, post / n, seconds / n, tuple(passed), dict(reasons.most_common()), tuple(texts))

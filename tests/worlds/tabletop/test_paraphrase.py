@@ -37,6 +37,19 @@ def test_training_wordings_use_no_word_that_only_held_out_wordings_use():
     assert not words_of("train") & only_held_out
 
 
+def test_no_held_out_phrase_appears_whole_in_a_training_wording():
+    # Words shared with canonical text may recur ("on the top of" beside the held-out "on top of"),
+    # but a held-out phrase itself never does, so every held-out wording stays unseen as a whole.
+    held, train = WORDINGS["heldout"], WORDINGS["train"]
+    phrases = [p for ps in (*held["regions"].values(), *held["relations"].values()) for p in ps]
+    phrases += [t.split("{s} ", 1)[1].split(" the {a}", 1)[0] for t in held["on"]]
+    rng = np.random.default_rng(1)
+    training_texts = [f" {paraphrase(a, rng, 'train')} " for a in every_action() for _ in range(3)]
+    assert "on top of" in phrases and "behind" in phrases
+    for phrase in phrases:
+        assert not [t for t in training_texts if f" {phrase} " in t], phrase
+
+
 def test_training_draws_many_wordings_and_the_held_out_ones_stay_as_measured():
     rng = np.random.default_rng(0)
     action = Action("red square", "above", "blue circle")

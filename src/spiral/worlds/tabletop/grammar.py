@@ -26,7 +26,7 @@ SHAPE_WORDS = {s: s for s in SHAPES} | {
     "disc": "circle", "disk": "circle", "ball": "circle", "round": "circle",
     "pyramid": "triangle", "wedge": "triangle",
 }  # fmt: skip
-ON_PHRASES = ("on", "onto", "on to", "on top of", "atop", "upon")
+ON_PHRASES = ("on", "onto", "on to", "on top of", "atop", "upon", "on the top of", "onto the top of", "on to the top of")
 DIRECTION_WORDS = {
     "left": "left of", "left side": "left of", "left hand side": "left of", "west": "left of",
     "right": "right of", "right side": "right of", "right hand side": "right of", "east": "right of",

@@ -32,6 +32,7 @@ WORDINGS = {
             "{verb} the {s} onto the {a}", "put the {s} upon the {a}", "lift the {s} onto the {a}",
             "rest the {s} on the {a}", "pile the {s} onto the {a}", "balance the {s} on the {a}",
             "{verb} the {s} so it rests on the {a}", "{verb} the {s} so that it sits on the {a}", "lift the {s} up onto the {a}",
+            "put the {s} on the top of the {a}", "{verb} the {s} onto the top of the {a}", "place the {s} on the top of the {a}",
         ),
         "regions": {
             "left side": ("left side", "left edge", "left part", "left"),
