@@ -30,12 +30,12 @@ ON_PHRASES = ("on", "onto", "on to", "on top of", "atop", "upon", "on the top of
 DIRECTION_WORDS = {
     "left": "left of", "left side": "left of", "left hand side": "left of", "west": "left of",
     "right": "right of", "right side": "right of", "right hand side": "right of", "east": "right of",
-    "leftward": "left of", "rightward": "right of",
+    "leftward": "left of", "rightward": "right of", "west side": "left of", "east side": "right of",
     "above": "above", "behind": "above", "beyond": "above", "back": "above", "north": "above", "rear": "above",
-    "past": "above", "further back than": "above", "farther back than": "above",
+    "past": "above", "north side": "above", "further back than": "above", "farther back than": "above",
     "farther from the camera than": "above", "further from the camera than": "above",
     "below": "below", "front": "below", "beneath": "below", "under": "below", "underneath": "below", "south": "below",
-    "ahead": "below", "before": "below", "forward": "below", "closer to the camera than": "below",
+    "ahead": "below", "south side": "below", "before": "below", "forward": "below", "closer to the camera than": "below",
 }  # fmt: skip
 FILLERS = {
     "to",

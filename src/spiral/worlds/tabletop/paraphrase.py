@@ -51,15 +51,15 @@ WORDINGS = {
             "bottom right corner": ("bottom right corner", "bottom right", "right bottom corner"),
         },
         "relations": {
-            "left of": ("to the left of", "left of", "on the left of", "just left of", "to the left side of", "west of", "to the west of", "leftward of"),
-            "right of": ("to the right of", "right of", "on the right of", "just right of", "to the right side of", "east of", "to the east of", "rightward of"),
+            "left of": ("to the left of", "left of", "on the left of", "just left of", "to the left side of", "west of", "to the west of", "leftward of", "on the west side of"),
+            "right of": ("to the right of", "right of", "on the right of", "just right of", "to the right side of", "east of", "to the east of", "rightward of", "on the east side of"),
             "above": (
                 "above", "directly above", "just above", "north of", "beyond", "at the back of", "to the rear of",
-                "at the rear of", "further back than", "past", "farther from the camera than",
+                "at the rear of", "further back than", "past", "farther from the camera than", "on the north side of",
             ),
             "below": (
                 "below", "directly below", "beneath", "under", "underneath", "south of", "ahead of", "just ahead of",
-                "before", "forward of", "closer to the camera than",
+                "before", "forward of", "closer to the camera than", "on the south side of",
             ),
         },
     },
