@@ -24,9 +24,9 @@ import torch
 
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 from spiral.worldmodels.tabletop_copy import DECODINGS
-from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, Probe, evaluate, make_probes
+from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, evaluate, make_probes
 from spiral.worlds.tabletop.grammar import to_text
-from spiral.worlds.tabletop.paraphrase import WORDINGS
+from spiral.worlds.tabletop.paraphrase import phrase_of
 
 # The held-out split words each kind differently (spiral.worlds.tabletop.paraphrase); this shows
 # which wordings cost the most.
@@ -36,17 +36,6 @@ RELATION_KINDS = {
     "above / below": ("above", "below"),
     "on another object": ("on",),
 }
-
-
-def heldout_phrase(probe: Probe, text: str) -> str:
-    """The held-out split's phrase for the probe's region or relation, as worded in `text`."""
-    action, split = probe.action, WORDINGS["heldout"]
-    if action.relation == "in":
-        return split["regions"].get(action.anchor, (action.anchor,))[0]
-    if action.relation == "on":  # two templates: name each by its words between the subject and the anchor
-        phrases = [template.split("{s} ", 1)[1].split(" the {a}", 1)[0] for template in split["on"]]
-        return next(phrase for phrase in phrases if f" {phrase} " in text)
-    return split["relations"][action.relation][0]
 
 
 def timed(fn, repeats: int) -> float:
@@ -82,7 +71,10 @@ def main() -> None:
         "sharp from the start frame; blur: the model's upsampled pixels",
     )
     parser.add_argument(
-        "--probe-seed", type=int, default=HELDOUT_SEED, help="first scene seed of the held-out probes; another one for tuning probes"
+        "--probe-seed",
+        type=int,
+        default=HELDOUT_SEED,
+        help="first scene seed of the held-out probes; another one for tuning probes",
     )
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
@@ -121,8 +113,8 @@ def main() -> None:
             print(f"    {kind:<20} {rates[0]:6.1%} / {rates[1]:6.1%}   ({len(picked)})")
     print("  by unseen wording: success with canonical / unseen wording (probes)")
     by_phrase: dict[str, list[int]] = {}
-    for i, (probe, text) in enumerate(zip(probes, heldout.texts)):
-        by_phrase.setdefault(heldout_phrase(probe, text), []).append(i)
+    for i, (probe, text) in enumerate(zip(probes, heldout.texts, strict=True)):
+        by_phrase.setdefault(phrase_of(probe.action, text), []).append(i)
     for phrase, picked in sorted(by_phrase.items(), key=lambda kv: -len(kv[1])):
         rates = [sum(result.passed[i] for i in picked) / len(picked) for result in (canonical, heldout)]
         print(f"    {phrase!r:<28} {rates[0]:6.1%} / {rates[1]:6.1%}   ({len(picked)})")

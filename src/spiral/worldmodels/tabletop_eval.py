@@ -112,4 +112,6 @@ def evaluate(wm: WorldModel, probes: list[Probe], wording: str = "canonical", se
         post += report.postcondition
         kept += not (report.vanished or report.duplicated or report.appeared or report.changed_colour or report.changed_shape)
     n = len(probes)
-    return QualityResult(n, sum(passed) / n, kept / n, post / n, seconds / n, tuple(passed), dict(reasons.most_common()), tuple(texts))
+    return QualityResult(
+        n, sum(passed) / n, kept / n, post / n, seconds / n, tuple(passed), dict(reasons.most_common()), tuple(texts)
+    )

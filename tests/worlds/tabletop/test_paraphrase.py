@@ -6,7 +6,7 @@ import pytest
 from spiral.worldmodels.tabletop_eval import make_probes
 from spiral.worlds.tabletop.actions import OBJECT_NAMES, Action, actions_on
 from spiral.worlds.tabletop.grammar import parse, to_text
-from spiral.worlds.tabletop.paraphrase import SPLITS, WORDINGS, paraphrase
+from spiral.worlds.tabletop.paraphrase import SPLITS, WORDINGS, on_phrases, paraphrase, phrase_of
 
 
 def every_action():
@@ -40,14 +40,28 @@ def test_training_wordings_use_no_word_that_only_held_out_wordings_use():
 def test_no_held_out_phrase_appears_whole_in_a_training_wording():
     # Words shared with canonical text may recur ("on the top of" beside the held-out "on top of"),
     # but a held-out phrase itself never does, so every held-out wording stays unseen as a whole.
-    held, train = WORDINGS["heldout"], WORDINGS["train"]
+    held = WORDINGS["heldout"]
     phrases = [p for ps in (*held["regions"].values(), *held["relations"].values()) for p in ps]
-    phrases += [t.split("{s} ", 1)[1].split(" the {a}", 1)[0] for t in held["on"]]
+    phrases += on_phrases("heldout")
     rng = np.random.default_rng(1)
     training_texts = [f" {paraphrase(a, rng, 'train')} " for a in every_action() for _ in range(3)]
     assert "on top of" in phrases and "behind" in phrases
     for phrase in phrases:
         assert not [t for t in training_texts if f" {phrase} " in t], phrase
+
+
+def test_phrase_of_names_the_wording_a_text_uses():
+    on = Action("red square", "on", "blue circle")
+    assert phrase_of(on, "stack the red square atop the blue circle") == "atop"
+    assert phrase_of(on, "set the red square on top of the blue circle") == "on top of"
+    corner = Action("red square", "in", "top left corner")
+    assert phrase_of(corner, "drag the red square towards the upper-left corner") == "upper-left corner"
+    assert phrase_of(corner, "move the red square to the top left corner", "train") == "top left corner"  # not "top left"
+    assert (
+        phrase_of(Action("red square", "in", "middle column"), "bring the red square towards the middle column")
+        == "middle column"
+    )
+    assert phrase_of(Action("red square", "below", "blue circle"), "move the red square below the blue circle") == "below"
 
 
 def test_training_draws_many_wordings_and_the_held_out_ones_stay_as_measured():

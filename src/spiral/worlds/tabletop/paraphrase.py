@@ -96,6 +96,26 @@ def paraphrase(action: Action, rng: np.random.Generator, split: str = "train") -
     return template.format(verb=verb, s=action.subject, rel=_pick(w["relations"][action.relation], rng), a=action.anchor)
 
 
+def on_phrases(split: str) -> tuple[str, ...]:
+    """The words between the subject and the anchor in each of the split's templates for puts."""
+    return tuple(template.split("{s} ", 1)[1].split(" the {a}", 1)[0] for template in WORDINGS[split]["on"])
+
+
+def phrase_of(action: Action, text: str, split: str = "heldout") -> str:
+    """The split's phrase naming the action's region or relation (for puts: the words between the
+    subject and the anchor) that `text` uses, the longest where several fit; the canonical name
+    when none does. For breaking results down by wording."""
+    w = WORDINGS[split]
+    if action.relation == "on":
+        options = on_phrases(split)
+    elif action.relation == "in":
+        options = w["regions"].get(action.anchor, (action.anchor,))
+    else:
+        options = w["relations"][action.relation]
+    found = [phrase for phrase in options if f" {phrase} " in f" {text} "]
+    return max(found, key=len) if found else (action.anchor if action.relation == "in" else action.relation)
+
+
 def _pick(options: tuple[str, ...], rng: np.random.Generator) -> str:
     # A single option takes no draw, so the held-out split's wordings stay what they always were.
     return options[0] if len(options) == 1 else str(rng.choice(options))
