@@ -105,19 +105,22 @@ def main() -> None:
     print(f"  postcondition holds                     {canonical.postcondition:6.1%}")
     print(f"  objects preserved                       {canonical.preserved:6.1%}   target >= 95%")
     print(f"  single-step success (unseen wordings)   {heldout.success:6.1%}   target >= 50%")
+
+    def rates(picked: list[int]) -> str:
+        canonical_rate, heldout_rate = (sum(result.passed[i] for i in picked) / len(picked) for result in (canonical, heldout))
+        return f"{canonical_rate:6.1%} / {heldout_rate:6.1%}   ({len(picked)})"
+
     print("  by kind of action: success with canonical / unseen wording (probes)")
     for kind, relations in RELATION_KINDS.items():
         picked = [i for i, probe in enumerate(probes) if probe.action.relation in relations]
         if picked:
-            rates = [sum(result.passed[i] for i in picked) / len(picked) for result in (canonical, heldout)]
-            print(f"    {kind:<20} {rates[0]:6.1%} / {rates[1]:6.1%}   ({len(picked)})")
+            print(f"    {kind:<20} {rates(picked)}")
     print("  by unseen wording: success with canonical / unseen wording (probes)")
     by_phrase: dict[str, list[int]] = {}
     for i, (probe, text) in enumerate(zip(probes, heldout.texts, strict=True)):
         by_phrase.setdefault(phrase_of(probe.action, text), []).append(i)
     for phrase, picked in sorted(by_phrase.items(), key=lambda kv: -len(kv[1])):
-        rates = [sum(result.passed[i] for i in picked) / len(picked) for result in (canonical, heldout)]
-        print(f"    {phrase!r:<28} {rates[0]:6.1%} / {rates[1]:6.1%}   ({len(picked)})")
+        print(f"    {phrase!r:<28} {rates(picked)}")
     failed = len(probes) - sum(canonical.passed)
     print(f"  why the oracle failed the {failed} clips of the canonical wording (a clip may fail for several reasons)")
     for reason, count in canonical.reasons.items():
