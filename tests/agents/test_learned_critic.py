@@ -209,7 +209,7 @@ def test_slot_input_gives_each_colour_its_mask_and_the_step_its_roles():
     frames = np.stack([render(scene, 32)] * 7 + [render(gone, 32)])
     cfg = replace(TINY, arch="slots")
     table = TextTable.build([f"move the {subject.name} to the left of the {anchor.name}"], shared_text_encoder())
-    x = clips_to_input(frames, cfg, table.rgb, table.named)
+    x = clips_to_input(frames, cfg, table)
     assert x.shape == (1, SLOTS, slot_channels(8) - 2, 32, 32)  # the encoder adds the 2 coordinates
     colours = list(COLOURS)
     for o in clear:  # each visible object's own mask is solid at its centre, the others faint
@@ -426,7 +426,7 @@ def test_object_features_measure_where_each_colour_is_what_moved_and_what_the_su
     frames = np.stack([render(scene, 64)] * 6 + [render(onto, 64)] * 2)
     cfg = replace(TINY, arch="objects", resolution=64)
     table = TextTable.build([f"put the {subject.name} on the {anchor.name}"], shared_text_encoder())
-    x = clips_to_input(frames, cfg, table.rgb, table.named)[0]
+    x = clips_to_input(frames, cfg, table)[0]
     assert x.shape == (SLOTS, feature_size(8))
     colours, end = list(COLOURS), 7 * PER_FRAME
     s, a, o = (colours.index(obj.colour) for obj in (subject, anchor, other))
@@ -457,7 +457,60 @@ def test_object_features_measure_where_each_colour_is_what_moved_and_what_the_su
     assert x[-1, 8:15].max() < 0.1 and x[-1, :8].max() < 0.2
     noisy = frames.copy()
     noisy[-1, 40:48, 40:48] = 255  # a white blotch in the last frame: no blend of the colours makes white
-    assert clips_to_input(noisy, cfg, table.rgb, table.named)[0, -1, 7] > x[-1, 7] + 0.3
+    assert clips_to_input(noisy, cfg, table)[0, -1, 7] > x[-1, 7] + 0.3
+
+
+def test_goal_numbers_say_where_the_subject_ends_against_the_steps_region_or_anchor():
+    from spiral.agents.critic.learned_net import clips_to_input
+    from spiral.agents.critic.learned_objects import EXTRA_NUMBERS, GOAL_NUMBERS, PER_FRAME, RELATIVE
+    from spiral.worlds.tabletop.actions import RELATIONS
+    from spiral.worlds.tabletop.scene import COLOURS, SIZES, Scene, TableObject
+
+    subject, anchor = TableObject("red", "square", "small", 0.15, 0.2), TableObject("blue", "circle", "medium", 0.6, 0.8)
+    scene = Scene((subject, anchor))
+    cfg = replace(TINY, arch="objects", resolution=32, extra_numbers=True, goal_numbers=True)
+    s, a = list(COLOURS).index("red"), list(COLOURS).index("blue")
+    g = 8 * PER_FRAME + RELATIVE + EXTRA_NUMBERS
+    relation, margins, smallest, along, across, on_base = (
+        slice(g, g + 6),
+        slice(g + 6, g + 10),
+        g + 10,
+        g + 11,
+        g + 12,
+        slice(g + 13, g + 16),
+    )
+    assert GOAL_NUMBERS == 16
+
+    def numbers(instruction: str, x: float, y: float, on: str | None = None) -> torch.Tensor:
+        end = scene.moved("red square", x, y, on)
+        frames = np.stack([render(scene, 64)] * 4 + [render(end, 64)] * 4)
+        return clips_to_input(frames, cfg, TextTable.build([instruction], shared_text_encoder()))[0]
+
+    # Into the middle column (x from 1/3 to 2/3): inside it, every margin is positive; left short of
+    # it (the demo's miss), the left margin and so the smallest is negative, by about the shortfall.
+    inside, short = (
+        numbers("move the red square to the middle column", 0.5, 0.2),
+        numbers("move the red square to the middle column", 0.25, 0.2),
+    )
+    assert inside[s, relation].tolist() == [float(r == "in") for r in RELATIONS]
+    assert inside[s, smallest] > 0 and (inside[s, margins] > 0).all()
+    assert short[s, smallest] == pytest.approx(4 * 2 * (0.25 - 1 / 3), abs=0.1) and short[s, margins][1:].min() > 0
+    assert inside[s, along] == 0 and inside[s, across] == 0  # no anchor object
+    # Left of the blue circle: along the direction (leftwards) positive, across it the vertical offset.
+    left = numbers("move the red square to the left of the blue circle", 0.4, 0.75)
+    assert left[s, relation].tolist() == [float(r == "left of") for r in RELATIONS]
+    assert left[s, along] == pytest.approx(4 * 2 * 0.2, abs=0.15) and left[s, across] == pytest.approx(4 * 2 * 0.05, abs=0.15)
+    assert numbers("move the red square to the right of the blue circle", 0.4, 0.75)[s, along] < -1.0
+    assert left[s, margins].abs().max() == 0 and left[a, along] == 0  # no region; the anchor is where it is
+    # Onto the blue circle: the subject's box centre against the circle's, in the circle's half-sizes.
+    half = SIZES["medium"]
+    centred, off = (numbers("put the red square on the blue circle", 0.6 + dx * half, 0.8, "blue circle") for dx in (0.0, 0.8))
+    assert centred[s, on_base][2] < 0.15 and off[s, on_base].tolist() == pytest.approx([0.8, 0.0, 0.8], abs=0.15)
+    assert centred[s, margins].abs().max() == 0 and centred[s, along] == 0 and left[s, on_base].abs().max() == 0
+    # Text the grammar cannot parse has no goal; a critic that reads goal numbers refuses none given.
+    assert numbers("wiggle it", 0.5, 0.2)[:, g:].abs().max() == 0
+    with pytest.raises(SpiralError, match="goal_numbers need arch 'objects' with extra_numbers"):
+        CriticNet(replace(cfg, extra_numbers=False))
 
 
 def test_rendered_near_misses_are_labelled_by_the_oracle_cached_and_go_to_training_only(tiny_run, tmp_path, monkeypatch):

@@ -140,7 +140,7 @@ class LearnedCriticAgent:
     def _outputs(self, clips: Sequence, instructions: Sequence[str]) -> CriticOutput:
         """The network's raw outputs (logits) for one or more clips, one instruction each."""
         table = TextTable.build([canonical(t) for t in instructions], self.text)
-        return self.net.score([_frames(c) for c in clips], table.emb, table.pad, table.rgb, table.named)
+        return self.net.score([_frames(c) for c in clips], table)
 
     def predict(self, clips: Sequence, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(success probability (B,), failure-kind probabilities (B, len(KINDS)), replan probability (B,))."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spiral.agents.critic.learned_net import Clips, CriticNet, CriticOutput
+from spiral.agents.critic.learned_net import Clips, CriticNet, CriticOutput, TextTable
 from spiral.checkpoints import save_atomic
 from spiral.config import option
 from spiral.errors import SpiralError
@@ -43,11 +43,9 @@ class CriticEnsemble(nn.Module):
     def resolution(self) -> int:
         return max(m.resolution for m in self.members)
 
-    def score(
-        self, clips: Clips, text: torch.Tensor, pad: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, calibrated: bool = True
-    ) -> CriticOutput:
+    def score(self, clips: Clips, rows: TextTable, calibrated: bool = True) -> CriticOutput:
         """As CriticNet.score."""
-        outs = [m.score(clips, text, pad, rgb, named, calibrated) for m in self.members]
+        outs = [m.score(clips, rows, calibrated) for m in self.members]
 
         def mean(key: str) -> torch.Tensor | None:
             parts = [getattr(o, key) for o in outs]

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from spiral.agents.critic.learned_objects import ObjectEncoder, object_features
+from spiral.agents.critic.learned_objects import GOAL_SIZE, ObjectEncoder, goal_row, object_features
 from spiral.agents.critic.learned_slots import CLIP_FACTS, OBJECT_FACTS, SlotEncoder, coordinate_planes, slot_input
 from spiral.errors import SpiralError
 from spiral.types import FailureKind
@@ -70,6 +70,9 @@ class CriticNetConfig:
     fact_heads: bool = False  # slots and objects only: also predict the oracle's per-object and clip facts (training aid)
     # objects only: also each colour's contact with the subject and its motion (learned_objects.EXTRA_NUMBERS)
     extra_numbers: bool = False
+    # objects with extra_numbers only: also the instruction's relation and where each colour ends
+    # against the step's region or anchor (learned_objects.GOAL_NUMBERS)
+    goal_numbers: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,13 +87,11 @@ class CriticOutput:
     facts: torch.Tensor | None = None  # (B, len(CLIP_FACTS)) logits (fact_heads)
 
 
-def clips_to_input(
-    frames: torch.Tensor | np.ndarray, cfg: CriticNetConfig, rgb: torch.Tensor, named: torch.Tensor
-) -> torch.Tensor:
+def clips_to_input(frames: torch.Tensor | np.ndarray, cfg: CriticNetConfig, rows: TextTable) -> torch.Tensor:
     """uint8 clips (B, T, H, W, 3) -> float (B, C, R, R) for the grid (the slots: see slot_input):
     the start frame and each later frame's change from it, in [-1, 1] and [-2, 2], then
-    (colour_masks) how close (0..1) each pixel of each frame is to the colour of the subject and of the anchor object the instruction names (rgb (B, 2, 3),
-    named (B, 2)). Every object has its own colour, so the masks say where the named objects are
+    (colour_masks) how close (0..1) each pixel of each frame is to the colour of the subject and of
+    the anchor object the instruction names (`rows`: the clips' rows of the TextTable). Every object has its own colour, so the masks say where the named objects are
     and how solidly they are painted in each frame, which is most of what the oracle checks; the
     network still has to learn what they mean for the step. Frames are picked evenly, ends kept."""
     x = torch.as_tensor(frames)
@@ -102,10 +103,11 @@ def clips_to_input(
     if x.shape[-1] != cfg.resolution:
         x = F.interpolate(x.reshape(b * t, 3, *x.shape[-2:]), size=(cfg.resolution, cfg.resolution), mode="area")
         x = x.reshape(b, t, 3, cfg.resolution, cfg.resolution)
+    rgb, named = rows.rgb, rows.named
     if cfg.arch == "slots":
         return slot_input(x, rgb, named)
     if cfg.arch == "objects":
-        return object_features(x, rgb, named)
+        return object_features(x, rgb, named, rows.goal if cfg.goal_numbers else None)
     parts = [x[:, :1], x[:, 1:] - x[:, :1]]
     if cfg.colour_masks:
         d2 = (((x[:, :, None] + 1.0) * 127.5 - rgb[:, None, :, :, None, None]) ** 2).sum(3)  # (B, T, 2, R, R)
@@ -115,28 +117,37 @@ def clips_to_input(
 
 @dataclass(frozen=True)
 class TextTable:
-    """Per distinct instruction: MiniLM token embeddings (U, L, 384) and pad mask (U, L), and the
-    RGB of the subject and of the anchor object it names (U, 2, 3) with which it names (U, 2)."""
+    """Per distinct instruction: MiniLM token embeddings (U, L, 384) and pad mask (U, L), the RGB
+    of the subject and of the anchor object it names (U, 2, 3) with which it names (U, 2), and its
+    relation and region as the grammar parses them (U, GOAL_SIZE; see learned_objects.goal_row).
+    All zeros past the embeddings where the grammar cannot parse the text."""
 
     emb: torch.Tensor
     pad: torch.Tensor
     rgb: torch.Tensor
     named: torch.Tensor
+    goal: torch.Tensor
+
+    def take(self, ids: torch.Tensor) -> TextTable:
+        """The rows of these instructions, one per clip."""
+        return TextTable(self.emb[ids], self.pad[ids], self.rgb[ids], self.named[ids], self.goal[ids])
 
     @staticmethod
     def build(texts: list[str], encoder) -> TextTable:
         emb, pad = encoder.encode(texts)
         rgb, named = torch.zeros(len(texts), 2, 3), torch.zeros(len(texts), 2)
+        goal = torch.zeros(len(texts), GOAL_SIZE)
         for i, text in enumerate(texts):
             try:
                 action = parse(text)
             except (SpiralError, ValueError):  # words the grammar does not know: no masks
                 continue
+            goal[i] = goal_row(action)
             for j, name in enumerate((action.subject, action.anchor)):
                 colour = name.split()[0]
                 if colour in COLOURS and name not in REGIONS:
                     rgb[i, j], named[i, j] = torch.tensor(COLOURS[colour], dtype=torch.float32), 1.0
-        return TextTable(emb, pad, rgb, named)
+        return TextTable(emb, pad, rgb, named, goal)
 
 
 def downsample(frames: np.ndarray, resolution: int) -> torch.Tensor:
@@ -183,12 +194,14 @@ class CriticNet(nn.Module):
             raise SpiralError("critic fact_heads need arch 'slots' or 'objects' (one token per object colour)")
         if cfg.extra_numbers and cfg.arch != "objects":
             raise SpiralError("critic extra_numbers need arch 'objects' (drop --extra-numbers, or add --arch objects)")
+        if cfg.goal_numbers and not cfg.extra_numbers:
+            raise SpiralError("critic goal_numbers need arch 'objects' with extra_numbers (drop --goal-numbers, or add both)")
         if cfg.fact_heads:
             self.object_head, self.fact_head = nn.Linear(d, len(OBJECT_FACTS)), nn.Linear(d, len(CLIP_FACTS))
         if cfg.arch == "slots":
             self.slots = SlotEncoder(cfg.num_frames, cfg.resolution, d)
         elif cfg.arch == "objects":
-            self.objects = ObjectEncoder(cfg.num_frames, d, cfg.extra_numbers)
+            self.objects = ObjectEncoder(cfg.num_frames, d, cfg.extra_numbers, cfg.goal_numbers)
         else:
             # frames, colour masks and 2 coordinate channels (regions are absolute places)
             c = (5 if cfg.colour_masks else 3) * cfg.num_frames + 2
@@ -231,16 +244,14 @@ class CriticNet(nn.Module):
     def resolution(self) -> int:
         return self.cfg.resolution
 
-    def score(
-        self, clips: Clips, text: torch.Tensor, pad: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, calibrated: bool = True
-    ) -> CriticOutput:
+    def score(self, clips: Clips, rows: TextTable, calibrated: bool = True) -> CriticOutput:
         """uint8 clips (B, T, H, W, 3), or a list of (T, H, W, 3) clips of any sizes and lengths ->
-        outputs, in one batch; text, pad, rgb and named: one row per clip (rgb, named as clips_to_input)."""
+        outputs, in one batch; `rows`: the TextTable row of each clip's instruction."""
         if isinstance(clips, (list, tuple)):
-            x = torch.cat([clips_to_input(c, self.cfg, rgb[i : i + 1], named[i : i + 1]) for i, c in enumerate(clips)])
+            x = torch.cat([clips_to_input(c, self.cfg, rows.take(torch.tensor([i]))) for i, c in enumerate(clips)])
         else:
-            x = clips_to_input(clips, self.cfg, rgb, named)
-        return self(x, text, pad, calibrated)
+            x = clips_to_input(clips, self.cfg, rows)
+        return self(x, rows.emb.float(), rows.pad, calibrated)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -262,10 +273,5 @@ def predict(
         return CriticOutput(torch.zeros(0), torch.zeros(0, len(KINDS)), torch.zeros(0))
     outs = []
     for i in range(0, len(frames), batch_size):
-        ids = text_ids[i : i + batch_size]
-        outs.append(
-            net.score(
-                frames[i : i + batch_size], table.emb[ids].float(), table.pad[ids], table.rgb[ids], table.named[ids], calibrated
-            )
-        )
+        outs.append(net.score(frames[i : i + batch_size], table.take(text_ids[i : i + batch_size]), calibrated))
     return CriticOutput(*(torch.cat([getattr(o, k) for o in outs]) for k in ("success", "kind", "drift")))

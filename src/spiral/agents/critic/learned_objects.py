@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spiral.agents.critic.learned_slots import PALETTE, SLOTS, coordinate_planes
+from spiral.worlds.tabletop.actions import DIRECTIONS, REGIONS, RELATIONS, Action
 
 PER_FRAME = 9  # area, centroid x and y, spread x and y, solidity, reach, box centre offset x and y
 # moved (at the end, at most), cover of the start footprint, offsets to the subject's and the anchor's
@@ -42,6 +43,22 @@ RELATIVE = 13
 # to compose from distances, areas and per-frame centroids, and does only roughly. Appended after
 # RELATIVE, so critics without them read the same numbers as before.
 EXTRA_NUMBERS = 5
+# Goal numbers (CriticNetConfig.goal_numbers): the instruction's relation as a one-hot and, per
+# colour, where it ends against the step's target: for a region, its box centre's signed margins to
+# the region's four edges and the smallest of them (positive inside); for left of / right of /
+# above / below, its offset from the anchor's end along the relation's direction and across it;
+# for a put, its end box centre's offset from the base's start box centre, against the base's
+# half-size, and that distance (the oracle stacks by box centres within half the larger half-size;
+# a triangle's centroid lies below its box centre, so centroids alone blur that test).
+# The network can read relation and region from the MiniLM tokens, but learns only roughly where a
+# region's edges are (the shipped critic passed, at 0.96, a subject left short of "the middle
+# column" in the demo), has to multiply an offset by a direction it read from words to tell "left
+# of" from "right of", and passed subjects left half off a triangle base at 0.97. The grammar
+# already parses the instruction for the colour roles; these numbers give the rest of its parse
+# the same way. Appended after the extra numbers.
+GOAL_SIZE = len(RELATIONS) + 4  # a TextTable row: relation one-hot, region box (x0, x1, y0, y1) in table units
+GOAL_NUMBERS = len(RELATIONS) + 5 + 2 + 3
+_DIRECTIONS = torch.tensor([DIRECTIONS[r] for r in RELATIONS if r in DIRECTIONS])  # (4, 2), in RELATIONS' order
 STILL = 0.05  # a path shorter than this (in [-1, 1] coordinates; 0.025 table units) has no largest step
 # A mask counts as present from this much area (a 32x32 pixel; a small object is about ten): below
 # it there is no centroid to speak of (or it is the rim where one object rests on another, a blend
@@ -54,8 +71,8 @@ TABLE_LEVELS = 3.0  # grey levels (RGB distance) within which a pixel is plain t
 JUNK_SCALE = 0.3  # summed RGB change in [-1, 1] units at which a misfit pixel counts as fully changed
 
 
-def colour_features(num_frames: int, extra_numbers: bool = False) -> int:
-    return PER_FRAME * num_frames + RELATIVE + (EXTRA_NUMBERS if extra_numbers else 0)
+def colour_features(num_frames: int, extra_numbers: bool = False, goal_numbers: bool = False) -> int:
+    return PER_FRAME * num_frames + RELATIVE + (EXTRA_NUMBERS if extra_numbers else 0) + (GOAL_NUMBERS if goal_numbers else 0)
 
 
 def table_features(num_frames: int) -> int:
@@ -63,7 +80,53 @@ def table_features(num_frames: int) -> int:
 
 
 def feature_size(num_frames: int) -> int:
-    return max(colour_features(num_frames, extra_numbers=True), table_features(num_frames))
+    return max(colour_features(num_frames, extra_numbers=True, goal_numbers=True), table_features(num_frames))
+
+
+def goal_row(action: Action) -> torch.Tensor:
+    """(GOAL_SIZE,): the action's relation as a one-hot, then its region's box (zeros unless "in")."""
+    row = torch.zeros(GOAL_SIZE)
+    row[RELATIONS.index(action.relation)] = 1.0
+    if action.relation == "in":
+        row[len(RELATIONS) :] = torch.tensor(REGIONS[action.anchor])
+    return row
+
+
+def goal_numbers(
+    goal: torch.Tensor, box_end: torch.Tensor, roles: torch.Tensor, base: torch.Tensor, seen: torch.Tensor, r: int
+) -> torch.Tensor:
+    """goal (B, GOAL_SIZE) TextTable rows; box_end (B, K, 2) each colour's end box centre, roles
+    (B, K, 2) the role weights of the subject and anchor colours, base (B, 1, 3) the anchor's start
+    box centre and half-size, in the [-1, 1] pixel-centre coordinates of an R x R clip; seen
+    (B, K, 1) whether the colour is there at the end -> (B, K, GOAL_NUMBERS). Box centres, not
+    centroids: the world places, and the oracle reads, an object by its box centre (a triangle's
+    centroid lies a sixth of its height lower)."""
+    relation = goal[:, : len(RELATIONS)]
+    # Table units -> the coordinate planes' units: pixel i's centre, (i + 0.5) / R, is at -1 + 2i / (R - 1).
+    box = (goal[:, len(RELATIONS) :] * r - 0.5) / (r - 1) * 2.0 - 1.0  # (B, 4): x0, x1, y0, y1
+    x, y = box_end[..., 0], box_end[..., 1]
+    margins = torch.stack([x - box[:, None, 0], box[:, None, 1] - x, y - box[:, None, 2], box[:, None, 3] - y], dim=-1)
+    margins = torch.cat([margins, margins.amin(-1, keepdim=True)], dim=-1) * relation[:, None, :1]  # "in" only
+    direction = relation[:, 1 : 1 + len(_DIRECTIONS)] @ _DIRECTIONS  # (B, 2); zeros for "in" and "on"
+    offset = box_end - (roles[..., 1:] * box_end).sum(1, keepdim=True)  # from the anchor's end
+    along = (offset * direction[:, None]).sum(-1)
+    across = (offset[..., 0] * direction[:, None, 1] - offset[..., 1] * direction[:, None, 0]).abs()
+    place = torch.cat([margins, torch.stack([along, across], dim=-1)], dim=-1) * 4.0
+    on_base = ((box_end - base[..., :2]) / base[..., 2:].clamp(min=1e-3)).clamp(-4.0, 4.0)
+    on_base = torch.cat([on_base, on_base.norm(dim=-1, keepdim=True)], dim=-1) * relation[:, None, -1:]  # "on" only
+    return torch.cat([relation[:, None].expand(-1, box_end.shape[1], -1), torch.cat([place, on_base], dim=-1) * seen], dim=-1)
+
+
+def _box_half(m: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """m (..., R, R) soft masks -> (...) half the larger side of the box of their solid pixels
+    (pixel centres, plus half a pixel each side); zeros where no pixel is solid."""
+    inside = m > 0.5
+    far = torch.tensor(4.0)
+    sides = [
+        torch.where(inside, c, -far).amax((-2, -1)) - torch.where(inside, c, far).amin((-2, -1)) for c in (coords[0], coords[1])
+    ]
+    pixel = float(coords[0, 0, 1] - coords[0, 0, 0])
+    return torch.where(inside.any(-1).any(-1), (torch.maximum(*sides) + pixel) / 2, torch.zeros(()))
 
 
 # The blends a pixel is read as: each palette colour over the table, then each pair of palette
@@ -135,10 +198,11 @@ def _moments(m: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(torch.where(present, v, torch.zeros_like(v)) for v in values) + (box_dx, box_dy)
 
 
-def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor) -> torch.Tensor:
+def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, goal: torch.Tensor | None = None) -> torch.Tensor:
     """float clips (B, T, 3, R, R) in [-1, 1] -> (B, SLOTS, feature_size(T)): per colour its numbers
     (see the module docstring), then the table's. rgb (B, 2, 3) and named (B, 2): the colours of
-    the subject and of the anchor, as TextTable holds them."""
+    the subject and of the anchor, as TextTable holds them; goal (B, GOAL_SIZE): its goal rows, for
+    the goal numbers (left zero without)."""
     b, t, _, r, _ = x.shape
     coords = coordinate_planes(r)[0]  # (2, R, R)
     cover_px, misfit = read_pixels(x)
@@ -195,7 +259,13 @@ def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor) -> 
     path = steps.sum(-1, keepdim=True)
     largest = torch.where(path > STILL, steps.amax(-1, keepdim=True) / path.clamp(min=1e-6), torch.zeros_like(path))
     extra = torch.cat([contact * known, path * 4.0, largest], dim=-1)
-    colours = torch.cat([per_frame, relative, extra], dim=-1)  # (B, K, colour_features(T, extra_numbers=True))
+    parts = [per_frame, relative, extra]
+    if goal is not None:
+        box_centre = torch.stack([cx + box_dx, cy + box_dy], dim=-1)  # (B, K, T, 2)
+        base = torch.cat([box_centre[:, :, 0], _box_half(masks[:, :, 0], coords)[..., None]], dim=-1)  # (B, K, 3)
+        base = (role_w[..., 1:] * base).sum(1, keepdim=True)  # the anchor's, at the start
+        parts.append(goal_numbers(goal, box_centre[:, :, -1], role_w, base, present[..., -1:], r))
+    colours = torch.cat(parts, dim=-1)  # (B, K, colour_features(T, True, goal is not None))
 
     # The table: pixels that fit no colour and changed from the start frame (smears, blotches), and
     # how much the background (no colour, a good fit, in both frames) changes between frames.
@@ -217,9 +287,10 @@ class ObjectEncoder(nn.Module):
     """(B, SLOTS, feature_size) from object_features -> (B, SLOTS, dim) tokens: one MLP for the
     colours' numbers (shared, so every clip teaches it about all six objects), one for the table's."""
 
-    def __init__(self, num_frames: int, dim: int, extra_numbers: bool = False):
+    def __init__(self, num_frames: int, dim: int, extra_numbers: bool = False, goal_numbers: bool = False):
         super().__init__()
-        self.colour_size, self.table_size = colour_features(num_frames, extra_numbers), table_features(num_frames)
+        self.colour_size = colour_features(num_frames, extra_numbers, goal_numbers)
+        self.table_size = table_features(num_frames)
         self.colour = nn.Sequential(nn.Linear(self.colour_size, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.table = nn.Sequential(nn.Linear(self.table_size, dim), nn.GELU(), nn.Linear(dim, dim))
 

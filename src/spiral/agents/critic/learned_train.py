@@ -107,6 +107,10 @@ class CriticTrainConfig:
         True,
         "objects only (the others ignore it): also give each colour's token its contact with the subject (gap, centre distance against size, overlap) and motion (path, largest step)",
     )
+    goal_numbers: bool = option(
+        False,
+        "objects with extra numbers only: also give each colour's token the parsed relation and where it ends against the step's region (margins to its edges) or anchor (along and across the relation's direction)",
+    )
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
     seed: int = option(0, "seed of initialisation, splits, batches and rollouts")
@@ -177,7 +181,7 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
     row = {t: i for i, t in enumerate(texts)}
     text_ids = torch.tensor([row[t] for t in data.texts])
     split = Split(data, text_ids, train, val, mixed_groups(data, train))
-    return split, TextTable(table.emb.half(), table.pad, table.rgb, table.named), digest
+    return split, TextTable(table.emb.half(), table.pad, table.rgb, table.named, table.goal), digest
 
 
 def world_model_weights(cfg: CriticTrainConfig) -> Path:
@@ -243,9 +247,9 @@ def mixed_groups(d: CriticData, idx: torch.Tensor) -> tuple[list[torch.Tensor], 
 
 def losses(net: CriticNet, split: Split, idx: torch.Tensor, table: TextTable, stage: int) -> tuple[torch.Tensor, dict]:
     d = split.data
-    ids = split.text_ids[idx]
-    x = clips_to_input(d.frames[idx], net.cfg, table.rgb[ids], table.named[ids])
-    out = net(x, table.emb[ids].float(), table.pad[ids], calibrated=False)
+    rows = table.take(split.text_ids[idx])
+    x = clips_to_input(d.frames[idx], net.cfg, rows)
+    out = net(x, rows.emb.float(), rows.pad, calibrated=False)
     y, fail = d.success[idx], d.success[idx] == 0
     bce = F.binary_cross_entropy_with_logits(out.success, y)
     ce = F.cross_entropy(out.kind, d.kind[idx])
@@ -332,6 +336,7 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
         arch=cfg.arch,
         fact_heads=cfg.arch != "grid",
         extra_numbers=cfg.extra_numbers and cfg.arch == "objects",  # the other front ends have no such numbers
+        goal_numbers=cfg.goal_numbers,
     )
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
