@@ -22,7 +22,7 @@ seeds S, S+1, ... instead (a tuning set of its own: choose recipes there, then m
 held-out probes). `--episodes RUN,...` judges the clips of saved closed-loop episodes instead
 (`spiral bench run ... --critic oracle --save-episodes --out RUN`): every attempt, labelled by the
 oracle critic's verdict in the loop; later steps start from generated frames after several steps.
-Each table is followed by a breakdown by what the oracle saw in the failed clips.
+Each table is followed by a breakdown by what the oracle saw in the failed clips, and one by kind of action.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from spiral.worldmodels.tabletop import default_weights
 from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, chained_probes, make_probes
 from spiral.worldmodels.text import shared_text_encoder
+from spiral.worlds.tabletop.grammar import parse
 
 ROLLOUT_SEED = 1  # the training rollouts use seed 0; another noise stream for the held-out ones
 # `spiral train critic`'s default rollouts, for --training-rollouts
@@ -155,6 +156,8 @@ def main() -> None:
     print("(target: ROC-AUC >= 0.95 against the oracle; kind and replan accuracy on the clips the oracle failed)")
     print()
     print(breakdown_table(data, {stage: p for stage, (p, _) in hist.items()}, cuts))
+    print()
+    print(action_table(data, {stage: p for stage, (p, _) in hist.items()}, cuts))
     for stage, (p, labels) in hist.items():
         print()
         print(text_histogram(f"{stage} scores on these clips", {"oracle pass": p[labels > 0], "oracle fail": p[labels == 0]}))
@@ -192,6 +195,35 @@ def breakdown_table(data, scores: dict, cuts: dict) -> str:
             auc = roc_auc(both, torch.cat([torch.ones(int(passed.sum())), torch.zeros(int(fails.sum()))]).numpy())
             cells.append(f"{auc:.3f} / {float((p[fails] >= cuts[stage]).float().mean()):.0%}")
         lines.append(f"| {name} | {int(fails.sum())} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+ACTION_KINDS = {
+    "into a region": ("in",),
+    "left / right of": ("left of", "right of"),
+    "above / below": ("above", "below"),
+    "onto an object": ("on",),
+}
+
+
+def action_table(data, scores: dict, cuts: dict) -> str:
+    """Per kind of action: how many clips and failed clips, each critic's ROC-AUC within them, and
+    the share of their failed clips it lets through at its threshold."""
+    relations = [parse(t).relation for t in data.texts]
+    passed = data.success > 0
+    head = "| kind of action | clips | failed | " + " | ".join(f"{s}: ROC-AUC / fails passed" for s in scores) + " |"
+    lines = [head, "|" + "---|" * (3 + len(scores))]
+    for name, kinds in ACTION_KINDS.items():
+        mask = torch.tensor([r in kinds for r in relations])
+        fails = mask & ~passed
+        if not (mask & passed).any() or not fails.any():
+            continue
+        cells = []
+        for stage, p in scores.items():
+            p = torch.as_tensor(p)
+            auc = roc_auc(p[mask].numpy(), data.success[mask].numpy())
+            cells.append(f"{auc:.3f} / {float((p[fails] >= cuts[stage]).float().mean()):.0%}")
+        lines.append(f"| {name} | {int(mask.sum())} | {int(fails.sum())} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -117,16 +117,32 @@ def goal_numbers(
     return torch.cat([relation[:, None].expand(-1, box_end.shape[1], -1), torch.cat([place, on_base], dim=-1) * seen], dim=-1)
 
 
-def _box_half(m: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """m (..., R, R) soft masks -> (...) half the larger side of the box of their solid pixels
-    (pixel centres, plus half a pixel each side); zeros where no pixel is solid."""
-    inside = m > 0.5
-    far = torch.tensor(4.0)
-    sides = [
-        torch.where(inside, c, -far).amax((-2, -1)) - torch.where(inside, c, far).amin((-2, -1)) for c in (coords[0], coords[1])
-    ]
-    pixel = float(coords[0, 0, 1] - coords[0, 0, 0])
-    return torch.where(inside.any(-1).any(-1), (torch.maximum(*sides) + pixel) / 2, torch.zeros(()))
+EDGE = 0.1  # a row or column counts as touched by a colour from this much cover in its best pixel
+
+
+def _box(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """m (..., R, R) soft masks -> the centre (..., 2) and half the larger side (...) of their box,
+    in the [-1, 1] pixel-centre coordinates, to a fraction of a pixel: along each axis the edge
+    pixels' best cover says how far into them the object reaches (an anti-aliased square's edge
+    column is covered exactly that much in every row it spans). Zeros where the mask is empty.
+    (A triangle's apex row reads about half a pixel short: a small bias the same for every triangle.)"""
+    r = m.shape[-1]
+    centres, halves = [], []
+    for profile in (m.amax(-2), m.amax(-1)):  # per column (x), per row (y): the best pixel's cover
+        touched = profile > EDGE
+        index = torch.arange(r, dtype=m.dtype)
+        first = torch.where(touched, index, torch.full_like(profile, r)).amin(-1)
+        last = torch.where(touched, index, torch.full_like(profile, -1)).amax(-1)
+        cover_first = profile.gather(-1, first.clamp(0, r - 1).long()[..., None])[..., 0]
+        cover_last = profile.gather(-1, last.clamp(0, r - 1).long()[..., None])[..., 0]
+        low, high = first + 1 - cover_first, last + cover_last  # pixel i spans [i, i + 1]
+        one = first == last  # a single row or column: centred on it
+        low, high = torch.where(one, first + 0.5 - cover_first / 2, low), torch.where(one, first + 0.5 + cover_first / 2, high)
+        centres.append(((low + high) / 2 - 0.5) / (r - 1) * 2.0 - 1.0)
+        halves.append((high - low) / (r - 1))
+    found = m.amax((-2, -1)) > EDGE
+    centre = torch.where(found[..., None], torch.stack(centres, dim=-1), torch.zeros(()))
+    return centre, torch.where(found, torch.maximum(*halves), torch.zeros(()))
 
 
 # The blends a pixel is read as: each palette colour over the table, then each pair of palette
@@ -261,10 +277,10 @@ def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, goa
     extra = torch.cat([contact * known, path * 4.0, largest], dim=-1)
     parts = [per_frame, relative, extra]
     if goal is not None:
-        box_centre = torch.stack([cx + box_dx, cy + box_dy], dim=-1)  # (B, K, T, 2)
-        base = torch.cat([box_centre[:, :, 0], _box_half(masks[:, :, 0], coords)[..., None]], dim=-1)  # (B, K, 3)
+        start_centre, start_half = _box(masks[:, :, 0])  # (B, K, 2), (B, K)
+        base = torch.cat([start_centre, start_half[..., None]], dim=-1)
         base = (role_w[..., 1:] * base).sum(1, keepdim=True)  # the anchor's, at the start
-        parts.append(goal_numbers(goal, box_centre[:, :, -1], role_w, base, present[..., -1:], r))
+        parts.append(goal_numbers(goal, _box(masks[:, :, -1])[0], role_w, base, present[..., -1:], r))
     colours = torch.cat(parts, dim=-1)  # (B, K, colour_features(T, True, goal is not None))
 
     # The table: pixels that fit no colour and changed from the start frame (smears, blotches), and
