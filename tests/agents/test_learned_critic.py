@@ -513,6 +513,52 @@ def test_goal_numbers_say_where_the_subject_ends_against_the_steps_region_or_anc
         CriticNet(replace(cfg, extra_numbers=False))
 
 
+@pytest.mark.parametrize("shape", ["square", "circle", "triangle"])
+def test_boxes_are_read_to_a_fraction_of_a_pixel_and_triangles_by_their_spread(shape):
+    from spiral.agents.critic.learned_net import downsample
+    from spiral.agents.critic.learned_objects import _box, read_pixels
+    from spiral.worlds.tabletop.scene import SIZES, Scene, TableObject
+
+    r = 32
+    per_table = 2 * r / (r - 1)  # coordinate units per table unit
+    for size, x, y in (("small", 0.5, 0.5), ("large", 0.513, 0.527)):
+        obj = TableObject("blue", shape, size, x, y)
+        frame = downsample(render(Scene((obj,)), 64)[None, None], r)[0].float().movedim(-1, -3) / 127.5 - 1.0
+        centre, half, triangle = _box(read_pixels(frame[None])[0][0, 0, 4])  # blue's mask
+        # Within a tenth of a 32x32 pixel (0.003 table units) of where the world put it.
+        assert centre.tolist() == pytest.approx([(2 * x - 1) * r / (r - 1), (2 * y - 1) * r / (r - 1)], abs=0.1 * per_table / r)
+        assert float(half) == pytest.approx(SIZES[size] * per_table, abs=0.15 * per_table / r)
+        assert float(triangle) == (1.0 if shape == "triangle" else 0.0)
+
+
+def test_footprint_numbers_measure_the_clearance_the_oracles_crowding_test_measures():
+    from spiral.agents.critic.learned_net import clips_to_input
+    from spiral.agents.critic.learned_objects import colour_features
+    from spiral.worlds.tabletop.scene import COLOURS, GAP, READ_SLACK, Scene, TableObject, collides
+
+    cfg = replace(TINY, arch="objects", extra_numbers=True, goal_numbers=True, footprint_numbers=True)
+    f = colour_features(8, True, True)  # where they begin
+    s, o = list(COLOURS).index("red"), list(COLOURS).index("blue")
+    for subject_shape, other_shape in (("square", "circle"), ("triangle", "square"), ("circle", "triangle")):
+        other, subject = (
+            TableObject("blue", other_shape, "medium", 0.5, 0.5),
+            TableObject("red", subject_shape, "small", 0.15, 0.15),
+        )
+        limit = other.radius + subject.radius + GAP - 2 * READ_SLACK  # closer than this is crowded
+        for gap in (-0.03, 0.03):
+            scene = Scene((other, subject))  # the subject is drawn last, over the other, as it moves over them
+            end = scene.moved("red " + subject_shape, 0.5 - 0.8 * (limit + gap), 0.5 + 0.6 * (limit + gap), None)
+            assert collides(end.get("red " + subject_shape), other) == (gap < 0)
+            frames = np.stack([render(scene, 64)] * 4 + [render(end, 64)] * 4)
+            table = TextTable.build([f"move the red {subject_shape} to the middle left"], shared_text_encoder())
+            x = clips_to_input(frames, cfg, table)[0]
+            clearance = float(x[o, f]) / 8 * (31 / 32)  # in table units
+            assert clearance == pytest.approx(gap, abs=0.015), (subject_shape, other_shape, gap)
+            assert (x[o, f + 1] < 1) == (gap < 0) and x[s, f : f + 2].abs().max() == 0  # the subject's own token: none
+    with pytest.raises(SpiralError, match="footprint_numbers need goal_numbers"):
+        CriticNet(replace(cfg, goal_numbers=False))
+
+
 def test_rendered_near_misses_are_labelled_by_the_oracle_cached_and_go_to_training_only(tiny_run, tmp_path, monkeypatch):
     from spiral.agents.critic import learned_data
     from spiral.agents.critic.learned_data import RENDER_SOURCE, cached_renders

@@ -73,6 +73,9 @@ class CriticNetConfig:
     # objects with extra_numbers only: also the instruction's relation and where each colour ends
     # against the step's region or anchor (learned_objects.GOAL_NUMBERS)
     goal_numbers: bool = False
+    # objects with goal_numbers only: also each colour's clearance from the subject's end footprint
+    # (learned_objects.FOOTPRINT_NUMBERS)
+    footprint_numbers: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,7 +110,7 @@ def clips_to_input(frames: torch.Tensor | np.ndarray, cfg: CriticNetConfig, rows
     if cfg.arch == "slots":
         return slot_input(x, rgb, named)
     if cfg.arch == "objects":
-        return object_features(x, rgb, named, rows.goal if cfg.goal_numbers else None)
+        return object_features(x, rgb, named, rows.goal if cfg.goal_numbers else None, cfg.footprint_numbers)
     parts = [x[:, :1], x[:, 1:] - x[:, :1]]
     if cfg.colour_masks:
         d2 = (((x[:, :, None] + 1.0) * 127.5 - rgb[:, None, :, :, None, None]) ** 2).sum(3)  # (B, T, 2, R, R)
@@ -196,12 +199,14 @@ class CriticNet(nn.Module):
             raise SpiralError("critic extra_numbers need arch 'objects' (drop --extra-numbers, or add --arch objects)")
         if cfg.goal_numbers and not cfg.extra_numbers:
             raise SpiralError("critic goal_numbers need arch 'objects' with extra_numbers (drop --goal-numbers, or add both)")
+        if cfg.footprint_numbers and not cfg.goal_numbers:
+            raise SpiralError("critic footprint_numbers need goal_numbers (drop --footprint-numbers, or add --goal-numbers)")
         if cfg.fact_heads:
             self.object_head, self.fact_head = nn.Linear(d, len(OBJECT_FACTS)), nn.Linear(d, len(CLIP_FACTS))
         if cfg.arch == "slots":
             self.slots = SlotEncoder(cfg.num_frames, cfg.resolution, d)
         elif cfg.arch == "objects":
-            self.objects = ObjectEncoder(cfg.num_frames, d, cfg.extra_numbers, cfg.goal_numbers)
+            self.objects = ObjectEncoder(cfg.num_frames, d, cfg.extra_numbers, cfg.goal_numbers, cfg.footprint_numbers)
         else:
             # frames, colour masks and 2 coordinate channels (regions are absolute places)
             c = (5 if cfg.colour_masks else 3) * cfg.num_frames + 2

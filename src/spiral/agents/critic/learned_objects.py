@@ -20,6 +20,7 @@ ranks clips against the oracle at ROC-AUC 0.90 (0.89 without the extra numbers),
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 import torch
@@ -28,6 +29,7 @@ from torch.nn import functional as F
 
 from spiral.agents.critic.learned_slots import PALETTE, SLOTS, coordinate_planes
 from spiral.worlds.tabletop.actions import DIRECTIONS, REGIONS, RELATIONS, Action
+from spiral.worlds.tabletop.scene import GAP, READ_SLACK
 
 PER_FRAME = 9  # area, centroid x and y, spread x and y, solidity, reach, box centre offset x and y
 # moved (at the end, at most), cover of the start footprint, offsets to the subject's and the anchor's
@@ -58,6 +60,19 @@ EXTRA_NUMBERS = 5
 # the same way. Appended after the extra numbers.
 GOAL_SIZE = len(RELATIONS) + 4  # a TextTable row: relation one-hot, region box (x0, x1, y0, y1) in table units
 GOAL_NUMBERS = len(RELATIONS) + 5 + 2 + 3
+# Footprint numbers (CriticNetConfig.footprint_numbers): per colour, its clearance from the
+# subject's end footprint, as the oracle's crowding test has it (scene.collides: box centres closer
+# than both footprint radii less GAP - 2 READ_SLACK), from this colour's start box and the subject's
+# end box, and that centre distance against the two radii. A footprint's radius is half the box for
+# a circle and half the box's diagonal for a square or triangle; which one the box's fill tells
+# (a circle fills pi / 4 of it, a square all, a triangle half). The extra numbers' contact gap uses
+# each mask's reach instead, which for a triangle falls short of that radius by about a fifth of its
+# half-size, as much as the oracle's whole margin. Appended after the goal numbers.
+FOOTPRINT_NUMBERS = 2
+ROUND_FILL = 0.93  # a mask filling its box less than this (by 0.06 fully) is a circle, unless a triangle
+CROWDING = (
+    GAP - 2 * READ_SLACK
+) * 2.0  # the oracle's crowding margin in [-1, 1] units (negative: a little overlap is read error)
 _DIRECTIONS = torch.tensor([DIRECTIONS[r] for r in RELATIONS if r in DIRECTIONS])  # (4, 2), in RELATIONS' order
 STILL = 0.05  # a path shorter than this (in [-1, 1] coordinates; 0.025 table units) has no largest step
 # A mask counts as present from this much area (a 32x32 pixel; a small object is about ten): below
@@ -71,8 +86,9 @@ TABLE_LEVELS = 3.0  # grey levels (RGB distance) within which a pixel is plain t
 JUNK_SCALE = 0.3  # summed RGB change in [-1, 1] units at which a misfit pixel counts as fully changed
 
 
-def colour_features(num_frames: int, extra_numbers: bool = False, goal_numbers: bool = False) -> int:
-    return PER_FRAME * num_frames + RELATIVE + (EXTRA_NUMBERS if extra_numbers else 0) + (GOAL_NUMBERS if goal_numbers else 0)
+def colour_features(num_frames: int, extra_numbers: bool = False, goal_numbers: bool = False, footprint: bool = False) -> int:
+    extra = (EXTRA_NUMBERS if extra_numbers else 0) + (GOAL_NUMBERS if goal_numbers else 0)
+    return PER_FRAME * num_frames + RELATIVE + extra + (FOOTPRINT_NUMBERS if footprint else 0)
 
 
 def table_features(num_frames: int) -> int:
@@ -80,7 +96,7 @@ def table_features(num_frames: int) -> int:
 
 
 def feature_size(num_frames: int) -> int:
-    return max(colour_features(num_frames, extra_numbers=True, goal_numbers=True), table_features(num_frames))
+    return max(colour_features(num_frames, True, True, True), table_features(num_frames))
 
 
 def goal_row(action: Action) -> torch.Tensor:
@@ -118,14 +134,19 @@ def goal_numbers(
 
 
 EDGE = 0.1  # a row or column counts as touched by a colour from this much cover in its best pixel
+# A triangle's rows spread more than its columns (variance ratio 4/3; a square's or circle's is 1):
+# this ratio and above reads as a triangle, fully from TRIANGLE_RATIO + TRIANGLE_RAMP.
+TRIANGLE_RATIO, TRIANGLE_RAMP = 1.1, 0.15
 
 
-def _box(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """m (..., R, R) soft masks -> the centre (..., 2) and half the larger side (...) of their box,
-    in the [-1, 1] pixel-centre coordinates, to a fraction of a pixel: along each axis the edge
-    pixels' best cover says how far into them the object reaches (an anti-aliased square's edge
-    column is covered exactly that much in every row it spans). Zeros where the mask is empty.
-    (A triangle's apex row reads about half a pixel short: a small bias the same for every triangle.)"""
+def _box(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """m (..., R, R) soft masks -> the centre (..., 2) and half-side (...) of the box the world
+    places the object by, in the [-1, 1] pixel-centre coordinates, and how surely it is a triangle
+    (...) in [0, 1]; zeros where the mask is empty. To a fraction of a pixel: for a square or
+    circle, along each axis the edge pixels' best cover says how far into them the object reaches
+    (an anti-aliased edge column is covered that much in every row it spans); a triangle's apex and
+    base corners are too thin for that, so its half-side comes from its column spread (a triangle of
+    half-side h has variance h^2 / 6 across) and its box centre lies h / 3 above its centroid."""
     r = m.shape[-1]
     centres, halves = [], []
     for profile in (m.amax(-2), m.amax(-1)):  # per column (x), per row (y): the best pixel's cover
@@ -140,9 +161,43 @@ def _box(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         low, high = torch.where(one, first + 0.5 - cover_first / 2, low), torch.where(one, first + 0.5 + cover_first / 2, high)
         centres.append(((low + high) / 2 - 0.5) / (r - 1) * 2.0 - 1.0)
         halves.append((high - low) / (r - 1))
+    edge_centre, edge_half = torch.stack(centres, dim=-1), torch.maximum(*halves)
+    coords = coordinate_planes(r)[0]
+    w = m / m.sum((-2, -1), keepdim=True).clamp(min=1e-6)
+    cx, cy = (w * coords[0]).sum((-2, -1)), (w * coords[1]).sum((-2, -1))
+    var_x = (w * (coords[0] - cx[..., None, None]) ** 2).sum((-2, -1))
+    var_y = (w * (coords[1] - cy[..., None, None]) ** 2).sum((-2, -1))
+    triangle = ((var_y / var_x.clamp(min=1e-8) - TRIANGLE_RATIO) / TRIANGLE_RAMP).clamp(0.0, 1.0)
+    tri_half = (6.0 * var_x).sqrt()
+    tri_centre = torch.stack([cx, cy - tri_half / 3.0], dim=-1)
     found = m.amax((-2, -1)) > EDGE
-    centre = torch.where(found[..., None], torch.stack(centres, dim=-1), torch.zeros(()))
-    return centre, torch.where(found, torch.maximum(*halves), torch.zeros(()))
+    triangle = triangle * found
+    centre = edge_centre + triangle[..., None] * (tri_centre - edge_centre)
+    half = edge_half + triangle * (tri_half - edge_half)
+    return centre * found[..., None], half * found, triangle
+
+
+def footprint_numbers(masks: torch.Tensor, role_w: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """masks (B, K, T, R, R), role_w (B, K, 2), known (B, K, 1) (the colour is there at the start and
+    a subject is named) -> (B, K, FOOTPRINT_NUMBERS): each colour's start footprint against the
+    subject's end footprint (see FOOTPRINT_NUMBERS); zeros for the subject's own colour."""
+    r = masks.shape[-1]
+
+    def radius(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        centre, half, triangle = _box(m)
+        fill = m.sum((-2, -1)) * (2.0 / (r - 1)) ** 2 / (2 * half).clamp(min=1e-3) ** 2  # of the box: circle pi / 4, square 1
+        round_ = ((ROUND_FILL - fill) / 0.06).clamp(0.0, 1.0) * (1.0 - triangle)
+        return centre, half * (1.0 + (math.sqrt(2.0) - 1.0) * (1.0 - round_))
+
+    start_centre, start_radius = radius(masks[:, :, 0])  # (B, K, 2), (B, K)
+    end_centre, end_radius = radius(masks[:, :, -1])
+    subject = role_w[..., :1]
+    subject_centre = (subject * end_centre).sum(1, keepdim=True)  # (B, 1, 2)
+    subject_radius = (subject[..., 0] * end_radius).sum(1, keepdim=True)  # (B, 1)
+    distance = (start_centre - subject_centre).norm(dim=-1)
+    reach = start_radius + subject_radius
+    numbers = torch.stack([(distance - reach - CROWDING) * 4.0, (distance / reach.clamp(min=1e-3)).clamp(max=4.0)], dim=-1)
+    return numbers * known * (1.0 - (subject > 0).float())
 
 
 # The blends a pixel is read as: each palette colour over the table, then each pair of palette
@@ -214,11 +269,13 @@ def _moments(m: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(torch.where(present, v, torch.zeros_like(v)) for v in values) + (box_dx, box_dy)
 
 
-def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, goal: torch.Tensor | None = None) -> torch.Tensor:
+def object_features(
+    x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, goal: torch.Tensor | None = None, footprint: bool = False
+) -> torch.Tensor:
     """float clips (B, T, 3, R, R) in [-1, 1] -> (B, SLOTS, feature_size(T)): per colour its numbers
     (see the module docstring), then the table's. rgb (B, 2, 3) and named (B, 2): the colours of
     the subject and of the anchor, as TextTable holds them; goal (B, GOAL_SIZE): its goal rows, for
-    the goal numbers (left zero without)."""
+    the goal numbers (left zero without); footprint: also the footprint numbers (after the goal ones)."""
     b, t, _, r, _ = x.shape
     coords = coordinate_planes(r)[0]  # (2, R, R)
     cover_px, misfit = read_pixels(x)
@@ -277,10 +334,12 @@ def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, goa
     extra = torch.cat([contact * known, path * 4.0, largest], dim=-1)
     parts = [per_frame, relative, extra]
     if goal is not None:
-        start_centre, start_half = _box(masks[:, :, 0])  # (B, K, 2), (B, K)
+        start_centre, start_half, _ = _box(masks[:, :, 0])  # (B, K, 2), (B, K)
         base = torch.cat([start_centre, start_half[..., None]], dim=-1)
         base = (role_w[..., 1:] * base).sum(1, keepdim=True)  # the anchor's, at the start
         parts.append(goal_numbers(goal, _box(masks[:, :, -1])[0], role_w, base, present[..., -1:], r))
+    if footprint:
+        parts.append(footprint_numbers(masks, role_w, known))
     colours = torch.cat(parts, dim=-1)  # (B, K, colour_features(T, True, goal is not None))
 
     # The table: pixels that fit no colour and changed from the start frame (smears, blotches), and
@@ -303,9 +362,11 @@ class ObjectEncoder(nn.Module):
     """(B, SLOTS, feature_size) from object_features -> (B, SLOTS, dim) tokens: one MLP for the
     colours' numbers (shared, so every clip teaches it about all six objects), one for the table's."""
 
-    def __init__(self, num_frames: int, dim: int, extra_numbers: bool = False, goal_numbers: bool = False):
+    def __init__(
+        self, num_frames: int, dim: int, extra_numbers: bool = False, goal_numbers: bool = False, footprint: bool = False
+    ):
         super().__init__()
-        self.colour_size = colour_features(num_frames, extra_numbers, goal_numbers)
+        self.colour_size = colour_features(num_frames, extra_numbers, goal_numbers, footprint)
         self.table_size = table_features(num_frames)
         self.colour = nn.Sequential(nn.Linear(self.colour_size, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.table = nn.Sequential(nn.Linear(self.table_size, dim), nn.GELU(), nn.Linear(dim, dim))

@@ -111,6 +111,10 @@ class CriticTrainConfig:
         False,
         "objects with extra numbers only: also give each colour's token the parsed relation and where it ends against the step's region (margins to its edges) or anchor (along and across the relation's direction)",
     )
+    footprint_numbers: bool = option(
+        False,
+        "with --goal-numbers: also each colour's clearance from the subject's end footprint, as the oracle's crowding test measures it",
+    )
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
     seed: int = option(0, "seed of initialisation, splits, batches and rollouts")
@@ -337,6 +341,7 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
         fact_heads=cfg.arch != "grid",
         extra_numbers=cfg.extra_numbers and cfg.arch == "objects",  # the other front ends have no such numbers
         goal_numbers=cfg.goal_numbers,
+        footprint_numbers=cfg.footprint_numbers,
     )
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
