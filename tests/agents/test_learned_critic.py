@@ -629,6 +629,7 @@ def test_the_objects_critic_learns_in_a_tiny_run(tiny_run, tmp_path):
     assert np.mean(sft[-15:]) < np.mean(sft[:15]) - 0.15, "the success loss did not fall"
     net, _ = load_net(weights)
     assert net.cfg.arch == "objects" and net.cfg.fact_heads and net.cfg.extra_numbers  # the default numbers
+    assert net.cfg.goal_numbers and net.cfg.footprint_numbers
     data = CriticData.load(next(cfg.cache.glob("dataset-*.safetensors")))
     out = predict(net, data.frames, torch.arange(len(data)), TextTable.build(data.texts, shared_text_encoder()))
     assert roc_auc(out.success.numpy(), data.success.numpy()) > 0.8

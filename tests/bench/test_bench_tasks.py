@@ -94,3 +94,20 @@ def test_unknown_suite_and_both_sources_are_refused(tmp_path):
         load_suite("tabletop-huge")
     with pytest.raises(SpiralError, match="exactly one of --suite NAME or --tasks FILE"):
         run_bench(BenchConfig(out=tmp_path, progress=False))
+
+
+def test_tuning_tasks_are_made_like_the_suites_but_none_is_in_one(tmp_path):
+    out = tmp_path / "tuning.jsonl"
+    cli = subprocess.run([sys.executable, "-m", "spiral.bench", "tasks", "--first", "30", "--size", "2", "--out", str(out)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    tasks = read_tasks(out)
+    assert [t.id for t in tasks] == [f"{level}-{i:03d}" for level in LEVEL_ORDER for i in (30, 31)]
+    for t in tasks:
+        lo, hi = LEVELS[t.level]
+        assert lo <= t.expected_steps <= hi
+    standard = load_suite("tabletop-standard")
+    assert not {t.scene_seed for t in tasks} & {t.scene_seed for t in standard}
+    assert not {(t.goal, t.scene_seed) for t in tasks} & {(t.goal, t.scene_seed) for t in standard}
+    low = subprocess.run([sys.executable, "-m", "spiral.bench", "tasks", "--first", "29", "--out", str(out)], capture_output=True, text=True)
+    assert low.returncode == 2 and "tasks below 30 are the built-in suites' own" in low.stderr and "Traceback" not in low.stderr

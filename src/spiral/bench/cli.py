@@ -1,4 +1,4 @@
-"""`spiral bench run` and `spiral bench report`. spiral/cli.py hooks them in with
+"""`spiral bench run`, `spiral bench report` and `spiral bench tasks`. spiral/cli.py hooks them in with
 `add_bench_commands(sub)`; `python -m spiral.bench ...` runs them on their own (e.g. under torchrun:
 `torchrun --nproc-per-node 2 -m spiral.bench run --suite tabletop-standard --out DIR`)."""
 
@@ -44,6 +44,17 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tasks(ns: argparse.Namespace) -> int:
+    from spiral.bench.tasks import to_jsonl, tuning_tasks
+
+    tasks = tuning_tasks(ns.first, ns.size)
+    out = Path(ns.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_jsonl(tasks), encoding="utf-8")
+    print(f"{out}: {len(tasks)} tasks, none in a built-in suite; run them with: spiral bench run --tasks {out} ...")
+    return 0
+
+
 def add_bench_commands(subparsers) -> None:
     """Add `bench run` and `bench report` to the `spiral` command's subparsers."""
     from spiral.bench.runner import BenchConfig
@@ -57,6 +68,11 @@ def add_bench_commands(subparsers) -> None:
     report.add_argument("dir", help="the run folder (--out of `spiral bench run`)")
     report.add_argument("--json", action="store_true", help="print the summary as JSON")
     report.set_defaults(func=_cmd_report)
+    tasks = sub.add_parser("tasks", help="write a tuning task file: tabletop tasks of every level that no built-in suite holds")
+    tasks.add_argument("--out", required=True, help="the JSONL file to write (for `spiral bench run --tasks`)")
+    tasks.add_argument("--first", type=int, default=30, help="index of the first task of each level (from 30: not in a suite)")
+    tasks.add_argument("--size", type=int, default=30, help="tasks per level")
+    tasks.set_defaults(func=_cmd_tasks)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -196,6 +196,15 @@ def generate_suite(name: str, size: int = SUITE_SIZE) -> list[Task]:
     return [make_task(level, i) for level in SUITES[name] for i in range(size)]
 
 
+def tuning_tasks(first: int = SUITE_SIZE, size: int = SUITE_SIZE) -> list[Task]:
+    """Tasks `first` .. `first + size - 1` of every level, made as the suites' tasks are: from
+    `first` = SUITE_SIZE on, none of them is in a built-in suite, so loop settings (a critic's pass
+    score, K, R) can be chosen on them and then measured once on tabletop-standard."""
+    if first < SUITE_SIZE:
+        raise SpiralError(f"--first {first}: tasks below {SUITE_SIZE} are the built-in suites' own; use {SUITE_SIZE} or more")
+    return [make_task(level, i) for level in LEVEL_ORDER for i in range(first, first + size)]
+
+
 def to_jsonl(tasks: list[Task]) -> str:
     return "".join(json.dumps(t.to_dict()) + "\n" for t in tasks)
 

@@ -108,12 +108,12 @@ class CriticTrainConfig:
         "objects only (the others ignore it): also give each colour's token its contact with the subject (gap, centre distance against size, overlap) and motion (path, largest step)",
     )
     goal_numbers: bool = option(
-        False,
-        "objects with extra numbers only: also give each colour's token the parsed relation and where it ends against the step's region (margins to its edges) or anchor (along and across the relation's direction)",
+        True,
+        "objects with extra numbers only (the others ignore it): also give each colour's token the parsed relation and where it ends against the step's region (margins to its edges) or anchor (along and across the relation's direction)",
     )
     footprint_numbers: bool = option(
-        False,
-        "with --goal-numbers: also each colour's clearance from the subject's end footprint, as the oracle's crowding test measures it",
+        True,
+        "with the goal numbers only: also each colour's clearance from the subject's end footprint, as the oracle's crowding test measures it",
     )
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
@@ -340,8 +340,8 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
         arch=cfg.arch,
         fact_heads=cfg.arch != "grid",
         extra_numbers=cfg.extra_numbers and cfg.arch == "objects",  # the other front ends have no such numbers
-        goal_numbers=cfg.goal_numbers,
-        footprint_numbers=cfg.footprint_numbers,
+        goal_numbers=cfg.goal_numbers and cfg.extra_numbers and cfg.arch == "objects",
+        footprint_numbers=cfg.footprint_numbers and cfg.goal_numbers and cfg.extra_numbers and cfg.arch == "objects",
     )
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
