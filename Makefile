@@ -66,8 +66,8 @@ world-model: setup
 		--input-gate --fresh 1 --workers 1 --lr 1e-4 --steps 3000 --lr-decay 3000 --eval-every 0
 	cp runs/world-model-wordings3/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
 
-# Re-create the learned tabletop critic (needs the datasets made above and the shipped world model;
-# the shipped critic was trained on stage 9's rollouts, the world model before the shipped one: see its card).
+# Re-create the learned tabletop critic (makes the datasets it needs; rolls out the shipped world model,
+# stage 10, whose rollouts the shipped critic was trained on: see its card).
 critic: setup
 	$(VENV)/bin/spiral data make --world tabletop --episodes 3000 --seed 0 --failure-rate 0.1 --out data/tabletop-train
 	$(VENV)/bin/spiral data make --world tabletop --episodes 800 --seed 7 --failure-rate 0.6 --out data/critic-train
