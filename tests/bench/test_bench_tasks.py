@@ -109,5 +109,7 @@ def test_tuning_tasks_are_made_like_the_suites_but_none_is_in_one(tmp_path):
     standard = load_suite("tabletop-standard")
     assert not {t.scene_seed for t in tasks} & {t.scene_seed for t in standard}
     assert not {(t.goal, t.scene_seed) for t in tasks} & {(t.goal, t.scene_seed) for t in standard}
-    low = subprocess.run([sys.executable, "-m", "spiral.bench", "tasks", "--first", "29", "--out", str(out)], capture_output=True, text=True)
+    low = subprocess.run(
+        [sys.executable, "-m", "spiral.bench", "tasks", "--first", "29", "--out", str(out)], capture_output=True, text=True
+    )
     assert low.returncode == 2 and "tasks below 30 are the built-in suites' own" in low.stderr and "Traceback" not in low.stderr
