@@ -248,3 +248,22 @@ def test_torchrun_two_gloo_processes_keep_identical_weights_and_stop_together(sm
     ]  # fmt: skip
     exported = load_file(str(out / "tabletop_wm.safetensors"))
     assert digest(exported) == ranks[0]["final_half"]
+
+
+def test_dynamic_sampling_draws_more_groups_until_the_judge_both_passes_and_fails_in_each(small_weights, tmp_path, monkeypatch):
+    def judge(clips, task):  # a scripted judge: mixed verdicts for instructions of even length only
+        return torch.tensor([1.0] + [0.0] * (len(clips) - 1)) if len(task.instruction) % 2 == 0 else torch.zeros(len(clips))
+
+    monkeypatch.setattr(train, "judged_success", judge)
+    plain = train_grpo(config(small_weights, tmp_path / "plain", iterations=3), progress=False, reward=brightness)
+    dynamic = train_grpo(
+        config(small_weights, tmp_path / "dynamic", iterations=3, oversample=6), progress=False, reward=brightness
+    )
+    assert plain.iterations == dynamic.iterations == 3
+    for r in read_log(tmp_path / "plain"):
+        assert r["groups_drawn"] == 2 and r["groups_mixed"] <= 2
+    for r in read_log(tmp_path / "dynamic"):
+        # Drawn until both kept groups are mixed (or 12 were drawn); the mixed judged mean is 1/4.
+        assert 2 <= r["groups_drawn"] <= 12
+        assert r["groups_mixed"] == 2 or r["groups_drawn"] == 12
+        assert r["judged"] == pytest.approx(0.25 * r["groups_mixed"] / 2)

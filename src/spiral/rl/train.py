@@ -67,6 +67,11 @@ class GRPOTrainConfig:
     )
     iterations: int = option(100, "GRPO iterations in total (a resumed run stops here too)")
     groups: int = option(8, "groups (tasks) per iteration, shared out over the processes")
+    oversample: int = option(
+        1,
+        "dynamic sampling (DAPO): draw up to this many times --groups and train on the groups whose clips the judge "
+        "neither all passes nor all fails, topped up in draw order; 1 = train on every group drawn",
+    )
     group_size: int = option(8, "clips sampled per group from the same start frame and action")
     updates: int = option(1, "optimizer updates per iteration (the groups split into this many minibatches)")
     lr: float = option(2e-5, "AdamW learning rate")
@@ -214,19 +219,30 @@ def run_iteration(
     s = cfg.settings()
     rng = np.random.default_rng([cfg.seed, iteration, dist.rank])
     began = time.perf_counter()
-    drawn: list[tuple[Task, GroupRollout]] = []
-    for g in range(iteration_groups(cfg, dist)):
-        task = tasks.sample(rng, horizon, policy)
-        first = (cfg.seed * 1_000_003 + iteration * 9_973 + dist.rank * 101 + g) * cfg.group_size
-        seeds = [first + i for i in range(cfg.group_size)]
-        drawn.append((task, policy.rollout(task.start, task.instruction, seeds, s.noise_level)))
-    if reader is not None:
-        reader.prefetch([(rollout.frames, task) for task, rollout in drawn])
-    groups: list[GroupResult] = []
-    for task, rollout in drawn:
-        rewards = reward(rollout.frames, task)
-        advantages = group_advantages(rewards, s.adv_clip, s.eps)
-        groups.append(GroupResult(task, rollout, rewards, advantages, judged_success(rollout.frames, task)))
+    want = iteration_groups(cfg, dist)
+    mixed: list[tuple[int, GroupResult]] = []  # (draw, group): the judge both passed and failed some clips
+    flat: list[tuple[int, GroupResult]] = []
+    drawn = 0
+    # At a high pass rate most groups pass every clip and teach only the reward's finer grades, so
+    # with --oversample more groups are drawn, a batch at a time, until `want` of them are mixed.
+    while len(mixed) < want and drawn < want * max(1, cfg.oversample):
+        new: list[tuple[Task, GroupRollout]] = []
+        for g in range(drawn, min(drawn + want - len(mixed), want * max(1, cfg.oversample))):
+            task = tasks.sample(rng, horizon, policy)
+            first = (cfg.seed * 1_000_003 + iteration * 9_973 + dist.rank * 101 + g) * cfg.group_size
+            seeds = [first + i for i in range(cfg.group_size)]
+            new.append((task, policy.rollout(task.start, task.instruction, seeds, s.noise_level)))
+        drawn += len(new)
+        if reader is not None:
+            reader.prefetch([(rollout.frames, task) for task, rollout in new])
+        for k, (task, rollout) in enumerate(new, start=drawn - len(new)):
+            rewards = reward(rollout.frames, task)
+            judged = judged_success(rollout.frames, task)
+            group = GroupResult(task, rollout, rewards, group_advantages(rewards, s.adv_clip, s.eps), judged)
+            (mixed if 0 < float(judged.sum()) < len(judged) else flat).append((k, group))
+    # The mixed groups, topped up with the first flat ones drawn, in draw order (all of them, as
+    # drawn, without oversampling).
+    groups = [group for _, group in sorted(mixed + flat[: max(0, want - len(mixed))], key=lambda kg: kg[0])][:want]
     sampled = time.perf_counter()
     params = policy.trainable()
     stats = {"policy": [], "kl": [], "clipped": [], "ratio_dev": []}
@@ -249,6 +265,8 @@ def run_iteration(
         "reward": float(rewards.mean()),
         "judged": float(torch.cat([g.judged for g in groups]).mean()),
         "groups_with_signal": sum(float(g.rewards.std()) > 0 for g in groups) / len(groups),
+        "groups_drawn": drawn,
+        "groups_mixed": min(len(mixed), want),
         **{k: float(np.mean(v)) for k, v in stats.items()},
         "grad_norm": float(grad_norm),
         "sample_seconds": round(sampled - began, 3),
