@@ -1,9 +1,9 @@
 """Is world model B better than A at single steps? A paired comparison on the same held-out probes.
 
     .venv/bin/python benchmarks/compare_world_models.py --a FILE --b FILE [--probes 200] [--guidance G] [--noise-level A]
-        [--decode-a compose|copy|blur] [--decode-b compose|copy|blur] [--wording canonical|heldout]
+        [--decode-a compose|copy|blur] [--decode-b compose|copy|blur] [--guidance-a G] [--guidance-b G] [--wording canonical|heldout]
 
-A and B may be the same weights decoded two ways: `compose` (the default) redraws every start-frame
+A and B may be the same weights sampled at two guidance scales, or decoded two ways: `compose` (the default) redraws every start-frame
 object where the model put it (spiral.worldmodels.tabletop_compose), `copy` copies moved objects sharp
 from the start frame (spiral.worldmodels.tabletop_copy), `blur` keeps the model's upsampled pixels.
 
@@ -41,6 +41,9 @@ def main() -> None:
         parser.add_argument(
             f"--decode-{side}", choices=DECODINGS, default="compose", help=f"how model {side.upper()}'s clips are decoded"
         )
+        parser.add_argument(
+            f"--guidance-{side}", type=float, default=None, help=f"model {side.upper()}'s guidance (default: --guidance)"
+        )
     parser.add_argument(
         "--probe-seed",
         type=int,
@@ -57,9 +60,13 @@ def main() -> None:
     sampler = SamplerConfig.overriding(guidance_scale=args.guidance, noise_level=args.noise_level)
     probes = make_probes(args.probes, seed=args.probe_seed)
     results = {}
-    for name, path, decoding in (("A", args.a, args.decode_a), ("B", args.b, args.decode_b)):
-        decoder = replace(sampler, decode=decoding)
-        results[name] = evaluate(TabletopWorldModel.load(path, sampler=decoder), probes, args.wording, seed=0)
+    sides = {"A": (args.a, args.decode_a, args.guidance_a), "B": (args.b, args.decode_b, args.guidance_b)}
+    samplers = {
+        name: replace(sampler, decode=decoding, guidance_scale=sampler.guidance_scale if guidance is None else guidance)
+        for name, (_, decoding, guidance) in sides.items()
+    }
+    for name, (path, _, _) in sides.items():
+        results[name] = evaluate(TabletopWorldModel.load(path, sampler=samplers[name]), probes, args.wording, seed=0)
     a, b = results["A"].passed, results["B"].passed
     both = sum(x and y for x, y in zip(a, b, strict=True))
     only_a = sum(x and not y for x, y in zip(a, b, strict=True))
@@ -67,7 +74,9 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     sampling = "ODE (Euler)" if not sampler.noise_level else f"SDE, noise_level {sampler.noise_level}"
     print(
-        f"A: {args.a} ({args.decode_a})\nB: {args.b} ({args.decode_b})\nprobes: {len(probes)} from seed {args.probe_seed}, guidance {sampler.guidance_scale}, {sampling}, {args.wording} wording"
+        f"A: {args.a} ({args.decode_a}, guidance {samplers['A'].guidance_scale})\n"
+        f"B: {args.b} ({args.decode_b}, guidance {samplers['B'].guidance_scale})\n"
+        f"probes: {len(probes)} from seed {args.probe_seed}, {sampling}, {args.wording} wording"
     )
     print(f"single-step success: A {results['A'].success:.1%}, B {results['B'].success:.1%}")
     print(f"objects preserved:   A {results['A'].preserved:.1%}, B {results['B'].preserved:.1%}")

@@ -91,6 +91,10 @@ def test_run_bad_input_gives_clear_messages(tmp_path):
         (["--goal", "clear the left side", "--scene-seed", "1", "--image", "x.png"], "exactly one of --image"),
         (["--goal", "clear the left side", "--image", str(tmp_path / "none.png")], "cannot read start image"),
         (["--goal", "clear the left side", "--scene-seed", "1", "--planner", "openai", "--agent-model", "m"], "OPENAI_API_KEY"),
+        (
+            ["--goal", "clear the left side", "--scene-seed", "1", "--world-model-options", "steps=4"],
+            "unknown tabletop world model option(s) steps",
+        ),
     ]
     for args, message in cases:
         run = subprocess.run([sys.executable, "-m", "spiral.cli", "run", *args, "--world-model-path", weights, "--out", str(tmp_path / "o")],

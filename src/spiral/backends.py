@@ -7,6 +7,10 @@ from spiral.errors import SpiralError
 
 DIFFUSERS_WORLD_MODELS = ("wan-i2v", "cogvideox-i2v", "ltx-i2v", "ltx-condition", "hunyuan-i2v")
 WORLD_MODELS = ("tabletop", *DIFFUSERS_WORLD_MODELS)
+WORLD_MODEL_OPTIONS_HELP = (
+    "KEY=VALUE,... world model settings: tabletop sampler (guidance_scale, num_inference_steps, shift, decode), "
+    "or a diffusers backbone's DiffusersConfig (device, dtype, height, width, num_frames, ...)"
+)
 PLANNERS = ("symbolic", "openai", "hf")
 CRITICS = ("oracle", "learned", "openai", "hf")
 
@@ -16,16 +20,36 @@ def _unknown(kind: str, name: str, known: tuple[str, ...]) -> SpiralError:
 
 
 def make_world_model(name: str, path: str | None = None, **options):
-    """`options` are DiffusersConfig fields for the diffusers backbones (dtype, device, height, ...)."""
+    """`options` are the tabletop model's SamplerConfig fields (guidance_scale, num_inference_steps,
+    shift, decode) or a diffusers backbone's DiffusersConfig fields (dtype, device, height, ...)."""
     if name == "tabletop":
-        from spiral.worldmodels.tabletop import TabletopWorldModel
+        from spiral.worldmodels.tabletop import TabletopWorldModel, sampler_from_options
 
-        return TabletopWorldModel.load(path)
+        return TabletopWorldModel.load(path, sampler=sampler_from_options(options))
     if name in DIFFUSERS_WORLD_MODELS:
         from spiral.worldmodels.diffusers import make_diffusers_world_model
 
         return make_diffusers_world_model(name, path, **options)
     raise _unknown("world model", name, WORLD_MODELS)
+
+
+def check_world_model_options(name: str, options: dict) -> None:
+    """Options a backend cannot take fail before any work starts (the diffusers backbones check
+    theirs when they load, since their fields depend on nothing heavy either)."""
+    if not options:
+        return
+    if ":" in name:
+        raise SpiralError(
+            f"--world-model-options apply to the built-in world models, not to {name!r}: pass settings inside your factory"
+        )
+    if name == "tabletop":
+        from spiral.worldmodels.tabletop import sampler_from_options
+
+        sampler_from_options(options)
+    elif name in DIFFUSERS_WORLD_MODELS:
+        from spiral.worldmodels.diffusers.model import check_diffusers_options
+
+        check_diffusers_options(options)
 
 
 def make_planner(name: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY", seed: int = 0):

@@ -12,6 +12,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from spiral.errors import SpiralError
+
 T = TypeVar("T")
 
 
@@ -46,3 +48,24 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def config_from_args(cls: type[T], ns: argparse.Namespace) -> T:
     return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+
+
+def parse_key_values(text: str, flag: str) -> dict[str, int | float | str]:
+    """'height=480,device=cuda' -> {'height': 480, 'device': 'cuda'} (numbers become numbers); `flag`
+    names the option in the error a malformed item gets."""
+    options: dict[str, int | float | str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpiralError(f"bad {flag} item {item!r}: write KEY=VALUE,... e.g. {flag} 'guidance_scale=3'")
+        options[key.strip()] = _number_or_text(value.strip())
+    return options
+
+
+def _number_or_text(value: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value

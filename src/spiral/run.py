@@ -10,8 +10,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from spiral.backends import CRITICS, PLANNERS, WORLD_MODELS, make_critic, make_planner, make_world_model, observer_for
-from spiral.config import option, required
+from spiral.backends import (
+    CRITICS,
+    PLANNERS,
+    WORLD_MODEL_OPTIONS_HELP,
+    WORLD_MODELS,
+    check_world_model_options,
+    make_critic,
+    make_planner,
+    make_world_model,
+    observer_for,
+)
+from spiral.config import option, parse_key_values, required
 from spiral.errors import SpiralError
 from spiral.loop import Attempt, Episode, LoopConfig, PlanEvent, run
 from spiral.outputs import RunOutputs, write_run
@@ -26,6 +36,7 @@ class RunConfig:
     scene_seed: int | None = option(None, "start from a random tabletop scene with this seed")
     world_model: str = option("tabletop", "world model backend", choices=WORLD_MODELS)
     world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id (diffusers)")
+    world_model_options: str = option("", WORLD_MODEL_OPTIONS_HELP)
     planner: str = option("symbolic", "PlanAgent backend", choices=PLANNERS)
     critic: str = option(
         "learned", "CriticAgent backend (learned: the shipped tabletop critic; oracle: the judge's own checks)", choices=CRITICS
@@ -87,7 +98,9 @@ def progress_printer(stream=sys.stderr):
 
 
 def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult:
-    wm = make_world_model(cfg.world_model, cfg.world_model_path)
+    options = parse_key_values(cfg.world_model_options, "--world-model-options")
+    check_world_model_options(cfg.world_model, options)
+    wm = make_world_model(cfg.world_model, cfg.world_model_path, **options)
     frame = start_frame(cfg, wm.frame_size)
     planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, seed=loop.seed)
     critic = (

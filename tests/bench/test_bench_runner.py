@@ -1,6 +1,7 @@
 """The runner in-process: resume, refusing to mix configurations, torn lines, errors, methods."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -41,6 +42,49 @@ def test_methods_are_loop_configs_and_bad_names_are_refused():
         Backends("tabletop", None, "gpt", "oracle", "", "", "").check()
     with pytest.raises(SpiralError, match="cannot load the world model 'nowhere:wm'"):
         Backends("nowhere:wm", None, "symbolic", "oracle", "", "", "").check()
+
+
+@pytest.mark.parametrize(
+    "world_model, options, message",
+    [("tabletop", "guidance=3", "unknown tabletop world model option.*guidance.*known options: decode, guidance_scale"),
+     ("tabletop", "guidance_scale", "bad --world-model-options item 'guidance_scale': write KEY=VALUE"),
+     ("tabletop", "guidance_scale=high", "guidance_scale='high': give a number >= 0"),
+     ("tabletop", "num_inference_steps=2.5", "num_inference_steps=2.5: give a whole number"),
+     ("tabletop", "decode=sharp", "unknown decoding 'sharp'"),
+     ("wan-i2v", "heigth=480", "unknown diffusers option.*heigth"),
+     ("bench_fakes:sim_world_model", "guidance_scale=3", "apply to the built-in world models")],
+)  # fmt: skip
+def test_bad_world_model_options_fail_before_any_work(world_model, options, message):
+    with pytest.raises(SpiralError, match=message):
+        Backends(world_model, None, "symbolic", "oracle", "", "", "", world_model_options=options).check()
+
+
+def test_the_tabletop_sampler_is_part_of_the_fingerprint(tmp_path):
+    """Defaults included: results made before a default changed must not resume under the new one."""
+    from spiral.bench.runner import fingerprint
+    from spiral.worldmodels.tabletop import SamplerConfig
+
+    def settings(**kw):
+        return fingerprint(bench(tmp_path, world_model="tabletop", **kw), [], "oracle")["world_model_settings"]
+
+    assert settings() == asdict(SamplerConfig())
+    assert settings(world_model_options="guidance_scale=3") == asdict(SamplerConfig(guidance_scale=3.0))
+    assert "world_model_settings" not in fingerprint(bench(tmp_path), [], "oracle")  # a factory's settings are its own
+
+
+def test_world_model_options_reach_the_tabletop_sampler(tmp_path):
+    """The options set the sampler of the model the episodes use; the rest keep their defaults."""
+    import torch
+
+    from spiral.worldmodels.tabletop import SamplerConfig
+    from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
+    from spiral.worldmodels.tabletop_train import export_weights
+
+    torch.manual_seed(0)
+    export_weights(tmp_path / "wm.safetensors", TabletopNet(TabletopNetConfig(dim=32, depth=1, heads=2)), {"steps": 0})
+    wm = Backends("tabletop", str(tmp_path / "wm.safetensors"), "symbolic", "oracle", "", "", "",
+                  world_model_options="guidance_scale=2.5, num_inference_steps=3,decode=copy").world()  # fmt: skip
+    assert wm.sampler == SamplerConfig(guidance_scale=2.5, num_inference_steps=3, decode="copy")
 
 
 def test_a_rerun_skips_finished_episodes_and_new_methods_join(tmp_path):

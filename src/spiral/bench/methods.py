@@ -16,10 +16,12 @@ from spiral.backends import (
     PLANNERS,
     WORLD_MODELS,
     check_critic_threshold,
+    check_world_model_options,
     make_critic,
     make_planner,
     make_world_model,
 )
+from spiral.config import parse_key_values
 from spiral.errors import SpiralError
 from spiral.loop import LoopConfig
 
@@ -72,10 +74,13 @@ class Backends:
     base_url: str
     api_key_env: str
     critic_threshold: float = 0.0  # learned critic: its pass score (0 = the one in its weights)
+    world_model_options: str = ""  # KEY=VALUE,... of the world model's sampler / DiffusersConfig
 
     def check(self) -> None:
-        """Unknown names and a pass score for a critic without one fail here, before any work starts."""
+        """Unknown names, bad world model options and a pass score for a critic without one fail
+        here, before any work starts."""
         check_critic_threshold(self.critic, self.critic_threshold)
+        check_world_model_options(self.world_model, self.world_model_options_dict())
         for kind, name, known in (("world model", self.world_model, WORLD_MODELS), ("planner", self.planner, PLANNERS),
                                   ("critic", self.critic, CRITICS)):  # fmt: skip
             if ":" in name:
@@ -83,10 +88,13 @@ class Backends:
             elif name not in known:
                 raise SpiralError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known)} (or module:callable)")
 
+    def world_model_options_dict(self) -> dict:
+        return parse_key_values(self.world_model_options, "--world-model-options")
+
     def world(self):
         if ":" in self.world_model:
             return load_factory(self.world_model, "world model")()
-        return make_world_model(self.world_model, self.world_model_path)
+        return make_world_model(self.world_model, self.world_model_path, **self.world_model_options_dict())
 
     def planner_agent(self, seed: int):
         if ":" in self.planner:

@@ -11,9 +11,10 @@ import hashlib
 import logging
 import time
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from spiral.backends import WORLD_MODEL_OPTIONS_HELP
 from spiral.bench.dist import Dist, init_dist
 from spiral.bench.methods import AgentCache, Backends, loop_config, needs_critic, parse_methods
 from spiral.bench.metrics import EpisodeMetrics
@@ -46,6 +47,7 @@ class BenchConfig:
     progress: bool = option(True, "show a progress bar")
     world_model: str = option("tabletop", "world model backend, or module:callable returning one")
     world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id")
+    world_model_options: str = option("", WORLD_MODEL_OPTIONS_HELP)
     planner: str = option("symbolic", "PlanAgent backend (symbolic, openai, hf), or module:callable")
     critic: str = option("learned", "CriticAgent backend of the closed loop (learned, oracle, openai, hf), or module:callable")
     agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
@@ -65,7 +67,7 @@ class BenchConfig:
 
     def backends(self) -> Backends:
         return Backends(self.world_model, self.world_model_path, self.planner, self.critic, self.agent_model,
-                        self.base_url, self.api_key_env, self.critic_threshold)  # fmt: skip
+                        self.base_url, self.api_key_env, self.critic_threshold, self.world_model_options)  # fmt: skip
 
     def budgets(self) -> LoopConfig:
         return LoopConfig(max_tries=self.max_tries, max_replans=self.max_replans, max_generations=self.max_generations,
@@ -112,6 +114,17 @@ def _weights_digest(cfg: BenchConfig) -> str | None:
     return _file_digest(path)
 
 
+def _world_model_settings(cfg: BenchConfig) -> dict:
+    """The tabletop model's whole sampler, defaults included, so a changed default does not resume
+    old results; for other backends the options given."""
+    options = cfg.backends().world_model_options_dict()
+    if cfg.world_model != "tabletop":
+        return options
+    from spiral.worldmodels.tabletop import sampler_from_options
+
+    return asdict(sampler_from_options(options))
+
+
 def _critic_digest(cfg: BenchConfig) -> str | None:
     """The learned critic's weights (--agent-model, or the shipped ones), as for the world model's."""
     if cfg.critic != "learned":
@@ -142,6 +155,7 @@ def fingerprint(cfg: BenchConfig, tasks: list[Task], judge: str) -> dict:
         "max_tries": cfg.max_tries, "max_replans": cfg.max_replans, "max_generations": cfg.max_generations,
         "oneshot_steps": cfg.oneshot_steps, "seed": cfg.seed,
         # Added later: present only when it changes anything, so folders made before still resume.
+        **({"world_model_settings": settings} if (settings := _world_model_settings(cfg)) else {}),
         **({"candidates": cfg.candidates} if cfg.candidates != 1 else {}),
         **({"critic_threshold": cfg.critic_threshold} if cfg.critic_threshold else {}),
     }  # fmt: skip

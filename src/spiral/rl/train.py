@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from spiral.checkpoints import export_half, optimizer_tensors, restore_optimizer, save_atomic, trim_log
-from spiral.config import option
+from spiral.config import option, parse_key_values
 from spiral.errors import SpiralError
 from spiral.rl.curriculum import TabletopTasks, Task, horizon_at, parse_schedule
 from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, grpo_loss
@@ -147,23 +147,8 @@ def load_policy(weights: str, guidance: float = 0.0, decode: str = "compose") ->
 
 
 def parse_options(text: str) -> dict:
-    """'height=480,device=cuda' -> {'height': 480, 'device': 'cuda'} (numbers become numbers)."""
-    options = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SpiralError(f"bad --model-options item {item!r}: write KEY=VALUE,... e.g. 'height=480,num_frames=33'")
-        options[key] = number_or_text(value)
-    return options
-
-
-def number_or_text(value: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
+    """--model-options 'height=480,device=cuda' -> {'height': 480, 'device': 'cuda'}."""
+    return parse_key_values(text, "--model-options")
 
 
 def make_policy(cfg: GRPOTrainConfig) -> tuple[Policy, object]:

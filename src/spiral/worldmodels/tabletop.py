@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
@@ -65,6 +65,26 @@ class SamplerConfig:
     def overriding(cls, **given: float | int | str | None) -> SamplerConfig:
         """The defaults, with the options a caller was given (None: not given, keep the default)."""
         return cls(**{k: v for k, v in given.items() if v is not None})
+
+
+def sampler_from_options(options: dict) -> SamplerConfig:
+    """The sampler a user's --world-model-options ask for; the defaults for what they leave out."""
+    known = {f.name for f in fields(SamplerConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise SpiralError(
+            f"unknown tabletop world model option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}"
+        )
+    defaults = SamplerConfig()
+    for key, value in options.items():
+        wanted = type(getattr(defaults, key))
+        if wanted in (int, float) and (not isinstance(value, int | float) or value < (1 if wanted is int else 0)):
+            raise SpiralError(
+                f"tabletop world model option {key}={value!r}: give a {'whole number >= 1' if wanted is int else 'number >= 0'}"
+            )
+        if wanted is int and not isinstance(value, int):
+            raise SpiralError(f"tabletop world model option {key}={value!r}: give a whole number")
+    return SamplerConfig.overriding(**{k: float(v) if isinstance(getattr(defaults, k), float) else v for k, v in options.items()})
 
 
 @dataclass

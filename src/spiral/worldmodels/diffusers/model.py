@@ -237,12 +237,16 @@ def load_pipeline(b: Backbone, model: str, cfg: DiffusersConfig) -> Any:
     return pipe
 
 
-def make_diffusers_world_model(name: str, path: str | None = None, **options: Any) -> DiffusersWorldModel:
-    """Backend factory: `name` is a backbone (see BACKBONES), `path` a hub id or local folder
-    (None = the backbone's reference model), `options` any DiffusersConfig field."""
-    backbone(name)  # unknown names fail before anything loads
+def check_diffusers_options(options: dict) -> None:
     fields = {f.name for f in dataclasses.fields(DiffusersConfig)}
     unknown = sorted(set(options) - fields)
     if unknown:
         raise SpiralError(f"unknown diffusers option(s) {', '.join(unknown)}; known options: {', '.join(sorted(fields))}")
+
+
+def make_diffusers_world_model(name: str, path: str | None = None, **options: Any) -> DiffusersWorldModel:
+    """Backend factory: `name` is a backbone (see BACKBONES), `path` a hub id or local folder
+    (None = the backbone's reference model), `options` any DiffusersConfig field."""
+    backbone(name)  # unknown names fail before anything loads
+    check_diffusers_options(options)
     return DiffusersWorldModel.load(name, DiffusersConfig(**{**options, "model": path or options.get("model", "")}))
