@@ -4,7 +4,7 @@ SFT stage alone and for SFT + reward model.
     .venv/bin/python benchmarks/critic_quality.py [--probes 300] [--group-size 2]
         [--world-model FILE] [--sft runs/critic/critic_sft.safetensors]
         [--rm FILE (default: the shipped critic)] [--svg docs/critic_scores.svg] [--training-rollouts 3072]
-        [--chained] [--probe-seed 5000000] [--episodes RUN[,RUN...]]
+        [--chained] [--probe-seed 5000000] [--episodes RUN[,RUN...]] [--guidance G]
 
 Probes are the held-out scenes of tabletop_eval (seeds from 1_000_000 up), never used in training;
 each gets `group-size` samples of the world model (half ODE, half SDE, as in training) and the
@@ -23,6 +23,8 @@ held-out probes). `--episodes RUN,...` judges the clips of saved closed-loop epi
 (`spiral bench run ... --critic oracle --save-episodes --out RUN`): every attempt, labelled by the
 oracle critic's verdict in the loop; later steps start from generated frames after several steps.
 Each table is followed by a breakdown by what the oracle saw in the failed clips, and one by kind of action.
+`--guidance G` samples the held-out rollouts at guidance G (default: the world model's sampler, as
+the loop samples; it was 5 until the nineteenth session, and the critic trains on guidance-5 rollouts).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from spiral.agents.critic.learned_train import CriticTrainConfig
 from spiral.data.format import EPISODE, read_episode
 from spiral.data.video import read_video
 from spiral.types import Verdict
-from spiral.worldmodels.tabletop import default_weights
+from spiral.worldmodels.tabletop import SamplerConfig, default_weights
 from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, chained_probes, make_probes
 from spiral.worldmodels.text import shared_text_encoder
@@ -66,6 +68,10 @@ def main() -> None:
     parser.add_argument("--rm", default=None, help="default: the shipped tabletop_critic.safetensors")
     parser.add_argument("--cache", default="runs/critic-cache")
     parser.add_argument("--decode", choices=DECODINGS, default="compose", help="rollouts' decoding (see tabletop_copy.DECODINGS)")
+    parser.add_argument(
+        "--guidance", type=float, default=SamplerConfig().guidance_scale,
+        help="held-out rollouts' classifier-free guidance (default: the world model's, as the loop samples)",
+    )  # fmt: skip
     parser.add_argument(
         "--svg",
         default=None,
@@ -99,16 +105,16 @@ def main() -> None:
     else:
         probes = make_probes(args.probes, seed=args.probe_seed)
         if args.chained:
-            from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
+            from spiral.worldmodels.tabletop import TabletopWorldModel
 
-            wm = TabletopWorldModel.load(wm_path, sampler=SamplerConfig(decode=args.decode))
+            wm = TabletopWorldModel.load(wm_path, sampler=SamplerConfig(decode=args.decode, guidance_scale=args.guidance))
             probes = chained_probes(wm, probes, seed=ROLLOUT_SEED)
         name = "heldout" if args.probe_seed == HELDOUT_SEED else f"probes{args.probe_seed}"
         data = cached_rollouts(
             wm_path, probes, name + ("-chained" if args.chained else ""), Path(args.cache), args.group_size, ROLLOUT_SEED,
-            resolution, processes=args.threads, decode=args.decode,
+            resolution, processes=args.threads, decode=args.decode, guidance=args.guidance,
         )  # fmt: skip
-        print(f"world model: {wm_path}; decoding: {args.decode}")
+        print(f"world model: {wm_path}; decoding: {args.decode}; guidance {args.guidance:g}")
         what = f"{name} rollouts{' (chained)' if args.chained else ''}: {len(probes)} probes x {args.group_size}"
     rollout_s = time.perf_counter() - began
     y = data.success.numpy()

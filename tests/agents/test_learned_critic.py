@@ -155,9 +155,11 @@ def test_rollouts_come_from_training_scenes_and_are_cached(tmp_path, monkeypatch
     monkeypatch.setattr(learned_data, "label_rollouts", lambda *a, **k: pytest.fail("rollouts were made twice"))
     again = cached_rollouts(tmp_path / "wm.safetensors", probes, "train", tmp_path, 2, 0, 32, progress=False, guided=1)
     assert torch.equal(again.frames, data.frames) and again.texts == data.texts
-    # Another decoding never reads these: it makes its own (and the made-twice guard above fires).
+    # Another decoding or guidance never reads these: it makes its own (and the made-twice guard above fires).
     with pytest.raises(pytest.fail.Exception, match="made twice"):
         cached_rollouts(tmp_path / "wm.safetensors", probes, "train", tmp_path, 2, 0, 32, progress=False, guided=1, decode="blur")
+    with pytest.raises(pytest.fail.Exception, match="made twice"):
+        cached_rollouts(tmp_path / "wm.safetensors", probes, "train", tmp_path, 2, 0, 32, progress=False, guided=1, guidance=2.0)
     with pytest.raises(SpiralError, match="unknown decoding 'sharp'; use one of copy, blur"):
         cached_rollouts(tmp_path / "wm.safetensors", probes, "train", tmp_path, 2, 0, 32, progress=False, decode="sharp")
 

@@ -46,6 +46,9 @@ from spiral.worlds.tabletop.render import render_motion
 
 ROLLOUT_STREAM = 4242
 SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
+# The shipped critic trained on rollouts at guidance 5, the world model's default until the
+# nineteenth session; the loop now samples at 2 (SamplerConfig), and held-out checks take either.
+ROLLOUT_GUIDANCE = 5.0
 CHUNK = 16  # scenes per cache file: an interrupted run redoes at most one chunk
 FIELDS = ("frames", "success", "kind", "drift", "group", "rollout", "guided", "objects", "facts")
 GUIDE_T = (0.5, 0.7)  # noise levels a guided rollout starts from (1 = pure noise, as in sampling)
@@ -416,6 +419,7 @@ def cached_rollouts(
     decode: str = "compose",
     facts: bool = False,
     miss: float = 0.0,
+    guidance: float = ROLLOUT_GUIDANCE,
 ) -> CriticData:
     """World-model rollouts of these probes, labelled by the oracle, cached chunk by chunk under a
     folder named by the weights' digest, the clip size and the decoding (new weights or a new decoding
@@ -425,14 +429,17 @@ def cached_rollouts(
     `decode`: "compose" (every object redrawn where the model put it, the default), "copy" (moved
     objects copied sharp) or "blur" (the model's pixels only).
     `facts`: remake chunks cached before the oracle's per-object facts were kept (same seeds, same clips).
-    `miss`: guided rollouts head for targets moved by up to this much (near misses; see miss_target)."""
+    `miss`: guided rollouts head for targets moved by up to this much (near misses; see miss_target).
+    `guidance`: the sampler's classifier-free guidance."""
     from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 
-    sampler = SamplerConfig(decode=decode)
-    # Folders made before the copy decoding existed hold blurred rollouts and carry no decoding tag.
+    sampler = SamplerConfig(decode=decode, guidance_scale=guidance)
+    # Folders made before the copy decoding existed hold blurred rollouts and carry no decoding tag;
+    # those made before the guidance could change hold guidance-5 rollouts and carry no guidance tag.
     suffix = (
         (f"-guided{guided}" if guided else "") + (f"-miss{miss:g}" if miss else "") + ("" if decode == "blur" else f"-{decode}")
-    )
+        + ("" if guidance == ROLLOUT_GUIDANCE else f"-cfg{guidance:g}")
+    )  # fmt: skip
     folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}-r{resolution}{suffix}"
     loaded = []  # the world model, loaded only when a chunk has to be made
 

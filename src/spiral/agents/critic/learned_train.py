@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from spiral.agents.critic.learned_data import (
+    ROLLOUT_GUIDANCE,
     CriticData,
     cached_renders,
     cached_rollouts,
@@ -75,6 +76,10 @@ class CriticTrainConfig:
     guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
     decode: str = option(
         "compose", "how the rollouts are decoded: compose (the world model's default), copy or blur", choices=DECODINGS
+    )
+    rollout_guidance: float = option(
+        ROLLOUT_GUIDANCE,
+        "classifier-free guidance of the rollouts (5: the shipped critic's; the loop samples at the model's default)",
     )
     out: Path = option(Path("runs/critic"), "run folder: checkpoint, log, exported weights, histograms")
     cache: Path = option(Path("runs/critic-cache"), "cache of decoded dataset clips and rollouts")
@@ -144,7 +149,7 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
         # The oracle labels over as many processes as torch has threads: the cores we were given.
         rollouts = cached_rollouts(
             wm_path, probes, "train", cfg.cache, cfg.group_size, cfg.seed, res, progress, cfg.guided, torch.get_num_threads(),
-            cfg.decode, facts=net_cfg.fact_heads,
+            cfg.decode, facts=net_cfg.fact_heads, guidance=cfg.rollout_guidance,
         )  # fmt: skip
         parts.append(rollouts)
     if not parts:
@@ -204,7 +209,7 @@ def near_miss_rollouts(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progres
     probes = training_probes(math.ceil(cfg.near_misses / cfg.group_size), cfg.seed, source=1)
     return cached_rollouts(
         world_model_weights(cfg), probes, "nearmiss", cfg.cache, cfg.group_size, cfg.seed, net_cfg.resolution, progress, cfg.group_size,
-        torch.get_num_threads(), cfg.decode, facts=net_cfg.fact_heads, miss=cfg.miss,
+        torch.get_num_threads(), cfg.decode, facts=net_cfg.fact_heads, miss=cfg.miss, guidance=cfg.rollout_guidance,
     )  # fmt: skip
 
 
