@@ -45,9 +45,9 @@ def default_weights() -> Path:
 class SamplerConfig:
     num_inference_steps: int = 8  # 8 Euler steps sampled as well as 16 in our first experiments
     # Classifier-free guidance (1 = off, half the net calls). 5 was best of 1-15 for the first
-    # model; for stage 10, 2 was best of 1-10 on tuning probes (90.0% against 5's 88.0%: higher
-    # guidance drives a put's subject into its base) and won the closed loop on tuning tasks, 91%
-    # against 84% (docs/RESULTS.md, "Guidance 2").
+    # model; for stage 10, 2 was best of 1-10 on tuning probes (90.0% against 5's 88.0%; puts
+    # gain most, 100% against 81%) and won the closed loop on tuning tasks, 91% against 84%
+    # (docs/RESULTS.md, "Guidance 2").
     guidance_scale: float = 2.0
     shift: float = 1.0  # >1 spends more steps at high noise (SD3-style time shift)
     # 0: the deterministic Euler (ODE) sampler. > 0: the SDE sampler GRPO trains with, at this
