@@ -34,8 +34,7 @@ def make_world_model(name: str, path: str | None = None, **options):
 
 
 def check_world_model_options(name: str, options: dict) -> None:
-    """Options a backend cannot take fail before any work starts (the diffusers backbones check
-    theirs when they load, since their fields depend on nothing heavy either)."""
+    """Options a backend cannot take (unknown names, bad values) fail before any model loads."""
     if not options:
         return
     if ":" in name:

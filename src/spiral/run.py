@@ -15,7 +15,6 @@ from spiral.backends import (
     PLANNERS,
     WORLD_MODEL_OPTIONS_HELP,
     WORLD_MODELS,
-    check_world_model_options,
     make_critic,
     make_planner,
     make_world_model,
@@ -98,9 +97,9 @@ def progress_printer(stream=sys.stderr):
 
 
 def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult:
-    options = parse_key_values(cfg.world_model_options, "--world-model-options")
-    check_world_model_options(cfg.world_model, options)
-    wm = make_world_model(cfg.world_model, cfg.world_model_path, **options)
+    wm = make_world_model(
+        cfg.world_model, cfg.world_model_path, **parse_key_values(cfg.world_model_options, "--world-model-options")
+    )
     frame = start_frame(cfg, wm.frame_size)
     planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, seed=loop.seed)
     critic = (

@@ -154,8 +154,9 @@ def fingerprint(cfg: BenchConfig, tasks: list[Task], judge: str) -> dict:
         "base_url": cfg.base_url if api else "", "judge": judge, "judge_model": cfg.judge_model if judge == "vlm" else "",
         "max_tries": cfg.max_tries, "max_replans": cfg.max_replans, "max_generations": cfg.max_generations,
         "oneshot_steps": cfg.oneshot_steps, "seed": cfg.seed,
-        # Added later: present only when it changes anything, so folders made before still resume.
+        # Always there for tabletop: folders made before the default guidance changed must not resume.
         **({"world_model_settings": settings} if (settings := _world_model_settings(cfg)) else {}),
+        # Added later: present only when it changes anything, so folders made before still resume.
         **({"candidates": cfg.candidates} if cfg.candidates != 1 else {}),
         **({"critic_threshold": cfg.critic_threshold} if cfg.critic_threshold else {}),
     }  # fmt: skip
