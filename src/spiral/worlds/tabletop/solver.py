@@ -16,7 +16,7 @@ valid episodes. Each step's precondition holds in its `before` scene, `after` is
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.scene import Scene, TableObject, validity_errors
 from spiral.worlds.tabletop.solver_families import plan_goal
 from spiral.worlds.tabletop.solver_plan import Move, NoPlan, Planner
+from spiral.worlds.tabletop.solver_robust import robust_actions
 
 # Draws of fresh landing spots before falling back to the planning pass's own spots.
 REALISE_TRIES = 3
@@ -95,6 +96,8 @@ def solve(scene: Scene, goal: Goal, rng: np.random.Generator, start: Scene | Non
         return moves
     steps = _realise(scene, goal, moves, rng, start) or _chain(scene, moves, [m.target for m in moves])
     assert steps is not None  # the planning pass checked its own targets
+    steps = robust_actions(steps, goal, start, rng)  # instructions as tight as the goal needs
+    moves = [replace(m, action=step.action, why=step.why) for m, step in zip(moves, steps, strict=True)]
     return Solution(tuple(steps), reasoning(scene, goal, moves, start), goal, scene)
 
 
