@@ -21,24 +21,11 @@ import time
 import numpy as np
 
 from spiral.bench.tasks import load_suite
-from spiral.worlds.tabletop.actions import DIRECTIONS, apply, precondition_errors, relation_holds, sample_target
+from spiral.worlds.tabletop.actions import DIRECTIONS, relation_holds
 from spiral.worlds.tabletop.goals import parse_goal
 from spiral.worlds.tabletop.scene import random_scene
 from spiral.worlds.tabletop.solver import Infeasible, plan_moves, solve
-
-
-def run_share(scene, actions, goal, rng, runs: int) -> float:
-    reached = 0
-    for _ in range(runs):
-        current = scene
-        for action in actions:
-            target = None if precondition_errors(current, action) else sample_target(current, action, rng)
-            if target is None:
-                break
-            current = apply(current, action, target)
-        else:
-            reached += goal.holds(scene, current)
-    return reached / runs
+from spiral.worlds.tabletop.solver_robust import finish_share
 
 
 def plans(suite: str, runs: int) -> None:
@@ -54,7 +41,7 @@ def plans(suite: str, runs: int) -> None:
             "solver (tightened)": [s.action for s in solution.steps],
         }
         for name, actions in wordings.items():
-            shares[name].append(run_share(scene, actions, goal, np.random.default_rng(1), runs))
+            shares[name].append(finish_share(scene, actions, goal, scene, np.random.default_rng(1), runs))
         if wordings["planning pass"] != wordings["solver (tightened)"]:
             changed.append(f"{task.id} {shares['planning pass'][-1]:.2f} -> {shares['solver (tightened)'][-1]:.2f}")
     print(f"{suite}: {len(shares['planning pass'])} tasks, {runs} runs each, {time.perf_counter() - t0:.0f} s")
