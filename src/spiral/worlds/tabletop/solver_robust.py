@@ -4,11 +4,12 @@ The solver picks a landing spot for every move, but a step's instruction names o
 relation ("move the yellow triangle to the top side"), and the world model lands the object
 anywhere that instruction allows. When part of a compound goal was reached earlier, many of those
 spots undo it: the yellow triangle sorted into the left side lands in the top side's middle, or the
-second object of a line lands left of the first. Here each step is checked by sampling where its
-instruction lets the object land; when too few of those spots keep the goal parts the step's own
-result satisfies, the step is renamed by a tighter region (a cell or corner of its region) or by a
-relation to an object standing next to its spot, whichever keeps them most often. The moves, their
-spots and the number of steps stay the same.
+second object of a line lands left of the first. Here, step by step, the rest of the plan is run
+many times from the step's scene with every step landing at a random spot its wording allows; when
+a tighter wording of the step (a cell or corner inside its region, or a relation to an object
+standing next to its spot) reaches the goal clearly more often than the planner's, it takes its
+place. The moves, their spots and the number of steps stay the same. (PlannedStep records are
+passed in; solver.py imports this module, so they are not named in the annotations.)
 """
 
 from __future__ import annotations
