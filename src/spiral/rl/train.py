@@ -205,14 +205,15 @@ def run_iteration(
     rng = np.random.default_rng([cfg.seed, iteration, dist.rank])
     began = time.perf_counter()
     want = iteration_groups(cfg, dist)
+    limit = want * max(1, cfg.oversample)  # groups drawn at most
     mixed: list[tuple[int, GroupResult]] = []  # (draw, group): the judge both passed and failed some clips
     flat: list[tuple[int, GroupResult]] = []
     drawn = 0
     # At a high pass rate most groups pass every clip and teach only the reward's finer grades, so
     # with --oversample more groups are drawn, a batch at a time, until `want` of them are mixed.
-    while len(mixed) < want and drawn < want * max(1, cfg.oversample):
+    while len(mixed) < want and drawn < limit:
         new: list[tuple[Task, GroupRollout]] = []
-        for g in range(drawn, min(drawn + want - len(mixed), want * max(1, cfg.oversample))):
+        for g in range(drawn, min(drawn + want - len(mixed), limit)):
             task = tasks.sample(rng, horizon, policy)
             first = (cfg.seed * 1_000_003 + iteration * 9_973 + dist.rank * 101 + g) * cfg.group_size
             seeds = [first + i for i in range(cfg.group_size)]
@@ -225,9 +226,9 @@ def run_iteration(
             judged = judged_success(rollout.frames, task)
             group = GroupResult(task, rollout, rewards, group_advantages(rewards, s.adv_clip, s.eps), judged)
             (mixed if 0 < float(judged.sum()) < len(judged) else flat).append((k, group))
-    # The mixed groups, topped up with the first flat ones drawn, in draw order (all of them, as
-    # drawn, without oversampling).
-    groups = [group for _, group in sorted(mixed + flat[: max(0, want - len(mixed))], key=lambda kg: kg[0])][:want]
+    # The mixed groups (never more than `want`: each batch draws only the groups still missing),
+    # topped up with the first flat ones drawn, in draw order (all of them, as drawn, without oversampling).
+    groups = [group for _, group in sorted(mixed + flat[: want - len(mixed)], key=lambda kg: kg[0])]
     sampled = time.perf_counter()
     params = policy.trainable()
     stats = {"policy": [], "kl": [], "clipped": [], "ratio_dev": []}
@@ -251,7 +252,7 @@ def run_iteration(
         "judged": float(torch.cat([g.judged for g in groups]).mean()),
         "groups_with_signal": sum(float(g.rewards.std()) > 0 for g in groups) / len(groups),
         "groups_drawn": drawn,
-        "groups_mixed": min(len(mixed), want),
+        "groups_mixed": len(mixed),
         **{k: float(np.mean(v)) for k, v in stats.items()},
         "grad_norm": float(grad_norm),
         "sample_seconds": round(sampled - began, 3),

@@ -338,15 +338,18 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     if config_path.is_file() and json.loads(config_path.read_text()) != settings:
         raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
     config_path.write_text(json.dumps(settings, indent=1))
+    # Each kind of numbers builds on the one before; the other front ends have none of them.
+    extra = cfg.extra_numbers and cfg.arch == "objects"
+    goal = extra and cfg.goal_numbers
     net_cfg = CriticNetConfig(
         resolution=cfg.resolution,
         dim=cfg.dim,
         depth=cfg.depth,
         arch=cfg.arch,
         fact_heads=cfg.arch != "grid",
-        extra_numbers=cfg.extra_numbers and cfg.arch == "objects",  # the other front ends have no such numbers
-        goal_numbers=cfg.goal_numbers and cfg.extra_numbers and cfg.arch == "objects",
-        footprint_numbers=cfg.footprint_numbers and cfg.goal_numbers and cfg.extra_numbers and cfg.arch == "objects",
+        extra_numbers=extra,
+        goal_numbers=goal,
+        footprint_numbers=goal and cfg.footprint_numbers,
     )
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
