@@ -1,4 +1,5 @@
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -277,3 +278,19 @@ def test_generation_can_sample_with_the_sde_seeded_like_the_ode():
 def test_sampler_options_not_given_keep_their_defaults():
     sampler = SamplerConfig.overriding(guidance_scale=1.0, noise_level=None, num_inference_steps=None)
     assert sampler == replace(SamplerConfig(), guidance_scale=1.0)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [({"shift": 0.0}, "shift=0.0: give a number >= 0.001"), ({"guidance_scale": -1.0}, "guidance_scale=-1.0: give a number >= 0"),
+     ({"num_inference_steps": 0}, "num_inference_steps=0: give a whole number >= 1"),
+     ({"num_inference_steps": 2.5}, "num_inference_steps=2.5: give a whole number"), ({"noise_level": "x"}, "noise_level='x'")],
+)  # fmt: skip
+def test_the_sampler_refuses_settings_it_cannot_sample_with_from_any_caller(setting, message):
+    with pytest.raises(SpiralError, match=re.escape(message)):
+        SamplerConfig(**setting)
+
+
+def test_a_whole_number_guidance_is_the_same_setting_as_its_float():
+    assert SamplerConfig(guidance_scale=3) == SamplerConfig(guidance_scale=3.0)
+    assert isinstance(SamplerConfig(guidance_scale=3).guidance_scale, float)

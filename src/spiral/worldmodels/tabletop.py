@@ -62,6 +62,15 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         check_decoding(self.decode)
+        # Checked here, not where an option is parsed, so a bad value from any caller (a user's
+        # --world-model-options, GRPO's --guidance, a benchmark's flag) gets the same message.
+        for name, lowest, kind in _SAMPLER_RANGES:
+            value = getattr(self, name)
+            allowed = int if kind is int else int | float
+            if isinstance(value, bool) or not isinstance(value, allowed) or not value >= lowest:
+                what = "a whole number" if kind is int else "a number"
+                raise SpiralError(f"tabletop sampler setting {name}={value!r}: give {what} >= {lowest:g}")
+            object.__setattr__(self, name, kind(value))  # 2 and 2.0 are one setting, and record as one
 
     @classmethod
     def overriding(cls, **given: float | int | str | None) -> SamplerConfig:
@@ -69,24 +78,22 @@ class SamplerConfig:
         return cls(**{k: v for k, v in given.items() if v is not None})
 
 
+# (setting, lowest allowed value, type); a time shift of 0 would put every step at t = 0.
+_SAMPLER_RANGES = (
+    ("num_inference_steps", 1, int), ("guidance_scale", 0.0, float), ("shift", 1e-3, float), ("noise_level", 0.0, float),
+)  # fmt: skip
+
+
 def sampler_from_options(options: dict) -> SamplerConfig:
-    """The sampler a user's --world-model-options ask for; the defaults for what they leave out."""
+    """The sampler a user's --world-model-options ask for; the defaults for what they leave out.
+    Unknown keys are refused here; values are checked by SamplerConfig itself."""
     known = {f.name for f in fields(SamplerConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise SpiralError(
             f"unknown tabletop world model option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}"
         )
-    defaults = SamplerConfig()
-    for key, value in options.items():
-        wanted = type(getattr(defaults, key))
-        if wanted in (int, float) and (not isinstance(value, int | float) or value < (1 if wanted is int else 0)):
-            raise SpiralError(
-                f"tabletop world model option {key}={value!r}: give a {'whole number >= 1' if wanted is int else 'number >= 0'}"
-            )
-        if wanted is int and not isinstance(value, int):
-            raise SpiralError(f"tabletop world model option {key}={value!r}: give a whole number")
-    return SamplerConfig.overriding(**{k: float(v) if isinstance(getattr(defaults, k), float) else v for k, v in options.items()})
+    return SamplerConfig.overriding(**options)
 
 
 @dataclass
