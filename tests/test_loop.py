@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spiral.errors import SpiralError
-from spiral.loop import Attempt, Episode, LoopConfig, PlanEvent, run, run_episode
+from spiral.loop import GOAL_CHECK, Attempt, Episode, LoopConfig, PlanEvent, run, run_episode
 from spiral.types import Clip, Critique, FailureKind, Plan, Step, Verdict
 
 OK = Critique(0.9, Verdict.SUCCESS, FailureKind.NONE, "fine")
@@ -34,14 +34,22 @@ class FakeWorldModel:
 
 
 class FakePlanner:
+    """Plans `n_steps` steps; the goal holds once every step of its latest plan was accepted, except
+    for the first `unfinished` times it is asked that (the world model's steps fell short)."""
+
     name = "fake"
 
-    def __init__(self, n_steps=2, feasible=True):
-        self.n_steps, self.feasible, self.calls = n_steps, feasible, []
+    def __init__(self, n_steps=2, feasible=True, unfinished=0):
+        self.n_steps, self.feasible, self.unfinished, self.calls = n_steps, feasible, unfinished, []
 
     def plan(self, goal, frame, memory):
+        latest = len(self.calls) - 1  # the plan index of its previous answer
         self.calls.append({"frame_value": int(frame.max()), "summary": memory.summary()})
         k = len(self.calls)
+        carried_out = latest >= 0 and sum(e.outcome == "accepted" and e.plan == latest for e in memory.events) >= self.n_steps
+        if carried_out and self.unfinished == 0:
+            return Plan(goal, (), f"reasoning {k}: the goal holds", "fake")
+        self.unfinished -= carried_out
         steps = tuple(Step(f"plan{k} step{i}", f"obj{i}") for i in range(self.n_steps))
         return Plan(
             goal, steps if self.feasible else (), f"reasoning {k}", "fake", self.feasible, "" if self.feasible else "no room"
@@ -67,7 +75,8 @@ def go(critic_script=(), cfg=None, planner=None):
 
 def test_all_success_accepts_each_step_once_and_stitches_the_video():
     episode, wm, planner, critic = go()
-    assert episode.status == "completed" and len(planner.calls) == 1
+    assert episode.status == "completed" and len(planner.calls) == 2  # the plan, then the goal check
+    assert episode.plans[1].why == GOAL_CHECK and episode.plans[1].goal_holds and episode.replans == 0
     assert [a.instruction for a in episode.accepted] == ["plan1 step0", "plan1 step1"]
     assert episode.generation_calls == 2 and len(critic.calls) == 2
     video = episode.video()
@@ -76,7 +85,7 @@ def test_all_success_accepts_each_step_once_and_stitches_the_video():
 
 def test_first_attempt_failure_triggers_the_inner_loop_with_refined_instruction_and_new_seed():
     episode, wm, planner, critic = go([LOCAL])
-    assert episode.status == "completed" and len(planner.calls) == 1
+    assert episode.status == "completed" and len(planner.calls) == 2
     assert [c["instruction"] for c in wm.calls] == ["plan1 step0", "do it properly", "plan1 step1"]
     assert len({c["seed"] for c in wm.calls}) == 3
     first, second = episode.attempts[:2]
@@ -86,7 +95,7 @@ def test_first_attempt_failure_triggers_the_inner_loop_with_refined_instruction_
 
 def test_persistent_failure_triggers_a_replan_from_the_last_accepted_frame():
     episode, wm, planner, critic = go([OK, LOCAL, LOCAL, LOCAL], LoopConfig(max_tries=3))
-    assert len(planner.calls) == 2 and episode.plans[1].why.startswith("step 2 failed 3 times")
+    assert len(planner.calls) == 3 and episode.plans[1].why.startswith("step 2 failed 3 times") and episode.replans == 1
     assert planner.calls[1]["frame_value"] == 1  # replanned from the clip accepted for step 1
     assert "stopped short" in planner.calls[1]["summary"]
     assert episode.status == "completed"
@@ -96,7 +105,7 @@ def test_persistent_failure_triggers_a_replan_from_the_last_accepted_frame():
 @pytest.mark.parametrize("critique", [DRIFT, UNMET])
 def test_drift_or_unmet_precondition_replans_at_once(critique):
     episode, wm, planner, critic = go([critique], LoopConfig(max_tries=3))
-    assert len(planner.calls) == 2 and episode.generation_calls == 3  # 1 failed + 2 steps of plan 2
+    assert len(planner.calls) == 3 and episode.generation_calls == 3  # 1 failed + 2 steps of plan 2
     assert episode.plans[1].why.startswith("global_drift")
 
 
@@ -108,7 +117,7 @@ def test_generation_budget_is_respected():
 def test_when_replans_run_out_the_best_attempt_is_forced_through():
     scores = [Critique(s, Verdict.LOCAL_FAILURE, FailureKind.INCOMPLETE, "meh") for s in (0.1, 0.4, 0.2)]
     episode, wm, planner, critic = go(scores, LoopConfig(max_tries=3, max_replans=0))
-    assert len(planner.calls) == 1
+    assert len(planner.calls) == 1  # no replan left, so no goal check either
     forced = episode.accepted[0]
     assert forced.forced and forced.attempt == 1 and forced.critique.score == 0.4
     assert episode.status == "completed" and len(episode.accepted) == 2
@@ -116,9 +125,25 @@ def test_when_replans_run_out_the_best_attempt_is_forced_through():
 
 def test_ablations_no_inner_and_no_outer_loop():
     episode, wm, planner, _ = go([LOCAL, OK, OK], LoopConfig(inner_loop=False))
-    assert len(planner.calls) == 2 and episode.attempts[0].attempt == 0 and episode.generation_calls == 3
+    assert len(planner.calls) == 3 and episode.attempts[0].attempt == 0 and episode.generation_calls == 3
     episode, wm, planner, _ = go([LOCAL, LOCAL, LOCAL], LoopConfig(outer_loop=False, max_tries=3))
     assert len(planner.calls) == 1 and episode.accepted[0].forced
+
+
+def test_a_goal_that_does_not_hold_after_the_last_step_is_planned_on_while_replans_last():
+    episode, wm, planner, critic = go(cfg=LoopConfig(max_replans=2), planner=FakePlanner(unfinished=5))
+    assert [p.why for p in episode.plans] == ["initial", GOAL_CHECK, GOAL_CHECK]
+    assert episode.replans == 2 and episode.status == "completed"
+    assert [a.instruction for a in episode.accepted] == [f"plan{k} step{i}" for k in (1, 2, 3) for i in (0, 1)]
+    assert planner.calls[1]["frame_value"] == 2  # checked on the frame the last accepted step ended on
+
+
+def test_the_goal_check_can_be_ablated_and_the_baselines_never_check():
+    episode, _, planner, _ = go(cfg=LoopConfig(goal_check=False))
+    assert len(planner.calls) == 1 and episode.status == "completed"
+    planner = FakePlanner()
+    run("g", START, FakeWorldModel(), planner, None, LoopConfig(method="stepwise"))
+    assert len(planner.calls) == 1
 
 
 def test_no_memory_ablation_hides_history_from_agents_and_world_model():
@@ -160,8 +185,9 @@ class RefusesReplans(FakePlanner):
 def test_an_infeasible_replan_pushes_on_with_the_old_plan_instead_of_ending_the_episode():
     scores = [Critique(s, Verdict.LOCAL_FAILURE, FailureKind.INCOMPLETE, "meh") for s in (0.1, 0.4, 0.2)]
     episode, wm, planner, critic = go([OK, *scores], LoopConfig(max_tries=3, max_replans=2), RefusesReplans())
-    assert episode.status == "completed" and len(planner.calls) == 2
+    assert episode.status == "completed" and len(planner.calls) == 3  # the third is the goal check
     assert not episode.plans[1].plan.feasible and episode.plans[1].plan.reason == "no room left"
+    assert episode.plans[2].why == GOAL_CHECK and not episode.plans[2].plan.feasible
     assert [a.instruction for a in episode.accepted] == ["plan1 step0", "plan1 step1"]
     forced = episode.accepted[1]
     assert forced.forced and forced.plan == 0 and forced.critique.score == 0.4
@@ -171,7 +197,7 @@ def test_an_infeasible_replan_pushes_on_with_the_old_plan_instead_of_ending_the_
 def test_events_stream_in_order_and_end_with_the_episode():
     events = list(run_episode("g", START, FakeWorldModel(), FakePlanner(), FakeCritic([LOCAL]), LoopConfig()))
     kinds = [type(e) for e in events]
-    assert kinds == [PlanEvent, Attempt, Attempt, Attempt, Episode]
+    assert kinds == [PlanEvent, Attempt, Attempt, Attempt, PlanEvent, Episode]
     assert [e.accepted for e in events[1:4]] == [False, True, True]
 
 

@@ -22,7 +22,7 @@ def _report(result) -> int:
     episode, out = result.episode, result.outputs
     print(f"goal: {episode.goal}")
     print(f"method {episode.method}: {episode.status}, {len(episode.accepted)} steps accepted, "
-          f"{episode.generation_calls} generation calls, {max(0, len(episode.plans) - 1)} replans, {episode.seconds:.1f} s")  # fmt: skip
+          f"{episode.generation_calls} generation calls, {episode.replans} replans, {episode.seconds:.1f} s")  # fmt: skip
     if episode.error:
         print(f"stopped: {episode.error}")
     if "goal_success" in result.judged:

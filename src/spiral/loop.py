@@ -45,17 +45,28 @@ class LoopConfig:
     candidates: int = option(1, "N: clips sampled per try in one batched call; the critic's best is kept (closed loop)")
     inner_loop: bool = option(True, "retry a failed step (ablation: --no-inner-loop)")
     outer_loop: bool = option(True, "replan on drift or repeated failure (ablation: --no-outer-loop)")
+    goal_check: bool = option(
+        True, "when every step is accepted, the planner looks at the last frame and plans on if the goal does not hold yet; takes a replan (ablation: --no-goal-check)"
+    )
     use_memory: bool = option(True, "agents see the history of the episode (ablation: --no-use-memory)")
     oneshot_steps: int = option(4, "oneshot baseline: length of its single clip, in step-clips")
     seed: int = option(0, "seed of the world model's sampling")
+
+
+GOAL_CHECK = "goal check: every step was accepted"
 
 
 @dataclass(frozen=True)
 class PlanEvent:
     index: int  # 0 for the first plan, then one per replan
     plan: Plan
-    why: str  # "initial", or what triggered the replan
+    why: str  # "initial", GOAL_CHECK, or what triggered the replan
     seconds: float
+
+    @property
+    def goal_holds(self) -> bool:
+        """A goal check whose planner found nothing left to do: the episode ends, no replan made."""
+        return self.why == GOAL_CHECK and self.plan.feasible and not self.plan.steps
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,12 @@ class Episode:
     @property
     def generation_calls(self) -> int:
         return len(self.attempts)
+
+    @property
+    def replans(self) -> int:
+        """Plans after the first that the episode went on with (a goal check that found the goal
+        holding is a planner call, not a replan)."""
+        return sum(not p.goal_holds for p in self.plans[1:])
 
     @property
     def agent_seconds(self) -> float:
@@ -218,6 +235,17 @@ def _planned(r: _Runner) -> Iterator[Event]:
             r.episode.status = "infeasible"
             return
         if step_index >= len(plan.steps):
+            # The critic passed each step, but steps can pass and the goal still not hold (a step's
+            # wording allows a spot the rest of the plan did not expect, or the critic was wrong):
+            # the planner looks again, and an unfinished goal gets a plan of its own.
+            if not _goal_check_due(r, event):
+                r.episode.status = "completed"
+                return
+            check = r.plan(GOAL_CHECK)
+            yield check
+            if check.plan.feasible and check.plan.steps:
+                event, step_index = check, 0
+                continue
             r.episode.status = "completed"
             return
         step = plan.steps[step_index]
@@ -249,6 +277,13 @@ def _planned(r: _Runner) -> Iterator[Event]:
         )
         yield r.accept(best, forced=True)
         step_index += 1
+
+
+def _goal_check_due(r: _Runner, event: PlanEvent) -> bool:
+    """Closed loop with a replan left, after a plan that had steps (a plan of none says the goal holds)."""
+    cfg = r.cfg
+    replans_left = cfg.outer_loop and len(r.episode.plans) <= cfg.max_replans
+    return cfg.method == "closed-loop" and cfg.goal_check and replans_left and bool(event.plan.steps)
 
 
 def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step):

@@ -81,7 +81,7 @@ def write_run(
     write_json_atomic(
         summary,
         {"goal": episode.goal, "method": episode.method, "status": episode.status, "steps_accepted": len(episode.accepted),
-         "generation_calls": episode.generation_calls, "replans": max(0, len(episode.plans) - 1),
+         "generation_calls": episode.generation_calls, "replans": episode.replans,
          "seconds": round(episode.seconds, 3), "judged": judged or {}},
     )  # fmt: skip
     viewer = write_viewer(out / "viewer.html", episode, video_name=video.name, judged=judged)

@@ -79,7 +79,9 @@ def judge_tabletop(goal: str, episode: Episode) -> dict:
 
 def progress_printer(stream=sys.stderr):
     def show(event) -> None:
-        if isinstance(event, PlanEvent):
+        if isinstance(event, PlanEvent) and event.goal_holds:
+            print(f"[{event.why}] the planner finds the goal holds", file=stream)
+        elif isinstance(event, PlanEvent):
             state = "" if event.plan.feasible else f" — infeasible: {event.plan.reason}"
             print(f"[plan {event.index + 1}] ({event.why}) {len(event.plan.steps)} steps{state}", file=stream)
             for i, s in enumerate(event.plan.steps):

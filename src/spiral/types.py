@@ -100,7 +100,8 @@ class Step:
 @dataclass(frozen=True)
 class Plan:
     """A planner's answer: ordered steps and the reasoning (chain of thought) behind them.
-    An infeasible goal is a Plan with no steps, feasible=False and the reason."""
+    An infeasible goal is a Plan with no steps, feasible=False and the reason; a goal that already
+    holds is a feasible Plan with no steps."""
 
     goal: str
     steps: tuple[Step, ...]

@@ -74,6 +74,7 @@ def render_viewer(episode: Episode, video_name: str | None = None, judged: dict 
     for p in episode.plans:
         steps = "".join(f"<li>{escape(s.instruction)}</li>" for s in p.plan.steps)
         note = "" if p.plan.feasible else f"<p><b>infeasible:</b> {escape(p.plan.reason)}</p>"
+        note += "<p>the planner finds the goal holds: nothing left to do</p>" if p.goal_holds else ""
         parts.append(f"<h2>Plan {p.index + 1} ({escape(p.why)}) by {escape(p.plan.planner)}</h2>{note}<ol>{steps}</ol>")
         parts.append(f"<details><summary>reasoning</summary><pre>{escape(p.plan.reasoning)}</pre></details>")
     parts.append("<h2>Attempts</h2>" + "".join(_attempt_html(a) for a in episode.attempts))

@@ -68,12 +68,16 @@ def test_plan_validator_accepts_any_name_when_memory_knows_no_objects():
     assert plan.steps[0].subject == "purple hexagon"
 
 
+def test_a_feasible_plan_with_no_steps_says_the_goal_already_holds():
+    plan = plan_validator("g", memory(), "x")({"feasible": True, "steps": [], "reasoning": "all in place"})
+    assert plan.feasible and plan.steps == () and plan.reasoning == "all in place"
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ({"steps": [step()]}, "'feasible' is missing"),
         ({"feasible": "yes", "steps": [step()]}, "'feasible' must be bool"),
-        ({"feasible": True, "steps": []}, "'steps' is empty"),
         ({"feasible": True, "steps": [step(instruction="  ")]}, "empty instruction"),
         ({"feasible": True, "steps": ["move it"]}, "step 1 must be a JSON object"),
         ({"feasible": True, "steps": [step(targets="yellow square")]}, "'targets' must be list"),

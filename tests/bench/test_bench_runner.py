@@ -33,7 +33,8 @@ def test_methods_are_loop_configs_and_bad_names_are_refused():
     budgets = LoopConfig(max_tries=5, seed=7)
     assert loop_config("closed-loop-no-inner", budgets) == LoopConfig(max_tries=5, seed=7, inner_loop=False)
     assert loop_config("closed-loop-no-memory", budgets).use_memory is False
-    assert loop_config("oneshot", budgets).method == "oneshot" and len(METHODS) == 6
+    assert loop_config("closed-loop-no-goal-check", budgets).goal_check is False
+    assert loop_config("oneshot", budgets).method == "oneshot" and len(METHODS) == 7
     assert parse_methods("stepwise, closed-loop") == ("stepwise", "closed-loop")
     for bad, message in (("closed-loop,magic", "unknown method 'magic'"), ("", "names no method"), ("oneshot,oneshot", "twice")):
         with pytest.raises(SpiralError, match=message):

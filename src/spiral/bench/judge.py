@@ -77,7 +77,7 @@ def accounting(task: Task, method: str, episode: Episode, judge: str) -> dict:
         "flicker": flicker(video), "motion_smoothness": motion_smoothness(video),
         "steps_planned": steps_planned(episode), "steps_accepted": len(episode.accepted),
         "forced_steps": sum(a.forced for a in episode.accepted if a.critique is not None),
-        "replans": max(0, len(episode.plans) - 1), "generation_calls": episode.generation_calls,
+        "replans": episode.replans, "generation_calls": episode.generation_calls,
         "agent_tokens": episode.agent_tokens,
         "critic_mean": float(np.mean([a.critique.score for a in accepted])) if accepted else None,
         "critic_scores": tuple(a.critique.score for a in episode.attempts if a.critique is not None),

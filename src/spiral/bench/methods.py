@@ -32,6 +32,7 @@ METHODS: dict[str, dict] = {
     "closed-loop": {"method": "closed-loop"},
     "closed-loop-no-inner": {"method": "closed-loop", "inner_loop": False},
     "closed-loop-no-outer": {"method": "closed-loop", "outer_loop": False},
+    "closed-loop-no-goal-check": {"method": "closed-loop", "goal_check": False},
     "closed-loop-no-memory": {"method": "closed-loop", "use_memory": False},
 }
 # Agents that carry state from one call to the next (the symbolic planner counts its calls to draw
@@ -57,7 +58,7 @@ def loop_config(method: str, budgets: LoopConfig) -> LoopConfig:
     """The method's LoopConfig, with the run's budgets (K, R, generation budget, seed)."""
     if method not in METHODS:
         raise SpiralError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
-    return replace(budgets, **({"inner_loop": True, "outer_loop": True, "use_memory": True} | METHODS[method]))
+    return replace(budgets, **({"inner_loop": True, "outer_loop": True, "goal_check": True, "use_memory": True} | METHODS[method]))
 
 
 def needs_critic(method: str) -> bool:

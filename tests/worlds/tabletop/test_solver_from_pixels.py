@@ -76,3 +76,25 @@ def test_a_replan_pursues_the_goal_as_meant_at_the_start_not_from_the_current_fr
     # Without the episode's history (the no-memory ablation) the planner only has the frame.
     blind = WorldMemory(goal, events=list(memory.events), use_history=False)
     assert "swapping their cells would change nothing" in agent.plan(goal, render(halfway), blind).reason
+
+
+def test_the_goal_check_finds_nothing_left_once_the_plan_is_carried_out_and_plans_on_when_it_is_not():
+    """The loop's goal check asks the planner again after the last accepted step."""
+    from spiral.agents.plan.symbolic import SymbolicPlanAgent
+    from spiral.memory import MemoryEvent, WorldMemory
+    from spiral.worlds.tabletop.goals import parse_goal
+    from spiral.worlds.tabletop.scene import Scene, TableObject
+
+    red, yellow = TableObject("red", "square", "small", 0.17, 0.5), TableObject("yellow", "circle", "small", 0.5, 0.5)
+    scene = Scene((red, yellow, TableObject("green", "triangle", "large", 0.8, 0.17)))
+    goal = "swap the red square and the yellow circle"
+    solution = solve(scene, parse_goal(goal), np.random.default_rng(0))
+    agent, memory = SymbolicPlanAgent(), WorldMemory(goal)
+    first = agent.plan(goal, render(scene), memory)
+    for i, step in enumerate(first.steps):
+        memory.record(MemoryEvent(i, 0, step.instruction, "accepted", 1.0))
+    done = agent.plan(goal, render(solution.final), memory)
+    assert done.feasible and done.steps == (), done.reasoning
+    # Both steps passed the critic, but the yellow circle never left the centre: a step is left.
+    unfinished = agent.plan(goal, render(solution.steps[0].after), memory)
+    assert unfinished.feasible and [s.subject for s in unfinished.steps] == ["yellow circle"]

@@ -34,8 +34,10 @@ DIRECTION_WORDS = {
     "above": "above", "behind": "above", "beyond": "above", "back": "above", "north": "above", "rear": "above",
     "past": "above", "north side": "above", "further back than": "above", "farther back than": "above",
     "farther from the camera than": "above", "further from the camera than": "above",
+    "higher than": "above", "higher up than": "above", "farther away than": "above", "rearward": "above",
     "below": "below", "front": "below", "beneath": "below", "under": "below", "underneath": "below", "south": "below",
     "ahead": "below", "south side": "below", "before": "below", "forward": "below", "closer to the camera than": "below",
+    "fore": "below", "foot": "below", "base": "below", "forward from": "below",
 }  # fmt: skip
 FILLERS = {
     "to",

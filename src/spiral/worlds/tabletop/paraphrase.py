@@ -56,10 +56,12 @@ WORDINGS = {
             "above": (
                 "above", "directly above", "just above", "north of", "beyond", "at the back of", "to the rear of",
                 "at the rear of", "further back than", "past", "farther from the camera than", "on the north side of",
+                "to the north of", "higher than", "higher up than", "farther away than", "rearward of",
             ),
             "below": (
                 "below", "directly below", "beneath", "under", "underneath", "south of", "ahead of", "just ahead of",
                 "before", "forward of", "closer to the camera than", "on the south side of",
+                "to the south of", "to the fore of", "at the foot of", "at the base of", "forward from",
             ),
         },
     },
