@@ -37,7 +37,7 @@ from spiral.worlds.tabletop.goal_spec import (
 )
 from spiral.worlds.tabletop.goal_text import goal_to_text, selector_text
 from spiral.worlds.tabletop.grammar import to_text
-from spiral.worlds.tabletop.scene import SIZE_ORDER, Scene, TableObject, validity_errors
+from spiral.worlds.tabletop.scene import Scene, TableObject, validity_errors
 from spiral.worlds.tabletop.solver_families import plan_goal
 from spiral.worlds.tabletop.solver_plan import Move, NoPlan, Planner
 from spiral.worlds.tabletop.solver_robust import robust_actions
@@ -102,31 +102,16 @@ def solve(scene: Scene, goal: Goal, rng: np.random.Generator, start: Scene | Non
 
 
 def plan_moves(scene: Scene, goal: Goal, start: Scene | None = None) -> list[Move] | Infeasible:
-    """The planning pass alone: which moves, with the planner's own landing spots. A scene that one
-    misplaced object makes invalid (as a world model may leave it) gets that object moved first."""
-    planner = Planner(start or scene, np.random.default_rng(_task_seed(scene, goal)), current=scene)
+    """The planning pass alone: which moves, with the planner's own landing spots."""
     problems = validity_errors(scene)
-    culprit = misplaced_object(scene) if problems else None
-    if problems and culprit is None:
+    if problems:
         return Infeasible(f"the scene is not physically valid: {'; '.join(problems)}")
+    planner = Planner(start or scene, np.random.default_rng(_task_seed(scene, goal)), current=scene)
     try:
-        if culprit is not None:
-            why = f"{'; '.join(problems)}, which no valid scene allows, so the {culprit} moves first"
-            planner.park(culprit, why)
         plan_goal(planner, goal)
     except NoPlan as e:
-        return Infeasible(str(e) if culprit is None else f"the scene is not physically valid ({'; '.join(problems)}) and {e}")
+        return Infeasible(str(e))
     return planner.moves
-
-
-def misplaced_object(scene: Scene) -> str | None:
-    """The smallest object without anything on it whose absence would leave the scene valid (one
-    painted over another, off the table, or off its support's centre); None when no one object does."""
-    for o in sorted(scene.objects, key=lambda o: SIZE_ORDER.index(o.size) if o.size in SIZE_ORDER else 0):
-        rest = Scene(tuple(other for other in scene.objects if other is not o))
-        if scene.is_clear(o.name) and not validity_errors(rest):
-            return o.name
-    return None
 
 
 def steps_needed(scene: Scene, goal: Goal) -> int | None:
