@@ -46,7 +46,8 @@ class LoopConfig:
     inner_loop: bool = option(True, "retry a failed step (ablation: --no-inner-loop)")
     outer_loop: bool = option(True, "replan on drift or repeated failure (ablation: --no-outer-loop)")
     goal_check: bool = option(
-        True, "when every step is accepted, the planner looks at the last frame and plans on if the goal does not hold yet; takes a replan (ablation: --no-goal-check)"
+        True,
+        "when every step is accepted, the planner looks at the last frame and plans on if the goal does not hold yet; takes a replan (ablation: --no-goal-check)",
     )
     use_memory: bool = option(True, "agents see the history of the episode (ablation: --no-use-memory)")
     oneshot_steps: int = option(4, "oneshot baseline: length of its single clip, in step-clips")

@@ -58,7 +58,9 @@ def loop_config(method: str, budgets: LoopConfig) -> LoopConfig:
     """The method's LoopConfig, with the run's budgets (K, R, generation budget, seed)."""
     if method not in METHODS:
         raise SpiralError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
-    return replace(budgets, **({"inner_loop": True, "outer_loop": True, "goal_check": True, "use_memory": True} | METHODS[method]))
+    return replace(
+        budgets, **({"inner_loop": True, "outer_loop": True, "goal_check": True, "use_memory": True} | METHODS[method])
+    )
 
 
 def needs_critic(method: str) -> bool:
