@@ -116,6 +116,8 @@ class TwoStepPlanner:
     name = "two-step"
 
     def plan(self, goal, frame, memory) -> Plan:
+        if len(memory.accepted) == 2:  # the loop's goal check after both steps: done
+            return Plan(goal, (), "the cup is in the sink", self.name)
         steps = (Step("pick up the cup", "cup"), Step("put the cup in the sink", "cup", ("sink",)))
         return Plan(goal, steps, "first the cup, then the sink", self.name)
 

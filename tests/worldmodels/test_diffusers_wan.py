@@ -67,6 +67,8 @@ class ThreeStepPlanner:
     name = "scripted"
 
     def plan(self, goal, frame, memory):
+        if len(memory.accepted) == 3:  # the loop's goal check: the three steps were the whole goal
+            return Plan(goal, (), "done", self.name)
         steps = tuple(Step(f"move the red square to the {side} side", "red square") for side in ("left", "right", "left"))
         return Plan(goal, steps, "scripted", self.name)
 

@@ -19,6 +19,7 @@ from spiral.worlds.tabletop.scene import COLOURS, SHAPES
 VERBS = (
     "move", "shift", "slide", "push", "drag", "bring", "place", "put", "set", "carry", "take", "lift", "stack",
     "reposition", "relocate", "nudge", "rest", "pile", "balance",
+    "get", "send", "guide", "transfer", "shove", "steer", "pull", "haul",
 )  # fmt: skip
 COLOUR_WORDS = {c: c for c in COLOURS} | {"violet": "purple", "grey": None, "gray": None}
 SHAPE_WORDS = {s: s for s in SHAPES} | {
@@ -59,6 +60,8 @@ FILLERS = {
     "ends",
     "up",
     "rests",
+    "over",
+    "across",
 }
 
 

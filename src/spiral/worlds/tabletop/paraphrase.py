@@ -18,10 +18,14 @@ from spiral.worlds.tabletop.grammar import to_text
 # instructions do not use appears in it (tested), and every wording parses back to its action (tested).
 WORDINGS = {
     "train": {
-        "verbs": ("move", "shift", "slide", "push", "take", "reposition", "relocate", "nudge"),
+        "verbs": (
+            "move", "shift", "slide", "push", "take", "reposition", "relocate", "nudge",
+            "get", "send", "guide", "transfer", "shove", "steer", "pull", "haul",
+        ),
         "region": (
             "{verb} the {s} to the {r}", "{verb} the {s} into the {r}", "{verb} the {s} so it is at the {r}",
             "{verb} the {s} until it is at the {r}", "{verb} the {s} so that it ends up at the {r}",
+            "{verb} the {s} over to the {r}", "{verb} the {s} across to the {r}",
         ),
         "relation": (
             "{verb} the {s} {rel} the {a}", "{verb} the {s} so it is {rel} the {a}", "{verb} the {s} so that it is {rel} the {a}",
