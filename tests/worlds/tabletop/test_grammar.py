@@ -37,6 +37,11 @@ def test_parse_inverts_print(action):
         ("bring the orange square to the center", Action("orange square", "in", "centre")),
         ("move the orange square to the lower right", Action("orange square", "in", "bottom right corner")),
         ("move the orange square towards the far side", Action("orange square", "in", "top side")),
+        ("haul the red square over to the left side", Action("red square", "in", "left side")),
+        ("get the red square to the fore of the blue circle", Action("red square", "below", "blue circle")),
+        ("steer the red square at the foot of the blue circle", Action("red square", "below", "blue circle")),
+        ("move the red square higher up than the blue circle", Action("red square", "above", "blue circle")),
+        ("send the red square farther away than the blue circle", Action("red square", "above", "blue circle")),
         ("carry the orange square to the left half of the table", Action("orange square", "in", "left side")),
         (
             "relocate the red square so that it ends up just ahead of the blue circle",

@@ -18,14 +18,10 @@ from spiral.worlds.tabletop.grammar import to_text
 # instructions do not use appears in it (tested), and every wording parses back to its action (tested).
 WORDINGS = {
     "train": {
-        "verbs": (
-            "move", "shift", "slide", "push", "take", "reposition", "relocate", "nudge",
-            "get", "send", "guide", "transfer", "shove", "steer", "pull", "haul",
-        ),
+        "verbs": ("move", "shift", "slide", "push", "take", "reposition", "relocate", "nudge"),
         "region": (
             "{verb} the {s} to the {r}", "{verb} the {s} into the {r}", "{verb} the {s} so it is at the {r}",
             "{verb} the {s} until it is at the {r}", "{verb} the {s} so that it ends up at the {r}",
-            "{verb} the {s} over to the {r}", "{verb} the {s} across to the {r}",
         ),
         "relation": (
             "{verb} the {s} {rel} the {a}", "{verb} the {s} so it is {rel} the {a}", "{verb} the {s} so that it is {rel} the {a}",
@@ -60,12 +56,10 @@ WORDINGS = {
             "above": (
                 "above", "directly above", "just above", "north of", "beyond", "at the back of", "to the rear of",
                 "at the rear of", "further back than", "past", "farther from the camera than", "on the north side of",
-                "to the north of", "higher than", "higher up than", "farther away than", "rearward of",
             ),
             "below": (
                 "below", "directly below", "beneath", "under", "underneath", "south of", "ahead of", "just ahead of",
                 "before", "forward of", "closer to the camera than", "on the south side of",
-                "to the south of", "to the fore of", "at the foot of", "at the base of", "forward from",
             ),
         },
     },
