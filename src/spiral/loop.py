@@ -114,8 +114,8 @@ class Episode:
 
     @property
     def replans(self) -> int:
-        """Plans after the first that the episode went on with (a goal check that found the goal
-        holding is a planner call, not a replan)."""
+        """Planner calls after the first plan, less a final goal check that found the goal holding
+        (a look, not a replan)."""
         return sum(not p.goal_holds for p in self.plans[1:])
 
     @property
@@ -226,7 +226,6 @@ def _oneshot(r: _Runner) -> Iterator[Event]:
 
 
 def _planned(r: _Runner) -> Iterator[Event]:
-    cfg = r.cfg
     event = r.plan("initial")
     yield event
     step_index = 0
@@ -258,8 +257,7 @@ def _planned(r: _Runner) -> Iterator[Event]:
             step_index += 1
             continue
         # The step could not be fixed here: replan from the last accepted frame, or push on.
-        replans_left = cfg.outer_loop and len(r.episode.plans) <= cfg.max_replans
-        if replans_left:
+        if _replans_left(r):
             r.memory.record(MemoryEvent(step_index, event.index, step.instruction, "replanned", None, outcome))
             try:
                 replan = r.plan(outcome)
@@ -280,11 +278,14 @@ def _planned(r: _Runner) -> Iterator[Event]:
         step_index += 1
 
 
+def _replans_left(r: _Runner) -> bool:
+    return r.cfg.outer_loop and len(r.episode.plans) <= r.cfg.max_replans
+
+
 def _goal_check_due(r: _Runner, event: PlanEvent) -> bool:
     """Closed loop with a replan left, after a plan that had steps (a plan of none says the goal holds)."""
     cfg = r.cfg
-    replans_left = cfg.outer_loop and len(r.episode.plans) <= cfg.max_replans
-    return cfg.method == "closed-loop" and cfg.goal_check and replans_left and bool(event.plan.steps)
+    return cfg.method == "closed-loop" and cfg.goal_check and _replans_left(r) and bool(event.plan.steps)
 
 
 def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step):
