@@ -64,8 +64,9 @@ class SamplerConfig:
         check_decoding(self.decode)
         # Checked here, not where an option is parsed, so a bad value from any caller (a user's
         # --world-model-options, GRPO's --guidance, a benchmark's flag) gets the same message.
-        for name, lowest, kind in _SAMPLER_RANGES:
-            value = getattr(self, name)
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, lowest in _SAMPLER_LOWEST.items():
+            value, kind = getattr(self, name), type(defaults[name])
             allowed = int if kind is int else int | float
             if isinstance(value, bool) or not isinstance(value, allowed) or not value >= lowest:
                 what = "a whole number" if kind is int else "a number"
@@ -78,10 +79,9 @@ class SamplerConfig:
         return cls(**{k: v for k, v in given.items() if v is not None})
 
 
-# (setting, lowest allowed value, type); a time shift of 0 would put every step at t = 0.
-_SAMPLER_RANGES = (
-    ("num_inference_steps", 1, int), ("guidance_scale", 0.0, float), ("shift", 1e-3, float), ("noise_level", 0.0, float),
-)  # fmt: skip
+# The lowest value each number may take (its type is its default's); a time shift of 0 would put
+# every step at t = 0.
+_SAMPLER_LOWEST = {"num_inference_steps": 1, "guidance_scale": 0.0, "shift": 1e-3, "noise_level": 0.0}
 
 
 def sampler_from_options(options: dict) -> SamplerConfig:
