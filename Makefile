@@ -33,7 +33,7 @@ test: lint chromium
 	$(PY) -m pytest
 
 # The comparison scripts take what they compare (weights, bench runs), so they are run by hand.
-COMPARE := benchmarks/compare_world_models.py benchmarks/bench_pool.py
+COMPARE := benchmarks/compare_world_models.py benchmarks/bench_pool.py benchmarks/loop_failures.py
 bench: setup
 	for f in $(filter-out $(COMPARE),$(wildcard benchmarks/*.py)); do echo "== $$f"; $(PY) $$f || exit 1; done
 
