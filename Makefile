@@ -40,8 +40,8 @@ bench: setup
 # Re-create the shipped tabletop world model from scratch (data, training, install); see
 # src/spiral/assets/tabletop_wm.md for what the shipped one took. Stage 3 adds the input gate and
 # trains on fresh simulator clips, rendered in a background process (--workers 1); stages 4 and 6
-# are GRPO; stages 5, 9 and 10 train on wider training wordings (the last two are numbered 9 and
-# 10 in docs/RESULTS.md, after two stages that were tried and not shipped). Every stage now draws
+# are GRPO; stages 5, 9, 10 and 14 train on wider training wordings (numbered as in docs/RESULTS.md,
+# where the stages between were tried and not shipped). Every stage now draws
 # today's training wordings; the shipped stages drew the narrower ones of their day (see the card).
 WM_STEPS ?= 11500
 WM_ANNEAL ?= 6000
@@ -64,14 +64,19 @@ world-model: setup
 		--input-gate --fresh 1 --workers 1 --lr 1e-4 --steps 2000 --lr-decay 2000 --eval-every 0
 	$(VENV)/bin/spiral train world-model --out runs/world-model-wordings3 --init runs/world-model-wordings2/tabletop_wm.safetensors \
 		--input-gate --fresh 1 --workers 1 --lr 1e-4 --steps 3000 --lr-decay 3000 --eval-every 0
-	cp runs/world-model-wordings3/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
+	$(VENV)/bin/spiral train world-model --out runs/world-model-verbs --init runs/world-model-wordings3/tabletop_wm.safetensors \
+		--input-gate --fresh 1 --workers 1 --lr 1e-4 --steps 3000 --lr-decay 3000 --eval-every 0
+	cp runs/world-model-verbs/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
 
-# Re-create the learned tabletop critic (makes the datasets it needs; rolls out the shipped world model,
-# stage 10, whose rollouts the shipped critic was trained on: see its card).
+# Re-create the learned tabletop critic (makes the datasets it needs; rolls out world-model stage 10,
+# whose rollouts the shipped critic was trained on, taken from git: the shipped world model is stage 14
+# since then; see the critic's card).
+WM_STAGE10_COMMIT ?= fa6baa2
 critic: setup
 	$(VENV)/bin/spiral data make --world tabletop --episodes 3000 --seed 0 --failure-rate 0.1 --out data/tabletop-train
 	$(VENV)/bin/spiral data make --world tabletop --episodes 800 --seed 7 --failure-rate 0.6 --out data/critic-train
-	$(VENV)/bin/spiral train critic --out runs/critic
+	mkdir -p runs && git show $(WM_STAGE10_COMMIT):src/spiral/assets/tabletop_wm.safetensors > runs/wm-stage10.safetensors
+	$(VENV)/bin/spiral train critic --out runs/critic --world-model runs/wm-stage10.safetensors
 	cp runs/critic/tabletop_critic.safetensors src/spiral/assets/tabletop_critic.safetensors
 
 clean:

@@ -56,6 +56,10 @@ def test_parse_inverts_print(action):
         ("balance the red square on the blue circle", Action("red square", "on", "blue circle")),
         ("move the red square into the foreground", Action("red square", "in", "bottom side")),
         ("move the red square to the background", Action("red square", "in", "top side")),
+        ("place the red square to the right of the blue circle", Action("red square", "right of", "blue circle")),
+        ("put the red square so it is left of the blue circle", Action("red square", "left of", "blue circle")),
+        ("scoot the red square on the east side of the blue circle", Action("red square", "right of", "blue circle")),
+        ("manoeuvre the red square into the top right corner", Action("red square", "in", "top right corner")),
     ],
 )
 def test_paraphrases(text, expected):

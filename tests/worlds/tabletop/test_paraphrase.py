@@ -80,6 +80,9 @@ def test_training_draws_many_wordings_and_the_held_out_ones_stay_as_measured():
     rng = np.random.default_rng(0)
     action = Action("red square", "above", "blue circle")
     assert len({paraphrase(action, rng, "train") for _ in range(300)}) >= 20
+    # Many verbs, the put verbs among them, so a verb alone never says where the subject goes.
+    verbs = {paraphrase(action, rng, "train").split()[0] for _ in range(2000)}
+    assert len(verbs) >= 40 and {"put", "place"} <= verbs
     probes = make_probes(3)
     rng = np.random.default_rng(0)  # as the quality benchmark draws them: its earlier figures stay comparable
     assert [paraphrase(p.action, rng, "heldout") for p in probes] == HELD_OUT_FIRST_THREE

@@ -19,7 +19,9 @@ from spiral.worlds.tabletop.scene import COLOURS, SHAPES
 VERBS = (
     "move", "shift", "slide", "push", "drag", "bring", "place", "put", "set", "carry", "take", "lift", "stack",
     "reposition", "relocate", "nudge", "rest", "pile", "balance",
-    "get", "send", "guide", "transfer", "shove", "steer", "pull", "haul",
+    "get", "send", "guide", "transfer", "shove", "steer", "pull", "haul", "roll", "glide", "scoot", "tug", "tow",
+    "lead", "pass", "toss", "drive", "propel", "ferry", "convey", "deliver", "transport", "budge", "edge", "inch",
+    "maneuver", "manoeuvre", "displace", "lug", "cart", "wheel", "bump", "flick", "sweep", "shuffle",
 )  # fmt: skip
 COLOUR_WORDS = {c: c for c in COLOURS} | {"violet": "purple", "grey": None, "gray": None}
 SHAPE_WORDS = {s: s for s in SHAPES} | {

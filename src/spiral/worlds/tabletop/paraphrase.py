@@ -18,7 +18,14 @@ from spiral.worlds.tabletop.grammar import to_text
 # instructions do not use appears in it (tested), and every wording parses back to its action (tested).
 WORDINGS = {
     "train": {
-        "verbs": ("move", "shift", "slide", "push", "take", "reposition", "relocate", "nudge"),
+        # Many verbs, put and place among them: an instruction's verb must not decide where the
+        # subject goes (with eight verbs, an unseen one before "on the right side of" made a put).
+        "verbs": (
+            "move", "shift", "slide", "push", "take", "reposition", "relocate", "nudge", "get", "send", "guide",
+            "transfer", "shove", "steer", "pull", "haul", "place", "put", "roll", "glide", "scoot", "tug", "tow",
+            "lead", "pass", "toss", "drive", "propel", "ferry", "convey", "deliver", "transport", "budge", "edge",
+            "inch", "maneuver", "manoeuvre", "displace", "lug", "cart", "wheel", "bump", "flick", "sweep", "shuffle",
+        ),
         "region": (
             "{verb} the {s} to the {r}", "{verb} the {s} into the {r}", "{verb} the {s} so it is at the {r}",
             "{verb} the {s} until it is at the {r}", "{verb} the {s} so that it ends up at the {r}",
