@@ -39,15 +39,18 @@ TRAINING_VERB = "move"
 
 
 def wordings(action: Action, k: int) -> dict[str, str]:
-    held_out_verb = WORDINGS["heldout"]["verbs"][k % len(WORDINGS["heldout"]["verbs"])]
-    canonical = f"to the {action.relation}"
-    held_out = WORDINGS["heldout"]["relations"][action.relation][0]
-    text = "{verb} the {s} {rel} the {a}"
+    """The four wordings of the probe, named; the held-out split's own template for relations."""
+    held_out = WORDINGS["heldout"]
+    verbs = {"training verb": TRAINING_VERB, "held-out verb": held_out["verbs"][k % len(held_out["verbs"])]}
+    phrases = {
+        "canonical phrase": f"to the {action.relation}",  # as grammar.to_text words left / right of
+        "held-out phrase": held_out["relations"][action.relation][0],
+    }
+    template = held_out["relation"][0]
     return {
-        "training verb, canonical phrase": text.format(verb=TRAINING_VERB, s=action.subject, rel=canonical, a=action.anchor),
-        "held-out verb, canonical phrase": text.format(verb=held_out_verb, s=action.subject, rel=canonical, a=action.anchor),
-        "training verb, held-out phrase": text.format(verb=TRAINING_VERB, s=action.subject, rel=held_out, a=action.anchor),
-        "held-out verb, held-out phrase": text.format(verb=held_out_verb, s=action.subject, rel=held_out, a=action.anchor),
+        f"{verb_kind}, {phrase_kind}": template.format(verb=verb, s=action.subject, rel=phrase, a=action.anchor)
+        for phrase_kind, phrase in phrases.items()
+        for verb_kind, verb in verbs.items()
     }
 
 
