@@ -58,7 +58,7 @@ class ChatServer:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with server._lock:
-                    server.seen.append(Seen(self.path, dict(self.headers), json.loads(raw), time.monotonic()))
+                    server.seen.append(Seen(self.path, dict(self.headers), json.loads(raw or b"{}"), time.monotonic()))
                     i = len(server.seen) - 1
                     reply = server.script[min(i, len(server.script) - 1)]
                 time.sleep(reply.delay_s)
@@ -73,6 +73,8 @@ class ChatServer:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
+
+            do_GET = do_POST  # noqa: N815 - a client that follows a redirect by GET is recorded too
 
             def log_message(self, *args) -> None:
                 pass

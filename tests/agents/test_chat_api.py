@@ -183,7 +183,7 @@ def test_missing_key_names_the_variable(monkeypatch):
     monkeypatch.delenv("MY_LLM_KEY", raising=False)
     with pytest.raises(SpiralError, match="MY_LLM_KEY") as info:
         OpenAIPlanAgent(ChatConfig(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="MY_LLM_KEY"))
-    assert "export MY_LLM_KEY=" in str(info.value)
+    assert "export MY_LLM_KEY=" in str(info.value) and "--api-key-env ''" in str(info.value)
 
 
 def test_server_without_key_gets_no_authorization_header(server, monkeypatch):
@@ -191,6 +191,28 @@ def test_server_without_key_gets_no_authorization_header(server, monkeypatch):
     server.respond(ok(json.dumps(PLAN)))
     OpenAIPlanAgent(config(server, api_key_env="")).plan(GOAL, FRAME, memory())
     assert "Authorization" not in server.seen[0].headers
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_redirect_to_another_origin_is_refused_and_the_key_stays(server, code):
+    other = ChatServer()  # another port of 127.0.0.1: another origin, as another host would be
+    try:
+        other.respond(ok(json.dumps(PLAN)))
+        server.respond(Scripted(code, "", {"Location": other.url + "/chat/completions"}))
+        with pytest.raises(SpiralError, match=f"redirected \\(HTTP {code}\\) to {other.url}") as info:
+            OpenAIPlanAgent(config(server)).plan(GOAL, FRAME, memory())
+        assert other.seen == [] and len(server.seen) == 1  # not followed, and not retried
+        assert "--base-url" in str(info.value) and KEY not in str(info.value)
+    finally:
+        other.close()
+
+
+def test_same_origin_307_keeps_the_post_and_the_key(server):
+    server.respond(Scripted(307, "", {"Location": "/v2/chat/completions"}), ok(json.dumps(PLAN)))
+    assert OpenAIPlanAgent(config(server)).plan(GOAL, FRAME, memory()).feasible
+    first, second = server.seen
+    assert second.path == "/v2/chat/completions" and second.body == first.body
+    assert second.headers["Authorization"] == f"Bearer {KEY}"
 
 
 def test_key_never_leaks(server, caplog):

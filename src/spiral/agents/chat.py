@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -131,6 +132,32 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+
+
+class RedirectRefused(Exception):
+    def __init__(self, code: int, location: str):
+        super().__init__(code, location)
+        self.code, self.location = code, location
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows only a 307/308 to the same scheme, host and port, which keeps the POST and its body;
+    anything else is refused, so the Authorization header never travels to a host it was not
+    configured for (urllib's default handler would re-send every header to any Location, and turn
+    the POST into a GET that no chat endpoint answers)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        if code in (307, 308) and _origin(newurl) == _origin(req.full_url):
+            return urllib.request.Request(newurl, data=req.data, headers=dict(req.header_items()), method=req.get_method())
+        raise RedirectRefused(code, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects)
+
+
 class ChatClient:
     """One OpenAI-compatible endpoint. `complete` is a single turn; `ask_json` adds validation and repair."""
 
@@ -144,7 +171,7 @@ class ChatClient:
             if not key:
                 raise SpiralError(
                     f"the API key is missing: set the environment variable {config.api_key_env} "
-                    f"(export {config.api_key_env}=...), or pass api_key_env='' for a server that needs no key"
+                    f"(export {config.api_key_env}=...), or pass --api-key-env '' for a server that needs no key"
                 )
         self._key = _Secret(key)
 
@@ -187,9 +214,14 @@ class ChatClient:
             wait = cfg.backoff_s * 2**attempt
             request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=cfg.timeout_s) as response:
+                with _OPENER.open(request, timeout=cfg.timeout_s) as response:
                     raw = response.read()
                 return self._decode(raw)
+            except RedirectRefused as err:
+                raise SpiralError(
+                    f"{url} redirected (HTTP {err.code}) to {self._clip(err.location)}; the request was not followed, "
+                    "so the API key stays with the configured server: set --base-url to the address that answers"
+                ) from None
             except urllib.error.HTTPError as err:
                 message = self._error_message(err)
                 if err.code not in RETRYABLE:
