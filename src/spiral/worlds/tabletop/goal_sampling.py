@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from spiral.errors import SpiralError, UnknownTokenError
-from spiral.worlds.tabletop.actions import REGIONS, apply, cell_of
+from spiral.worlds.tabletop.actions import DIRECTIONS, REGIONS, apply, cell_of
 from spiral.worlds.tabletop.goal_spec import (
     CLEAR,
     COMPOUND,
@@ -18,6 +18,7 @@ from spiral.worlds.tabletop.goal_spec import (
     LEVELS,
     LINE_UP,
     MAX_LINE,
+    MOVE,
     SORT,
     SORT_KEYS,
     STACK,
@@ -106,6 +107,11 @@ def propose(scene: Scene, rng: np.random.Generator, family: str, level: str, amo
     if family == CLEAR:
         occupied = [r for r in REGIONS if any(in_region(o, r, 0.0) for o in scene.objects)]
         return Goal.clear(occupied[int(rng.integers(len(occupied)))])
+    if family == MOVE:  # an atomic instruction as a goal; not drawn by sample_goal (FAMILY_WEIGHTS)
+        subject, *other = pick(2)
+        if not other or rng.random() < 0.5:
+            return Goal.move(subject, region=str(rng.choice(list(REGIONS))))
+        return Goal.move(subject, relation=str(rng.choice(list(DIRECTIONS))), anchor=other[0])
     return _propose_compound(scene, rng, level)
 
 

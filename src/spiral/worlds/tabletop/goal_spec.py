@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass
 from itertools import pairwise
 
 from spiral.errors import SpiralError
-from spiral.worlds.tabletop.actions import REGIONS, cell_of
+from spiral.worlds.tabletop.actions import DIRECTIONS, REGIONS, cell_of, relation_holds
 from spiral.worlds.tabletop.scene import COLOURS, COOL_COLOURS, SHAPES, SIZE_ORDER, WARM_COLOURS, Scene, TableObject
 
 STACK, LINE_UP, GATHER, SWAP, SORT, CLEAR, COMPOUND = "stack", "line up", "gather", "swap", "sort", "clear", "compound"
+MOVE = "move"  # one object to a region or next to another: an atomic instruction given as a goal
 BASIC_FAMILIES = (STACK, LINE_UP, GATHER, SWAP, SORT, CLEAR)
-GOAL_FAMILIES = (*BASIC_FAMILIES, COMPOUND)
+GOAL_FAMILIES = (*BASIC_FAMILIES, MOVE, COMPOUND)
 
 # Task levels by the number of atomic steps the solver needs.
 LEVELS: dict[str, tuple[int, int]] = {"short": (1, 2), "medium": (3, 4), "long": (5, 8)}
@@ -57,6 +58,9 @@ class Goal:
     swap:    objects, the two to swap
     sort:    key, "colour" or "shape"
     clear:   region
+    move:    objects, one object with a region ("move the red square to the top left corner"), or the
+             object and another with a relation, left of / right of / above / below ("move the red
+             square to the left of the blue circle"); "on" is a stack of two
     compound: parts, all of which must hold at the end; a swap may only be the first part, because
              it refers to the cells the objects started in
     """
@@ -68,6 +72,7 @@ class Goal:
     region: str | None = None
     key: str | None = None
     parts: tuple[Goal, ...] = ()
+    relation: str | None = None
 
     def __post_init__(self) -> None:
         # Colours are a set; a canonical order makes equal goals compare equal.
@@ -102,6 +107,10 @@ class Goal:
     @staticmethod
     def clear(region: str) -> Goal:
         return Goal(CLEAR, region=region)
+
+    @staticmethod
+    def move(subject: str, *, region: str | None = None, relation: str | None = None, anchor: str | None = None) -> Goal:
+        return Goal(MOVE, objects=(subject,) if anchor is None else (subject, anchor), region=region, relation=relation)
 
     @staticmethod
     def then(*parts: Goal) -> Goal:
@@ -146,6 +155,7 @@ class Goal:
             region=d.get("region"),
             key=d.get("key"),
             parts=tuple(Goal.from_dict(p) for p in d.get("parts", ())),
+            relation=d.get("relation"),
         )
 
 
@@ -228,7 +238,17 @@ def _holds_clear(g: Goal, initial: Scene, final: Scene, slack: float) -> bool:
     return not any(in_region(o, g.region, -slack) for o in final.objects)
 
 
+def _holds_move(g: Goal, initial: Scene, final: Scene, slack: float) -> bool:
+    if not _all_there(final, g.objects):
+        return False
+    if g.region is not None:
+        return in_region(final.get(g.objects[0]), g.region, slack)
+    assert g.relation is not None
+    return relation_holds(final, g.objects[0], g.relation, g.objects[1])
+
+
 _HOLDS = {
+    MOVE: _holds_move,
     STACK: _holds_stack,
     LINE_UP: _holds_line_up,
     GATHER: _holds_gather,
@@ -260,10 +280,13 @@ def _problem(g: Goal) -> str | None:
         SWAP: {"objects"},
         SORT: {"key"},
         CLEAR: {"region"},
+        MOVE: {"objects", "region", "relation"},
         COMPOUND: {"parts"},
     }[g.family]
     extra = [
-        f for f in ("objects", "shape", "colours", "region", "key", "parts") if f not in used and getattr(g, f) not in (None, ())
+        f
+        for f in ("objects", "shape", "colours", "region", "key", "parts", "relation")
+        if f not in used and getattr(g, f) not in (None, ())
     ]
     if extra:
         return f"fields {', '.join(extra)} do not apply"
@@ -281,6 +304,8 @@ def _problem(g: Goal) -> str | None:
             return f"it names {len(g.objects)} objects; it needs {lo} to {hi}" if lo != hi else f"it needs exactly {lo} objects"
     if g.family == GATHER:
         return _gather_problem(g)
+    if g.family == MOVE:
+        return _move_problem(g)
     if g.family == SORT and g.key not in SORT_KEYS:
         return f"sort key must be one of {', '.join(SORT_KEYS)}"
     if g.family == CLEAR and g.region is None:
@@ -304,6 +329,16 @@ def _gather_problem(g: Goal) -> str | None:
     if g.objects and len(g.objects) < 2:
         return "a listed set names at least two objects (to move one object, use an action)"
     return None
+
+
+def _move_problem(g: Goal) -> str | None:
+    if len(g.objects) == 1:
+        return None if g.region is not None and g.relation is None else "moving one object to a place needs a region"
+    if len(g.objects) == 2 and g.region is None:
+        if g.relation in DIRECTIONS:
+            return None
+        return f"relation must be one of {', '.join(DIRECTIONS)} (to put an object on another, stack them)"
+    return "it moves one object, to a region or next to one other object"
 
 
 def _compound_problem(g: Goal) -> str | None:

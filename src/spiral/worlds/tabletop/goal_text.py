@@ -19,8 +19,9 @@ import re
 
 from spiral.errors import SpiralError, UnknownTokenError
 from spiral.worlds.tabletop.actions import REGIONS
-from spiral.worlds.tabletop.goal_spec import COMPOUND, GATHER, LINE_UP, SORT, SORT_KEYS, STACK, SWAP, Goal
-from spiral.worlds.tabletop.grammar import COLOUR_WORDS, REGION_WORDS, SHAPE_WORDS, parse_object
+from spiral.worlds.tabletop.actions import Action
+from spiral.worlds.tabletop.goal_spec import COMPOUND, GATHER, LINE_UP, MOVE, SORT, SORT_KEYS, STACK, SWAP, Goal
+from spiral.worlds.tabletop.grammar import COLOUR_WORDS, REGION_WORDS, SHAPE_WORDS, VERBS, parse, parse_object, to_text
 from spiral.worlds.tabletop.scene import COLOURS, COOL_COLOURS, SHAPES, WARM_COLOURS
 
 EXAMPLE_GOALS = (
@@ -34,6 +35,8 @@ EXAMPLE_GOALS = (
     "sort the objects by colour",
     "sort the objects by shape",
     "clear the left side",
+    "move the red square to the top left corner",
+    "move the green triangle to the left of the blue circle",
     "swap the red square and the blue circle, then clear the centre",
 )
 
@@ -72,6 +75,9 @@ def goal_to_text(goal: Goal) -> str:
         return f"swap the {goal.objects[0]} and the {goal.objects[1]}"
     if goal.family == SORT:
         return f"sort the objects by {goal.key}"
+    if goal.family == MOVE:
+        subject, anchor = goal.objects[0], (goal.objects[1:] or (goal.region,))[0]
+        return to_text(Action(subject, goal.relation or "in", str(anchor)))
     return f"clear the {goal.region}"
 
 
@@ -136,11 +142,26 @@ def _trim(words: list[str]) -> list[str]:
 
 
 def _parse_part(words: list[str], text: str) -> Goal:
-    for parser in (_parse_sort, _parse_swap, _parse_clear, _parse_line_up, _parse_gather, _parse_stack):
+    for parser in (_parse_move, _parse_sort, _parse_swap, _parse_clear, _parse_line_up, _parse_gather, _parse_stack):
         goal = parser(words)
         if goal is not None:
             return goal
     raise SpiralError(_not_understood(text))
+
+
+def _parse_move(words: list[str]) -> Goal | None:
+    """An atomic instruction given as a goal: one object to a region, next to another, or onto it."""
+    if words[0] not in VERBS:
+        return None
+    try:
+        action = parse(" ".join(w for w in words if w != ","))
+    except SpiralError:
+        return None  # "move all the circles to ..." and the like are other goals
+    if action.relation == "on":
+        return Goal.stack(action.subject, action.anchor)
+    if action.relation == "in":
+        return Goal.move(action.subject, region=action.anchor)
+    return Goal.move(action.subject, relation=action.relation, anchor=action.anchor)
 
 
 def _parse_sort(words: list[str]) -> Goal | None:
@@ -242,7 +263,10 @@ def _gather_with(words: list[str], region: str) -> Goal:
                 raise UnknownTokenError("colour", w, list(COLOURS))
             colours.append(COLOUR_WORDS[w])
         return Goal.gather(region, colours=tuple(colours))
-    return Goal.gather(region, objects=tuple(parse_object_list(words)))
+    names = parse_object_list(words)
+    if len(names) == 1:
+        return Goal.move(names[0], region=region)
+    return Goal.gather(region, objects=tuple(names))
 
 
 def _parse_stack(words: list[str]) -> Goal | None:

@@ -26,6 +26,7 @@ from spiral.worlds.tabletop.goal_spec import (
     GATHER,
     HOLD_SLACK,
     LINE_UP,
+    MOVE,
     SORT,
     SORT_REGIONS,
     STACK,
@@ -192,6 +193,9 @@ def needs(scene: Scene, goal: Goal, start: Scene) -> str:
     if f == GATHER:
         named = _and(["the " + n for n in goal.selected(start)]) if goal.selected(start) else selector_text(goal)
         return f"That means {named} must end with their centres in the {goal.region}."
+    if f == MOVE:
+        where = f"in the {goal.region}" if goal.region else f"{goal.relation} the {goal.objects[-1]}, next to it"
+        return f"The {goal.objects[0]} must end {where}."
     if f == SWAP:
         a, b = goal.objects
         cell_a, cell_b = (cell_of(*start.get(n).pos) if start.has(n) else "?" for n in (a, b))

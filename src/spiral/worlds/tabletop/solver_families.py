@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
-from spiral.worlds.tabletop.actions import CELLS, Action, Target, cell_of
+from spiral.worlds.tabletop.actions import CELLS, DIRECTIONS, Action, Target, cell_of
 from spiral.worlds.tabletop.goal_spec import (
     CLEAR,
     COMPOUND,
     GATHER,
     HOLD_SLACK,
     LINE_UP,
+    MOVE,
     SORT,
     STACK,
     SWAP,
@@ -305,4 +306,44 @@ def _compound(p: Planner, goal: Goal) -> None:
     raise NoPlan(reason)
 
 
-_STRATEGIES = {STACK: _stack, LINE_UP: _line_up, GATHER: _gather, SWAP: _swap, SORT: _sort, CLEAR: _clear}
+def _move(p: Planner, goal: Goal) -> None:
+    name = goal.objects[0]
+    p.free(name, "before it can move")
+    if goal.region is not None:
+        why = f"the goal asks for the {name} in the {goal.region}"
+        while not p.place_in(name, goal.region, why):
+            if not p.evict(goal.region, {name}, f"the {{name}} takes the room the {name} needs in the {goal.region}"):
+                raise NoPlan(f"there is no room in the {goal.region} for the {name}")
+        return
+    assert goal.relation is not None
+    anchor, action = goal.objects[1], Action(name, goal.relation, goal.objects[1])
+    why = f"the goal asks for the {name} {goal.relation} the {anchor}"
+    if p.try_move(action, why):
+        return
+    # Something stands where the object must go: park the nearest standing objects there, once or twice.
+    a, o = p.get(anchor), p.get(name)
+    dx, dy = DIRECTIONS[goal.relation]
+    reach = a.radius + o.radius + 0.04
+    spot = (a.x + dx * reach, a.y + dy * reach)
+    near = [b for b in p.scene.objects if math.dist(b.pos, spot) < b.radius + o.radius + ROW_CLEARANCE]
+    blockers = [b for b in near if b.on is None and b.name not in goal.objects and p.scene.is_clear(b.name)]
+    for b in sorted(blockers, key=lambda b: math.dist(b.pos, spot))[:2]:
+        away = lambda s, n=b.name: math.dist(s.get(n).pos, spot) >= s.get(n).radius + o.radius + ROW_CLEARANCE  # noqa: E731
+        p.park(b.name, f"the {b.name} stands where the {name} has to go", away)
+        if p.try_move(action, why):
+            return
+    # No room beside the anchor where it stands (a table edge, a crowd): bring it to the centre first.
+    trial = p.fork()
+    try:
+        trial.free(anchor, "before it can move")
+        if trial.place_in(anchor, "centre", f"there is no room {goal.relation} the {anchor} where it stands") and trial.try_move(
+            action, why
+        ):
+            p.adopt(trial)
+            return
+    except NoPlan:
+        pass
+    raise NoPlan(f"there is no room {goal.relation} the {anchor} for the {name}")
+
+
+_STRATEGIES = {MOVE: _move, STACK: _stack, LINE_UP: _line_up, GATHER: _gather, SWAP: _swap, SORT: _sort, CLEAR: _clear}
