@@ -18,8 +18,7 @@ from __future__ import annotations
 import re
 
 from spiral.errors import SpiralError, UnknownTokenError
-from spiral.worlds.tabletop.actions import REGIONS
-from spiral.worlds.tabletop.actions import Action
+from spiral.worlds.tabletop.actions import REGIONS, Action
 from spiral.worlds.tabletop.goal_spec import COMPOUND, GATHER, LINE_UP, MOVE, SORT, SORT_KEYS, STACK, SWAP, Goal
 from spiral.worlds.tabletop.grammar import COLOUR_WORDS, REGION_WORDS, SHAPE_WORDS, VERBS, parse, parse_object, to_text
 from spiral.worlds.tabletop.scene import COLOURS, COOL_COLOURS, SHAPES, WARM_COLOURS
