@@ -6,7 +6,7 @@ export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint chromium bench world-model critic clean
+.PHONY: setup demo test lint chromium bench world-model critic planner clean
 
 setup: $(VENV)/.installed
 
@@ -78,6 +78,13 @@ critic: setup
 	mkdir -p runs && git show $(WM_STAGE10_COMMIT):src/spiral/assets/tabletop_wm.safetensors > runs/wm-stage10.safetensors
 	$(VENV)/bin/spiral train critic --out runs/critic --world-model runs/wm-stage10.safetensors
 	cp runs/critic/tabletop_critic.safetensors src/spiral/assets/tabletop_critic.safetensors
+
+# Re-create the lm planner's adapter (LoRA on Gemma 3 270M; see src/spiral/assets/tabletop_planner.md for
+# what the shipped one took). Resumable: rerun the same command after an interruption.
+PLANNER_STEPS ?= 1200
+planner: setup
+	OMP_NUM_THREADS=2 $(VENV)/bin/spiral train planner --out runs/planner --steps $(PLANNER_STEPS)
+	cp runs/planner/tabletop_planner.safetensors src/spiral/assets/tabletop_planner.safetensors
 
 clean:
 	rm -rf $(VENV) out

@@ -11,7 +11,7 @@ WORLD_MODEL_OPTIONS_HELP = (
     "KEY=VALUE,... world model settings: tabletop sampler (guidance_scale, num_inference_steps, shift, decode), "
     "or a diffusers backbone's DiffusersConfig (device, dtype, height, width, num_frames, ...)"
 )
-PLANNERS = ("symbolic", "openai", "hf")
+PLANNERS = ("symbolic", "lm", "openai", "hf")
 CRITICS = ("oracle", "learned", "openai", "hf")
 
 
@@ -51,11 +51,18 @@ def check_world_model_options(name: str, options: dict) -> None:
         check_diffusers_options(options)
 
 
-def make_planner(name: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY", seed: int = 0):
+def make_planner(
+    name: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY", seed: int = 0, weights: str = ""
+):
+    """`weights`: the lm planner's adapter ('' = the shipped one)."""
     if name == "symbolic":
         from spiral.agents.plan.symbolic import SymbolicPlanAgent
 
         return SymbolicPlanAgent(seed=seed)
+    if name == "lm":
+        from spiral.worlds.tabletop.lm_planner import LMPlanAgent
+
+        return LMPlanAgent(adapter=weights or None, seed=seed)
     if name == "openai":
         from spiral.agents.chat import ChatConfig
         from spiral.agents.plan.openai import OpenAIPlanAgent

@@ -27,6 +27,8 @@ def _report(result) -> int:
         print(f"stopped: {episode.error}")
     if "goal_success" in result.judged:
         print(f"goal achieved (judged by the oracle from pixels): {'yes' if result.judged['goal_success'] else 'no'}")
+    elif "not_judged" in result.judged:
+        print(f"not judged: {result.judged['not_judged']}")
     print(f"video:   {out.video}")
     print(f"viewer:  {out.viewer}")
     print(f"episode: {out.episode_dir / 'episode.json'}")
@@ -78,6 +80,15 @@ def _cmd_train_critic(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_planner(ns: argparse.Namespace) -> int:
+    from spiral.worlds.tabletop.lm_planner_train import PlannerTrainConfig, train_planner
+
+    adapter = train_planner(config_from_args(PlannerTrainConfig, ns))
+    print(f"adapter: {adapter}")
+    print(f"to use it: spiral run --planner lm --planner-weights {adapter}; to ship it: cp {adapter} src/spiral/assets/")
+    return 0
+
+
 def _cmd_train_critic_ensemble(ns: argparse.Namespace) -> int:
     from spiral.agents.critic.learned_ensemble import CriticEnsembleConfig, combine_critics
 
@@ -121,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble = train.add_parser("critic-ensemble", help="average trained learned critics (e.g. 32x32 and 64x64) into one")
     add_config_args(ensemble, CriticEnsembleConfig)
     ensemble.set_defaults(func=_cmd_train_critic_ensemble)
+    from spiral.worlds.tabletop.lm_planner_train import PlannerTrainConfig
+
+    planner = train.add_parser("planner", help="fine-tune the lm planner's language model on free-form requests (resumable)")
+    add_config_args(planner, PlannerTrainConfig)
+    planner.set_defaults(func=_cmd_train_planner)
     from spiral.rl.train import GRPOTrainConfig
 
     grpo = train.add_parser("grpo", help="post-train the tabletop world model with GRPO (resumable, torchrun-ready)")

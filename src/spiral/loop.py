@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from spiral.agents.parsing import AgentOutputError
 from spiral.agents.protocols import CriticAgent, PlanAgent
 from spiral.config import option
 from spiral.errors import SpiralError
@@ -226,7 +227,11 @@ def _oneshot(r: _Runner) -> Iterator[Event]:
 
 
 def _planned(r: _Runner) -> Iterator[Event]:
-    event = r.plan("initial")
+    try:
+        event = r.plan("initial")
+    except AgentOutputError as err:  # a model that gave no usable plan; a goal no parser reads stays an input error
+        r.episode.status, r.episode.error = "plan_error", str(err)
+        return
     yield event
     step_index = 0
     while True:
@@ -241,7 +246,11 @@ def _planned(r: _Runner) -> Iterator[Event]:
             if not _goal_check_due(r, event):
                 r.episode.status = "completed"
                 return
-            check = r.plan(GOAL_CHECK)
+            try:
+                check = r.plan(GOAL_CHECK)
+            except SpiralError as err:  # the accepted steps are kept; only the check is missing
+                r.episode.status, r.episode.error = "plan_error", f"the goal check failed: {err}"
+                return
             yield check
             if check.plan.feasible and check.plan.steps:
                 event, step_index = check, 0

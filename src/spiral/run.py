@@ -40,6 +40,10 @@ class RunConfig:
     critic: str = option(
         "learned", "CriticAgent backend (learned: the shipped tabletop critic; oracle: the judge's own checks)", choices=CRITICS
     )
+    planner_weights: str = option("", "lm planner: its adapter file ('' = the shipped one)")
+    judge: str | None = option(
+        None, "tabletop: what the oracle checks at the end, a canonical goal or 'unchanged' (default: the goal, if it reads it)"
+    )
     agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
     critic_threshold: float = option(0.0, "learned critic: the score a clip must reach to pass (0 = the one in its weights)")
     base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
@@ -67,14 +71,19 @@ def start_frame(cfg: RunConfig, size: int) -> np.ndarray:
     return render(random_scene(np.random.default_rng(cfg.scene_seed)), size)
 
 
-def judge_tabletop(goal: str, episode: Episode) -> dict:
-    """The oracle, reading the first and last frame, says whether the goal holds. It is the judge,
-    never the same object as the in-loop critic."""
-    from spiral.worlds.tabletop.goals import parse_goal
+def judge_tabletop(goal: str, episode: Episode, judge: str | None = None) -> dict:
+    """The oracle, reading the first and last frame, says whether the goal (or the `judge`
+    condition) holds. It is the judge, never the same object as the in-loop critic; a goal in free
+    English with no judge condition is not judged, and the result says why."""
+    from spiral.worlds.tabletop.judging import judged_condition
     from spiral.worlds.tabletop.oracle import read_scene
 
+    try:
+        condition = judged_condition(goal, judge)
+    except SpiralError as err:
+        return {"not_judged": str(err)}
     final = episode.video()[-1]
-    return {"goal_success": bool(parse_goal(goal).holds(read_scene(episode.start_frame), read_scene(final)))}
+    return {"goal_success": bool(condition.holds(read_scene(episode.start_frame), read_scene(final)))}
 
 
 def progress_printer(stream=sys.stderr):
@@ -99,11 +108,15 @@ def progress_printer(stream=sys.stderr):
 
 
 def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult:
+    if cfg.judge is not None:  # a condition that cannot be read fails before any work
+        from spiral.worlds.tabletop.judging import judged_condition
+
+        judged_condition(cfg.goal, cfg.judge)
     wm = make_world_model(
         cfg.world_model, cfg.world_model_path, **parse_key_values(cfg.world_model_options, "--world-model-options")
     )
     frame = start_frame(cfg, wm.frame_size)
-    planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, seed=loop.seed)
+    planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, loop.seed, cfg.planner_weights)
     critic = (
         None
         if loop.method != "closed-loop"
@@ -119,6 +132,6 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
         observe=observer_for(cfg.world_model),
         on_event=None if quiet else progress_printer(),
     )
-    judged = judge_tabletop(cfg.goal, episode) if cfg.world_model == "tabletop" else {}
+    judged = judge_tabletop(cfg.goal, episode, cfg.judge) if cfg.world_model == "tabletop" else {}
     outputs = write_run(episode, Path(cfg.out), judged=judged)
     return RunResult(episode, outputs, judged)

@@ -113,3 +113,26 @@ def test_tuning_tasks_are_made_like_the_suites_but_none_is_in_one(tmp_path):
         [sys.executable, "-m", "spiral.bench", "tasks", "--first", "29", "--out", str(out)], capture_output=True, text=True
     )
     assert low.returncode == 2 and "tasks below 30 are the built-in suites' own" in low.stderr and "Traceback" not in low.stderr
+
+
+def test_a_free_form_goal_is_judged_by_its_judge_condition(tmp_path):
+    from spiral.bench.tasks import parse_tasks
+    from spiral.worlds.tabletop.judging import Unchanged, judged_condition
+    from spiral.worlds.tabletop.scene import Scene, TableObject
+
+    line = {
+        "id": "ff",
+        "world": "tabletop",
+        "scene_seed": 3,
+        "level": "short",
+        "goal": "park the ball beside the box, on its left",
+    }
+    with pytest.raises(SpiralError, match="line 1, field 'goal'.*judge condition"):
+        parse_tasks(json.dumps(line), "t.jsonl")
+    (task,) = parse_tasks(json.dumps({**line, "judge": "move the blue circle to the left of the red square"}), "t.jsonl")
+    assert task.judge and task.to_dict()["judge"] == task.judge
+    with pytest.raises(SpiralError, match="field 'judge'.*cannot read the judge condition"):
+        parse_tasks(json.dumps({**line, "judge": "make it nice"}), "t.jsonl")
+    assert isinstance(judged_condition(line["goal"], "unchanged"), Unchanged)
+    start = Scene((TableObject("red", "square", "large", 0.2, 0.2),))
+    assert Unchanged().holds(start, start) and not Unchanged().holds(start, start.moved("red square", 0.5, 0.5, None))

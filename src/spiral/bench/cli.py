@@ -47,11 +47,21 @@ def _cmd_report(ns: argparse.Namespace) -> int:
 def _cmd_tasks(ns: argparse.Namespace) -> int:
     from spiral.bench.tasks import to_jsonl, tuning_tasks
 
-    tasks = tuning_tasks(ns.first, ns.size)
+    tasks = tuning_tasks(ns.first, ns.size, ns.freeform)
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(to_jsonl(tasks), encoding="utf-8")
     print(f"{out}: {len(tasks)} tasks, none in a built-in suite; run them with: spiral bench run --tasks {out} ...")
+    return 0
+
+
+def _cmd_plans(ns: argparse.Namespace) -> int:
+    from spiral.worlds.tabletop.plan_eval import PlanEvalConfig, run_plan_eval, summary
+
+    cfg = config_from_args(PlanEvalConfig, ns)
+    rows = run_plan_eval(cfg)
+    print(summary(rows))
+    print(f"rows: {cfg.out / 'plans.jsonl'}")
     return 0
 
 
@@ -72,7 +82,15 @@ def add_bench_commands(subparsers) -> None:
     tasks.add_argument("--out", required=True, help="the JSONL file to write (for `spiral bench run --tasks`)")
     tasks.add_argument("--first", type=int, default=30, help="index of the first task of each level (from 30: not in a suite)")
     tasks.add_argument("--size", type=int, default=30, help="tasks per level")
+    tasks.add_argument(
+        "--freeform", action="store_true", help="free-form requests made like tabletop-freeform's (its tuning split)"
+    )
     tasks.set_defaults(func=_cmd_tasks)
+    from spiral.worlds.tabletop.plan_eval import PlanEvalConfig
+
+    plans = sub.add_parser("plans", help="planner-only: carry out each plan exactly in the tabletop simulator and judge the goal")
+    add_config_args(plans, PlanEvalConfig)
+    plans.set_defaults(func=_cmd_plans)
 
 
 def main(argv: list[str] | None = None) -> int:

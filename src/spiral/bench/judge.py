@@ -3,7 +3,8 @@ runner checks), and for the tabletop world it reads pixels only, with the oracle
 
 Metrics (all in [0, 1] unless said otherwise; higher is better except drift):
 
-goal_success          parse_goal(goal).holds(read_scene(first frame), read_scene(last frame))
+goal_success          condition.holds(read_scene(first frame), read_scene(last frame)), where the
+                      condition is the task's `judge` or else its goal (worlds/tabletop/judging.py)
 step_completion       accepted steps whose postcondition holds at the end of their clip (oracle
                       check_clip on the clip's pixels) / (accepted steps + steps of the final plan
                       never reached, or + 1 if it calls the rest infeasible). None for oneshot.
@@ -101,7 +102,8 @@ class OracleJudge:
     def judge(self, task: Task, method: str, episode: Episode) -> EpisodeMetrics:
         from spiral.agents.critic.oracle import step_action
         from spiral.worlds.tabletop import checks
-        from spiral.worlds.tabletop.goals import parse_goal
+        from spiral.worlds.tabletop.goals import Goal
+        from spiral.worlds.tabletop.judging import judged_condition
         from spiral.worlds.tabletop.oracle import read_scene
         from spiral.worlds.tabletop.solver import Infeasible, plan_moves
 
@@ -109,7 +111,7 @@ class OracleJudge:
             raise SpiralError(f"the oracle judge reads tabletop scenes only; task {task.id} is {task.world!r} (use --judge vlm)")
         began = time.perf_counter()
         video = episode.video()
-        goal = parse_goal(task.goal)
+        goal = judged_condition(task.goal, task.judge)
         first, last = read_scene(episode.start_frame), read_scene(video[-1])
         success = bool(goal.holds(first, last))
 
@@ -134,7 +136,7 @@ class OracleJudge:
         end_ids = {(o.name, o.size) for o in last.objects}
         kept = len(start_ids & end_ids)
         appeared = len({n for n, _ in end_ids} - {o.name for o in first.objects})
-        moves = plan_moves(first, goal)
+        moves = plan_moves(first, goal) if isinstance(goal, Goal) else []
         subjects |= set() if isinstance(moves, Infeasible) else {m.action.subject for m in moves}
         bystanders = [o for o in first.objects if o.name not in subjects]
         tol = max(checks.MOVE_TOL, checks.MOVE_TOL_PX / video.shape[1])

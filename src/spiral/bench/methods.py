@@ -39,7 +39,7 @@ METHODS: dict[str, dict] = {
 # new landing spots on a replan) are built afresh for every episode, so an episode's result does not
 # depend on which episodes the same worker ran before it: a resumed or sharded run then gives the
 # same results as one uninterrupted run. Others (API clients, local models) are built once per worker.
-FRESH_PER_EPISODE = {"symbolic", "oracle"}
+FRESH_PER_EPISODE = {"symbolic", "lm", "oracle"}  # lm: its language model is loaded once per process
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -78,6 +78,7 @@ class Backends:
     api_key_env: str
     critic_threshold: float = 0.0  # learned critic: its pass score (0 = the one in its weights)
     world_model_options: str = ""  # KEY=VALUE,... of the world model's sampler / DiffusersConfig
+    planner_weights: str = ""  # lm planner: its adapter ('' = the shipped one)
 
     def check(self) -> None:
         """Unknown names, bad world model options and a pass score for a critic without one fail
@@ -102,7 +103,7 @@ class Backends:
     def planner_agent(self, seed: int):
         if ":" in self.planner:
             return load_factory(self.planner, "planner")()
-        return make_planner(self.planner, self.agent_model, self.base_url, self.api_key_env, seed=seed)
+        return make_planner(self.planner, self.agent_model, self.base_url, self.api_key_env, seed, self.planner_weights)
 
     def critic_agent(self):
         if ":" in self.critic:

@@ -48,7 +48,8 @@ class BenchConfig:
     world_model: str = option("tabletop", "world model backend, or module:callable returning one")
     world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id")
     world_model_options: str = option("", WORLD_MODEL_OPTIONS_HELP)
-    planner: str = option("symbolic", "PlanAgent backend (symbolic, openai, hf), or module:callable")
+    planner: str = option("symbolic", "PlanAgent backend (symbolic, lm, openai, hf), or module:callable")
+    planner_weights: str = option("", "lm planner: its adapter file ('' = the shipped one)")
     critic: str = option("learned", "CriticAgent backend of the closed loop (learned, oracle, openai, hf), or module:callable")
     agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
     critic_threshold: float = option(0.0, "learned critic: the score a clip must reach to pass (0 = the one in its weights)")
@@ -67,7 +68,8 @@ class BenchConfig:
 
     def backends(self) -> Backends:
         return Backends(self.world_model, self.world_model_path, self.planner, self.critic, self.agent_model,
-                        self.base_url, self.api_key_env, self.critic_threshold, self.world_model_options)  # fmt: skip
+                        self.base_url, self.api_key_env, self.critic_threshold, self.world_model_options,
+                        self.planner_weights)  # fmt: skip
 
     def budgets(self) -> LoopConfig:
         return LoopConfig(max_tries=self.max_tries, max_replans=self.max_replans, max_generations=self.max_generations,
@@ -134,6 +136,15 @@ def _critic_digest(cfg: BenchConfig) -> str | None:
     return _file_digest(Path(cfg.agent_model) if cfg.agent_model else default_weights())
 
 
+def _planner_digest(cfg: BenchConfig) -> str | None:
+    """The lm planner's adapter (--planner-weights, or the shipped one)."""
+    if cfg.planner != "lm":
+        return None
+    from spiral.worlds.tabletop.lm_planner import ADAPTER
+
+    return _file_digest(Path(cfg.planner_weights) if cfg.planner_weights else ADAPTER)
+
+
 def _file_digest(path: Path | None) -> str | None:
     if path is None or not path.is_file():
         return None
@@ -159,6 +170,7 @@ def fingerprint(cfg: BenchConfig, tasks: list[Task], judge: str) -> dict:
         # Added later: present only when it changes anything, so folders made before still resume.
         **({"candidates": cfg.candidates} if cfg.candidates != 1 else {}),
         **({"critic_threshold": cfg.critic_threshold} if cfg.critic_threshold else {}),
+        **({"planner_weights": _planner_digest(cfg)} if cfg.planner == "lm" else {}),
     }  # fmt: skip
 
 

@@ -3,6 +3,12 @@
     {"id": "short-000", "world": "tabletop", "scene_seed": 123, "goal": "clear the centre",
      "level": "short", "expected_steps": 1}
     {"id": "kitchen-1", "world": "real", "image": "frames/kitchen.png", "goal": "...", "level": "long"}
+    {"id": "ff-1", "world": "tabletop", "scene_seed": 7, "goal": "park the ball beside the box, on its left",
+     "judge": "move the blue circle to the left of the red square", "level": "short"}
+
+A tabletop task's `judge` (optional) is the condition the judge checks at the end instead of the
+goal (`spiral.worlds.tabletop.judging`): a canonical goal, or "unchanged" for a request that should
+be refused. The loop only ever sees `goal`.
 
 A task starts either from a tabletop scene seed (the scene `spiral run --scene-seed` renders) or
 from an image file (relative paths are read from the task file's folder). Every line is checked
@@ -29,8 +35,15 @@ LEVEL_ORDER = ("short", "medium", "long")
 # two cores even when most long episodes spend their whole generation budget (see the README of
 # the benchmark and benchmarks/bench_standard.py); the 95% Wilson interval is then about ±0.17.
 SUITE_SIZE = 30
+# tabletop-freeform: requests in everyday English, worded with the held-out wordings of
+# worlds/tabletop/freeform.py (none of which the lm planner trains on), each judged by its `judge`
+# condition; its "refusal" level holds requests to be refused, judged "unchanged".
+FREEFORM = "tabletop-freeform"
+REFUSAL = "refusal"
+REFUSAL_SIZE = 12
 SUITES = {f"tabletop-{level}": (level,) for level in LEVEL_ORDER} | {"tabletop-standard": LEVEL_ORDER}
-FIELDS = ("id", "world", "goal", "level", "expected_steps", "scene_seed", "image")
+SUITES[FREEFORM] = (*LEVEL_ORDER, REFUSAL)
+FIELDS = ("id", "world", "goal", "level", "expected_steps", "scene_seed", "image", "judge")
 SEED_TRIES = 200  # candidate scenes per task; a scene of two objects may have no long goal
 
 
@@ -43,6 +56,7 @@ class Task:
     expected_steps: int | None = None  # steps the reference solution needs, where known
     scene_seed: int | None = None  # tabletop: start from random_scene(default_rng(scene_seed))
     image: str | None = None  # or start from this image (absolute once loaded)
+    judge: str | None = None  # tabletop: the condition judged instead of the goal (judging.py)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -88,14 +102,17 @@ def parse_task(data, source: str, number: int, folder: Path | None = None) -> Ta
         if not path.is_file():
             raise _line_error(source, number, "image", f"no such file: {path}")
         image = str(path.resolve())
+    judge = data.get("judge")
+    if judge is not None and (not isinstance(judge, str) or data["world"] != "tabletop"):
+        raise _line_error(source, number, "judge", "a judge condition is a string, for tabletop tasks")
     if data["world"] == "tabletop":
-        from spiral.worlds.tabletop.goals import parse_goal
+        from spiral.worlds.tabletop.judging import judged_condition
 
         try:
-            parse_goal(data["goal"])
+            judged_condition(data["goal"], judge)
         except SpiralError as err:
-            raise _line_error(source, number, "goal", str(err)) from None
-    return Task(data["id"], data["world"], data["goal"], data["level"], expected, seed, image)
+            raise _line_error(source, number, "judge" if judge is not None else "goal", str(err)) from None
+    return Task(data["id"], data["world"], data["goal"], data["level"], expected, seed, image, judge)
 
 
 def parse_tasks(text: str, source: str, folder: Path | None = None) -> list[Task]:
@@ -190,19 +207,55 @@ def make_task(level: str, index: int, frame_size: int = 64) -> Task:
     raise SpiralError(f"no {level} task found for index {index} in {SEED_TRIES} scenes")  # pragma: no cover
 
 
-def generate_suite(name: str, size: int = SUITE_SIZE) -> list[Task]:
+def make_freeform_task(level: str, index: int, frame_size: int = 64) -> Task:
+    """Free-form task `index` of a level, made like `make_task`'s from (level, index) alone: a
+    request in held-out wordings whose canonical goal needs a number of steps in the level's range
+    (the same from the read-back scene), or for the refusal level a request to be refused."""
+    from spiral.worlds.tabletop.freeform import sample_request
+    from spiral.worlds.tabletop.goals import LEVELS
+    from spiral.worlds.tabletop.judging import UNCHANGED
+    from spiral.worlds.tabletop.oracle import read_scene
+    from spiral.worlds.tabletop.render import render
+    from spiral.worlds.tabletop.scene import random_scene
+    from spiral.worlds.tabletop.solver import steps_needed
+
+    task_id = f"ff-{level}-{index:03d}"
+    for attempt in range(SEED_TRIES * 5):  # a level is one outcome of many a request can have
+        seed = _candidate_seed(f"freeform/{level}", index, attempt)
+        scene = random_scene(np.random.default_rng(seed))
+        request = sample_request(scene, np.random.default_rng([seed, 1]), "heldout")
+        if request is None or (request.goal is None) != (level == REFUSAL):
+            continue
+        if request.goal is None:
+            return Task(task_id, "tabletop", request.text, level, 0, seed, judge=UNCHANGED)
+        lo, hi = LEVELS[level]
+        seen = read_scene(render(scene, frame_size))
+        steps = steps_needed(scene, request.goal)
+        if steps is None or not lo <= steps <= hi or request.goal.holds(seen, seen) or steps_needed(seen, request.goal) != steps:
+            continue
+        return Task(task_id, "tabletop", request.text, level, steps, seed, judge=request.target)
+    raise SpiralError(f"no free-form {level} task found for index {index}")  # pragma: no cover
+
+
+def generate_suite(name: str, size: int = SUITE_SIZE, first: int = 0) -> list[Task]:
     if name not in SUITES:
         raise SpiralError(f"unknown suite {name!r}; built-in suites: {', '.join(SUITES)}")
-    return [make_task(level, i) for level in SUITES[name] for i in range(size)]
+    if name == FREEFORM:
+        refusals = max(1, size * REFUSAL_SIZE // SUITE_SIZE)
+        return [make_freeform_task(level, i) for level in LEVEL_ORDER for i in range(first, first + size)] + [
+            make_freeform_task(REFUSAL, i) for i in range(first, first + refusals)
+        ]
+    return [make_task(level, i) for level in SUITES[name] for i in range(first, first + size)]
 
 
-def tuning_tasks(first: int = SUITE_SIZE, size: int = SUITE_SIZE) -> list[Task]:
+def tuning_tasks(first: int = SUITE_SIZE, size: int = SUITE_SIZE, freeform: bool = False) -> list[Task]:
     """Tasks `first` .. `first + size - 1` of every level, made as the suites' tasks are: from
     `first` = SUITE_SIZE on, none of them is in a built-in suite, so loop settings (a critic's pass
-    score, K, R) can be chosen on them and then measured once on tabletop-standard."""
+    score, K, R) or a planner's recipe can be chosen on them and then measured once on
+    tabletop-standard (or, with `freeform`, on tabletop-freeform)."""
     if first < SUITE_SIZE:
         raise SpiralError(f"--first {first}: tasks below {SUITE_SIZE} are the built-in suites' own; use {SUITE_SIZE} or more")
-    return [make_task(level, i) for level in LEVEL_ORDER for i in range(first, first + size)]
+    return generate_suite(FREEFORM if freeform else "tabletop-standard", size, first)
 
 
 def to_jsonl(tasks: list[Task]) -> str:
@@ -216,7 +269,8 @@ def write_suites(folder: Path, size: int = SUITE_SIZE) -> list[Path]:
     paths = []
     for name, levels in SUITES.items():
         path = folder / f"{name}.jsonl"
-        path.write_text(to_jsonl([t for level in levels for t in by_level[level]]), encoding="utf-8")
+        tasks = generate_suite(FREEFORM, size) if name == FREEFORM else [t for level in levels for t in by_level[level]]
+        path.write_text(to_jsonl(tasks), encoding="utf-8")
         paths.append(path)
     return paths
 

@@ -10,7 +10,7 @@ import numpy as np
 from spiral.memory import WorldMemory
 from spiral.types import Plan, Step
 from spiral.worlds.tabletop.actions import describe_postcondition, describe_precondition
-from spiral.worlds.tabletop.goals import parse_goal
+from spiral.worlds.tabletop.goals import Goal, parse_goal
 from spiral.worlds.tabletop.oracle import read_scene
 from spiral.worlds.tabletop.scene import Scene, settle
 from spiral.worlds.tabletop.solver import Infeasible, reasoning, solve
@@ -45,7 +45,12 @@ class SymbolicPlanAgent:
         return scene
 
     def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
-        parsed = parse_goal(goal)  # a goal it cannot parse is a SpiralError with example goals
+        # A goal it cannot parse is a SpiralError with example goals.
+        return self.plan_goal(parse_goal(goal), goal, frame, memory)
+
+    def plan_goal(self, parsed: Goal, goal: str, frame: np.ndarray, memory: WorldMemory, preface: str = "") -> Plan:
+        """Plan for a goal already read into its record (`goal` is the text as the user wrote it);
+        `preface` opens the reasoning (the lm planner says how it read the request)."""
         # Read error can crowd two objects a hair closer than a valid scene allows; settle parts them.
         scene = settle(read_scene(frame))
         # A new generator per call: a replan draws other landing spots than the plan that failed.
@@ -56,11 +61,10 @@ class SymbolicPlanAgent:
         # holds (the loop's goal check), the planner answers with the goal's own tolerance, or it
         # would move objects that are in place, barely.
         if parsed.holds(start, scene):
-            return Plan(goal, (), reasoning(scene, parsed, [], start), self.name)
+            return Plan(goal, (), preface + reasoning(scene, parsed, [], start), self.name)
         solution = solve(scene, parsed, rng, start=start)
         if isinstance(solution, Infeasible):
-            return Plan(
-                goal, (), f"I cannot achieve this goal: {solution.reason}", self.name, feasible=False, reason=solution.reason
-            )
+            why = f"{preface}I cannot achieve this goal: {solution.reason}"
+            return Plan(goal, (), why, self.name, feasible=False, reason=solution.reason)
         steps = tuple(action_step(s.action, s.instruction) for s in solution.steps)
-        return Plan(goal, steps, solution.reasoning, self.name)
+        return Plan(goal, steps, preface + solution.reasoning, self.name)

