@@ -51,6 +51,9 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path):
     run = spiral("data", "make", "--frame-size", "8", "--out", str(tmp_path / "x"))
     assert run.returncode == 2
     assert "frame-size must be at least 32" in run.stderr and "Traceback" not in run.stderr
+    (tmp_path / "a-file").write_text("x")
+    run = spiral("data", "make", "--episodes", "1", "--out", str(tmp_path / "a-file"))
+    assert run.returncode == 2 and "is a file; give a folder" in run.stderr and "Traceback" not in run.stderr
 
 
 def tiny_weights(tmp_path):
@@ -96,8 +99,23 @@ def test_run_bad_input_gives_clear_messages(tmp_path):
             "unknown tabletop world model option(s) steps",
         ),
     ]
+    from PIL import Image
+
+    small, a_file = tmp_path / "small.png", tmp_path / "a-file"
+    Image.new("RGB", (20, 20)).save(small)
+    a_file.write_text("x")
+    goal = ["--goal", "clear the left side", "--scene-seed", "1"]
+    cases += [
+        ([*goal, "--max-tries", "0"], "--max-tries must be >= 1, got 0"),
+        ([*goal, "--max-replans", "-1"], "--max-replans must be >= 0"),
+        (["--goal", "clear the left side", "--scene-seed", "-1"], "--scene-seed must be >= 0"),
+        ([*goal, "--seed", "-1"], "--seed must be >= 0"),
+        (["--goal", "clear the left side", "--image", str(small), "--max-image-pixels", "100"], "over the limit of 100"),
+        ([*goal, "--out", str(a_file)], "is a file; give a folder"),
+        ([*goal, "--judge", "make it nice"], "cannot read the judge condition"),
+    ]
     for args, message in cases:
-        run = subprocess.run([sys.executable, "-m", "spiral.cli", "run", *args, "--world-model-path", weights, "--out", str(tmp_path / "o")],
+        run = subprocess.run([sys.executable, "-m", "spiral.cli", "run", "--out", str(tmp_path / "o"), *args, "--world-model-path", weights],
                              capture_output=True, text=True, env={k: v for k, v in ENV.items() if k != "OPENAI_API_KEY"}, timeout=300)  # fmt: skip
         assert run.returncode == 2, (args, run.stderr)
         assert message in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)

@@ -52,9 +52,17 @@ def check_world_model_options(name: str, options: dict) -> None:
 
 
 def make_planner(
-    name: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY", seed: int = 0, weights: str = ""
+    name: str,
+    model: str = "",
+    base_url: str = "",
+    api_key_env: str = "OPENAI_API_KEY",
+    seed: int = 0,
+    weights: str = "",
+    timeout_s: float = 60.0,
+    retries: int = 4,
 ):
-    """`weights`: the lm planner's adapter ('' = the shipped one)."""
+    """`weights`: the lm planner's adapter ('' = the shipped one); `timeout_s` and `retries`: how
+    long one answer of an API planner may take in all, and how often a failed request is retried."""
     if name == "symbolic":
         from spiral.agents.plan.symbolic import SymbolicPlanAgent
 
@@ -67,7 +75,8 @@ def make_planner(
         from spiral.agents.chat import ChatConfig
         from spiral.agents.plan.openai import OpenAIPlanAgent
 
-        return OpenAIPlanAgent(ChatConfig(base_url=base_url, model=_need_model(model, name), api_key_env=api_key_env))
+        config = ChatConfig(base_url, _need_model(model, name), api_key_env, timeout_s=timeout_s, max_retries=retries)
+        return OpenAIPlanAgent(config)
     if name == "hf":
         from spiral.agents.plan.hf import HFPlanAgent
 
@@ -75,8 +84,17 @@ def make_planner(
     raise _unknown("planner", name, PLANNERS)
 
 
-def make_critic(name: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY", threshold: float = 0.0):
-    """threshold (learned critic only): the score a clip must reach to pass; 0 = the one in its weights."""
+def make_critic(
+    name: str,
+    model: str = "",
+    base_url: str = "",
+    api_key_env: str = "OPENAI_API_KEY",
+    threshold: float = 0.0,
+    timeout_s: float = 60.0,
+    retries: int = 4,
+):
+    """threshold (learned critic only): the score a clip must reach to pass; 0 = the one in its
+    weights. `timeout_s`, `retries`: as for make_planner."""
     check_critic_threshold(name, threshold)
     if name == "oracle":
         from spiral.agents.critic.oracle import OracleCriticAgent
@@ -90,7 +108,8 @@ def make_critic(name: str, model: str = "", base_url: str = "", api_key_env: str
         from spiral.agents.chat import ChatConfig
         from spiral.agents.critic.openai import OpenAICriticAgent
 
-        return OpenAICriticAgent(ChatConfig(base_url=base_url, model=_need_model(model, name), api_key_env=api_key_env))
+        config = ChatConfig(base_url, _need_model(model, name), api_key_env, timeout_s=timeout_s, max_retries=retries)
+        return OpenAICriticAgent(config)
     if name == "hf":
         from spiral.agents.critic.hf import HFCriticAgent
 

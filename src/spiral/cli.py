@@ -14,7 +14,9 @@ def _cmd_data_make(ns: argparse.Namespace) -> int:
     from spiral.data.generate import DataMakeConfig, make_dataset
 
     result = make_dataset(config_from_args(DataMakeConfig, ns))
-    print(f"{result.out}: wrote {result.written} episodes ({result.already_there} were already there)")
+    extra = result.in_folder - result.already_there
+    beyond = f"; the folder also holds {extra} more, kept" if extra > 0 else ""
+    print(f"{result.out}: wrote {result.written} episodes ({result.already_there} were already there{beyond})")
     return 0
 
 

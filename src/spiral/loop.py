@@ -54,6 +54,13 @@ class LoopConfig:
     oneshot_steps: int = option(4, "oneshot baseline: length of its single clip, in step-clips")
     seed: int = option(0, "seed of the world model's sampling")
 
+    def __post_init__(self) -> None:
+        for name, least in (("max_tries", 1), ("max_replans", 0), ("max_generations", 1), ("candidates", 1),
+                            ("oneshot_steps", 1), ("seed", 0)):  # fmt: skip
+            value = getattr(self, name)
+            if value < least:
+                raise SpiralError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+
 
 GOAL_CHECK = "goal check: every step was accepted"
 

@@ -58,6 +58,7 @@ def to_record(episode: Episode, episode_id: str, world: str) -> tuple[EpisodeRec
     extra = {
         "method": episode.method,
         "status": episode.status,
+        "error": episode.error,
         "plans": [{"index": p.index, "why": p.why, "seconds": p.seconds, **p.plan.to_dict()} for p in episode.plans],
         "forced": [a.step for a in episode.accepted if a.forced],
         "memory": episode.memory.to_dict() if episode.memory else None,
@@ -82,7 +83,7 @@ def write_run(
         summary,
         {"goal": episode.goal, "method": episode.method, "status": episode.status, "steps_accepted": len(episode.accepted),
          "generation_calls": episode.generation_calls, "replans": episode.replans,
-         "seconds": round(episode.seconds, 3), "judged": judged or {}},
+         "seconds": round(episode.seconds, 3), "error": episode.error, "judged": judged or {}},
     )  # fmt: skip
     viewer = write_viewer(out / "viewer.html", episode, video_name=video.name, judged=judged)
     return RunOutputs(episode_dir, video, viewer, summary)

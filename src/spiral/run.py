@@ -21,6 +21,7 @@ from spiral.backends import (
     observer_for,
 )
 from spiral.config import option, parse_key_values, required
+from spiral.data.format import writable_folder
 from spiral.errors import SpiralError
 from spiral.loop import Attempt, Episode, LoopConfig, PlanEvent, run
 from spiral.outputs import RunOutputs, write_run
@@ -48,6 +49,17 @@ class RunConfig:
     critic_threshold: float = option(0.0, "learned critic: the score a clip must reach to pass (0 = the one in its weights)")
     base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
     api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")
+    agent_timeout: float = option(60.0, "seconds one answer of an API agent may take in all, before a retry")
+    agent_retries: int = option(4, "retries of an API agent's request after 429, 5xx, time-outs and refused connections")
+    max_image_pixels: int = option(40_000_000, "largest start image accepted, in pixels (width x height)")
+
+    def __post_init__(self) -> None:
+        if self.scene_seed is not None and self.scene_seed < 0:
+            raise SpiralError(f"--scene-seed must be >= 0, got {self.scene_seed}")
+        if self.agent_timeout <= 0 or self.agent_retries < 0:
+            raise SpiralError("--agent-timeout must be > 0 and --agent-retries >= 0")
+        if self.max_image_pixels < 1:
+            raise SpiralError(f"--max-image-pixels must be >= 1, got {self.max_image_pixels}")
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,18 @@ def start_frame(cfg: RunConfig, size: int) -> np.ndarray:
         raise SpiralError("give exactly one of --image FILE or --scene-seed N")
     if cfg.image is not None:
         try:
-            return np.asarray(Image.open(cfg.image).convert("RGB"))
+            with Image.open(cfg.image) as image:  # opening reads the header only: the size is known before decoding
+                width, height = image.size
+                if width * height > cfg.max_image_pixels:
+                    raise SpiralError(
+                        f"start image {cfg.image} is {width}x{height} pixels, over the limit of {cfg.max_image_pixels:,}: "
+                        "resize it, or raise --max-image-pixels"
+                    )
+                return np.asarray(image.convert("RGB"))
+        except Image.DecompressionBombError:
+            raise SpiralError(
+                f"start image {cfg.image} is too large to read safely: resize it below {cfg.max_image_pixels:,} pixels"
+            ) from None
         except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
             raise SpiralError(f"cannot read start image {cfg.image}: {err}") from None
     from spiral.worlds.tabletop.render import render
@@ -108,6 +131,7 @@ def progress_printer(stream=sys.stderr):
 
 
 def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult:
+    writable_folder(Path(cfg.out))
     if cfg.judge is not None:  # a condition that cannot be read fails before any work
         from spiral.worlds.tabletop.judging import judged_condition
 
@@ -116,11 +140,12 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
         cfg.world_model, cfg.world_model_path, **parse_key_values(cfg.world_model_options, "--world-model-options")
     )
     frame = start_frame(cfg, wm.frame_size)
-    planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, loop.seed, cfg.planner_weights)
+    limits = {"timeout_s": cfg.agent_timeout, "retries": cfg.agent_retries}
+    planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, loop.seed, cfg.planner_weights, **limits)
     critic = (
         None
         if loop.method != "closed-loop"
-        else make_critic(cfg.critic, cfg.agent_model, cfg.base_url, cfg.api_key_env, cfg.critic_threshold)
+        else make_critic(cfg.critic, cfg.agent_model, cfg.base_url, cfg.api_key_env, cfg.critic_threshold, **limits)
     )
     episode = run(
         cfg.goal,

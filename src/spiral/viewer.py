@@ -55,6 +55,8 @@ def render_viewer(episode: Episode, video_name: str | None = None, judged: dict 
         f"<p>method <b>{escape(episode.method)}</b> · status <b>{escape(episode.status)}</b> · "
         f"{episode.generation_calls} generation calls · {len(episode.plans)} plan(s) · {episode.seconds:.1f}s</p>"
     )
+    if episode.error:
+        parts.append(f"<p class='error'>stopped: {escape(episode.error)}</p>")
     if judged:
         parts.append(
             "<table>"

@@ -19,6 +19,7 @@ class Scripted:
     body: str = ""
     headers: dict = field(default_factory=dict)
     delay_s: float = 0.0
+    trickle_s: float = 0.0  # a pause before each byte of the body (a server that trickles its reply)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,13 @@ class ChatServer:
                         self.send_header(k, v)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(body)
+                    if reply.trickle_s:
+                        for i in range(len(body)):
+                            time.sleep(reply.trickle_s)
+                            self.wfile.write(body[i : i + 1])
+                            self.wfile.flush()
+                    else:
+                        self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
 

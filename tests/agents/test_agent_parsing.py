@@ -76,19 +76,35 @@ def test_a_feasible_plan_with_no_steps_says_the_goal_already_holds():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"steps": [step()]}, "'feasible' is missing"),
         ({"feasible": "yes", "steps": [step()]}, "'feasible' must be bool"),
         ({"feasible": True, "steps": [step(instruction="  ")]}, "empty instruction"),
         ({"feasible": True, "steps": ["move it"]}, "step 1 must be a JSON object"),
         ({"feasible": True, "steps": [step(targets="yellow square")]}, "'targets' must be list"),
         ({"feasible": True, "steps": [step(targets=["blue hexagon"])]}, "unknown object 'blue hexagon'"),
-        ({"feasible": True, "steps": [{"instruction": "move"}]}, "step 1 field 'subject' is missing"),
+        (
+            {"feasible": True, "steps": [{"instruction": "move"}]},
+            "step 1 field 'subject' is missing and the instruction names no",
+        ),
         ({"feasible": False, "steps": []}, "must say why"),
     ],
 )
 def test_plan_validator_rejects(data, message):
     with pytest.raises(ValidationError, match=message):
         plan_validator("g", memory(), "x")(data)
+
+
+def test_fields_the_rest_of_the_answer_implies_may_be_left_out():
+    names = memory().object_names()
+    instruction = f"put the {names[0]} on the {names[1]}"
+    plan = plan_validator("g", memory(), "x")({"steps": [{"instruction": instruction}]})
+    assert plan.feasible and plan.steps[0].subject == names[0]
+    refusal = plan_validator("g", memory(), "x")({"reason": "there is no hexagon", "steps": []})
+    assert not refusal.feasible and refusal.reason == "there is no hexagon"
+    for kind in (None, "none"):
+        c = validate_critique({"score": 0.9, "verdict": "success", "failure_kind": kind, "feedback": "done"})
+        assert c.failure_kind is FailureKind.NONE
+    with pytest.raises(ValidationError, match="'failure_kind' is missing"):
+        validate_critique({"score": 0.2, "verdict": "local_failure", "failure_kind": None, "feedback": "no"})
 
 
 def test_validate_critique():

@@ -145,6 +145,15 @@ def test_429_honours_retry_after(server):
     assert server.seen[1].at - server.seen[0].at >= 0.35  # the backoff alone would be 1 ms
 
 
+def test_a_trickling_reply_meets_the_whole_answer_deadline(server):
+    reply = ok(json.dumps(PLAN))
+    server.respond(Scripted(reply.status, reply.body, trickle_s=0.05))  # ~40 s for the whole body
+    began = time.monotonic()
+    with pytest.raises(SpiralError, match="no answer within 0.5 s.*--agent-timeout"):
+        OpenAIPlanAgent(config(server, timeout_s=0.5, max_retries=0)).plan(GOAL, FRAME, memory())
+    assert time.monotonic() - began < 5
+
+
 def test_500_then_200(server):
     server.respond(error(500, "overloaded"), ok(json.dumps(PLAN)))
     assert len(OpenAIPlanAgent(config(server)).plan(GOAL, FRAME, memory()).steps) == 1

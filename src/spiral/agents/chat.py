@@ -51,7 +51,7 @@ class ChatConfig:
     base_url: str = required("server URL up to /v1, e.g. http://localhost:8000/v1 or https://api.openai.com/v1")
     model: str = required("model name as the server knows it")
     api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for servers without keys)")
-    timeout_s: float = option(60.0, "seconds to wait for one answer before retrying")
+    timeout_s: float = option(60.0, "seconds one answer may take in all (a trickling reply included) before a retry")
     max_retries: int = option(4, "retries after 429, 5xx, timeouts and refused connections")
     backoff_s: float = option(1.0, "first retry delay in seconds; doubles on each retry")
     max_repairs: int = option(2, "times the model is asked to fix an unusable answer")
@@ -162,6 +162,19 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_SameOriginRedirects)
 
 
+def _read_by(response, deadline: float) -> bytes:
+    """The whole body, or TimeoutError once `deadline` passes: the socket timeout alone applies to
+    each read, so a server sending a byte every few seconds would otherwise hold a run forever."""
+    chunks = []
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the reply did not finish in time")
+        chunk = response.read1(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 class ChatClient:
     """One OpenAI-compatible endpoint. `complete` is a single turn; `ask_json` adds validation and repair."""
 
@@ -218,8 +231,9 @@ class ChatClient:
             wait = cfg.backoff_s * 2**attempt
             request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
             try:
+                deadline = time.monotonic() + cfg.timeout_s
                 with _OPENER.open(request, timeout=cfg.timeout_s) as response:
-                    raw = response.read()
+                    raw = _read_by(response, deadline)
                 return self._decode(raw)
             except RedirectRefused as err:
                 raise SpiralError(
@@ -231,14 +245,14 @@ class ChatClient:
                 if err.code not in RETRYABLE:
                     hint = " (check the API key)" if err.code in (401, 403) else ""
                     raise SpiralError(f"{url} refused the request with HTTP {err.code}{hint}: {message}") from None
-                problem, hint = f"HTTP {err.code}: {message}", "the server is busy or failing; try later or raise max_retries"
+                problem, hint = f"HTTP {err.code}: {message}", "the server is busy or failing; try later or raise --agent-retries"
                 asked = _retry_after(err.headers.get("Retry-After"))
                 wait = min(asked if asked is not None else wait, MAX_RETRY_AFTER_S)
             except (TimeoutError, urllib.error.URLError, ConnectionError, http.client.HTTPException) as err:
                 reason = getattr(err, "reason", err)
                 timed_out = isinstance(reason, TimeoutError) or isinstance(err, TimeoutError)
                 if timed_out:
-                    problem, hint = f"no answer within {cfg.timeout_s:g} s", "raise timeout_s, or check the server's load"
+                    problem, hint = f"no answer within {cfg.timeout_s:g} s", "raise --agent-timeout, or check the server's load"
                 else:
                     problem = f"cannot connect ({self._key.scrub(str(reason))})"
                     hint = "check that the server is running and that base_url is right"

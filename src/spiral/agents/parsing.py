@@ -145,8 +145,18 @@ def plan_validator(goal: str, memory: WorldMemory, planner: str) -> Callable[[di
             raise ValidationError(f"{where} names unknown object {value!r}; objects in the scene: {', '.join(known.values())}")
         return known[_canonical(value)]
 
+    def subject_of(instruction: str, where: str) -> str:
+        """The object an instruction names first, for a step that left out its subject."""
+        text = f" {instruction.lower()} "
+        found = sorted((text.find(f" {c} "), n) for c, n in known.items() if f" {c} " in text)
+        if not found:
+            raise ValidationError(f"{where}field 'subject' is missing and the instruction names no object in the scene")
+        return found[0][1]
+
     def validate(data: dict) -> Plan:
-        feasible = get(data, "feasible", bool)
+        # Left out, 'feasible' is what the rest of the answer says: steps, or no reason to refuse.
+        implied = bool(data.get("steps")) or not str(data.get("reason") or "").strip()
+        feasible = get(data, "feasible", bool, default=implied)
         reasoning = get(data, "reasoning", str, default="")
         reason = get(data, "reason", str, default="")
         if not feasible:
@@ -168,7 +178,9 @@ def plan_validator(goal: str, memory: WorldMemory, planner: str) -> Callable[[di
             steps.append(
                 Step(
                     instruction=instruction,
-                    subject=name(get(item, "subject", str, where), f"step {i} subject"),
+                    subject=name(
+                        get(item, "subject", str, where, default=None) or subject_of(instruction, where), f"step {i} subject"
+                    ),
                     targets=tuple(name(t, f"step {i} targets") for t in targets),
                     precondition=get(item, "precondition", str, where, default=""),
                     postcondition=get(item, "postcondition", str, where, default=""),
@@ -187,7 +199,8 @@ def validate_critique(data: dict) -> Critique:
     verdict = get(data, "verdict", str)
     if verdict not in verdicts:
         raise ValidationError(f"field 'verdict' must be one of {', '.join(verdicts)}; got {verdict!r}")
-    kind = get(data, "failure_kind", str)
+    # A success needs no failure kind: null or a missing field reads as 'none'.
+    kind = get(data, "failure_kind", str, default=FailureKind.NONE.value if verdict == Verdict.SUCCESS.value else ...)
     if kind not in kinds:
         raise ValidationError(f"field 'failure_kind' must be one of {', '.join(kinds)}; got {kind!r}")
     # A success that names a failure (or the reverse) would send the loop down the wrong branch.

@@ -79,6 +79,8 @@ class Backends:
     critic_threshold: float = 0.0  # learned critic: its pass score (0 = the one in its weights)
     world_model_options: str = ""  # KEY=VALUE,... of the world model's sampler / DiffusersConfig
     planner_weights: str = ""  # lm planner: its adapter ('' = the shipped one)
+    agent_timeout: float = 60.0  # API agents: seconds one answer may take in all
+    agent_retries: int = 4  # API agents: retries of a failed request
 
     def check(self) -> None:
         """Unknown names, bad world model options and a pass score for a critic without one fail
@@ -103,12 +105,14 @@ class Backends:
     def planner_agent(self, seed: int):
         if ":" in self.planner:
             return load_factory(self.planner, "planner")()
-        return make_planner(self.planner, self.agent_model, self.base_url, self.api_key_env, seed, self.planner_weights)
+        return make_planner(self.planner, self.agent_model, self.base_url, self.api_key_env, seed, self.planner_weights,
+                            self.agent_timeout, self.agent_retries)  # fmt: skip
 
     def critic_agent(self):
         if ":" in self.critic:
             return load_factory(self.critic, "critic")()
-        return make_critic(self.critic, self.agent_model, self.base_url, self.api_key_env, self.critic_threshold)
+        return make_critic(self.critic, self.agent_model, self.base_url, self.api_key_env, self.critic_threshold,
+                           self.agent_timeout, self.agent_retries)  # fmt: skip
 
 
 class AgentCache:

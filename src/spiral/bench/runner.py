@@ -55,6 +55,8 @@ class BenchConfig:
     critic_threshold: float = option(0.0, "learned critic: the score a clip must reach to pass (0 = the one in its weights)")
     base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
     api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")
+    agent_timeout: float = option(60.0, "seconds one answer of an API agent may take in all, before a retry")
+    agent_retries: int = option(4, "retries of an API agent's request after 429, 5xx, time-outs and refused connections")
     judge: str = option("auto", "oracle (tabletop, reads pixels), vlm (real footage); auto: oracle for tabletop tasks",
                         choices=JUDGES)  # fmt: skip
     judge_model: str = option("", "vlm judge: model name (preferably not the critic's model)")
@@ -69,7 +71,7 @@ class BenchConfig:
     def backends(self) -> Backends:
         return Backends(self.world_model, self.world_model_path, self.planner, self.critic, self.agent_model,
                         self.base_url, self.api_key_env, self.critic_threshold, self.world_model_options,
-                        self.planner_weights)  # fmt: skip
+                        self.planner_weights, self.agent_timeout, self.agent_retries)  # fmt: skip
 
     def budgets(self) -> LoopConfig:
         return LoopConfig(max_tries=self.max_tries, max_replans=self.max_replans, max_generations=self.max_generations,

@@ -51,7 +51,10 @@ class RunFolder:
                 raise ValueError(f"format is not {FORMAT}")
             return data
         except (ValueError, AttributeError) as err:
-            raise SpiralError(f"{self.config_path} is not a bench run config ({err}); use another --out folder") from None
+            raise SpiralError(
+                f"{self.config_path} is damaged ({err}); the finished episodes beside it are kept: move it aside "
+                f"(mv {self.config_path} {self.config_path}.bad) and rerun the command that made the folder, with the same options"
+            ) from None
 
     def claim(self, fingerprint: dict, extra: dict) -> dict:
         """Check that this folder holds results of the same configuration (or none), then record it.

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from spiral.data.video import DEFAULT_FPS, write_video
-from spiral.errors import DatasetError
+from spiral.errors import DatasetError, SpiralError
 from spiral.types import Critique
 
 FORMAT = "actwm-dataset/1"
@@ -171,3 +171,19 @@ def read_index(root: Path, repair: bool = False) -> list[dict]:
         entries.append(entry)
         good_bytes += len(line) + 1
     return entries
+
+
+def writable_folder(path: Path, flag: str = "--out") -> Path:
+    """`path` as a folder this process can write (made if missing); a one-line SpiralError naming
+    the flag otherwise, before any work is done."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SpiralError(f"{flag} {path} is a file; give a folder (it is made if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".spiral-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise SpiralError(f"{flag} {path} cannot be written ({err.strerror}); give a folder you can write to") from None
+    return path

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spiral.config import option, required
-from spiral.data.format import FORMAT, INDEX, META, append_index, read_index, write_episode, write_json_atomic
+from spiral.data.format import FORMAT, INDEX, META, append_index, read_index, writable_folder, write_episode, write_json_atomic
 from spiral.errors import DatasetError, SpiralError
 
 WORLDS = ("tabletop",)
@@ -55,7 +55,8 @@ class DataMakeConfig:
 class MakeResult:
     out: Path
     written: int
-    already_there: int
+    already_there: int  # of the episodes asked for
+    in_folder: int = 0  # episodes the folder held before this run, asked for or not
 
 
 def episode_id(i: int) -> str:
@@ -95,6 +96,7 @@ def make_dataset(cfg: DataMakeConfig, progress: bool = True) -> MakeResult:
     if cfg.episodes < 0:
         raise SpiralError(f"--episodes must be >= 0, got {cfg.episodes}")
     levels = cfg.level_list()
+    writable_folder(Path(cfg.out))
     done = _prepare(cfg)
     todo = [i for i in range(cfg.episodes) if episode_id(i) not in done]
     bar = tqdm(total=cfg.episodes, initial=cfg.episodes - len(todo), desc="episodes", unit="ep", disable=not progress)
@@ -110,4 +112,4 @@ def make_dataset(cfg: DataMakeConfig, progress: bool = True) -> MakeResult:
         )  # fmt: skip
         bar.update(1)
     bar.close()
-    return MakeResult(Path(cfg.out), len(todo), cfg.episodes - len(todo))
+    return MakeResult(Path(cfg.out), len(todo), cfg.episodes - len(todo), len(done))
