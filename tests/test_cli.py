@@ -72,11 +72,12 @@ def tiny_weights(tmp_path):
 
 def test_run_closed_loop_writes_episode_video_and_viewer(tmp_path):
     out = tmp_path / "run"
-    from spiral.demo import demo_goal
+    from spiral.demo import demo_request
 
-    goal = demo_goal(4, "medium")
-    run = spiral("run", "--goal", goal, "--scene-seed", "4", "--world-model-path", str(tiny_weights(tmp_path)),
-                 "--max-generations", "4", "--out", str(out))  # fmt: skip
+    request = demo_request(4, "medium")
+    goal = request.text
+    run = spiral("run", "--goal", goal, "--judge", request.judge, "--scene-seed", "4", "--world-model-path",
+                 str(tiny_weights(tmp_path)), "--max-generations", "4", "--out", str(out))  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "[plan 1] (initial)" in run.stderr and "goal achieved (judged by the oracle from pixels):" in run.stdout
     assert f"viewer:  {out / 'viewer.html'}" in run.stdout

@@ -17,5 +17,10 @@ class UnknownTokenError(SpiralError, ValueError):
         super().__init__(f"unknown {kind} {token!r}; known {kind}s: {', '.join(self.known)}")
 
 
+class AgentUnavailable(SpiralError):
+    """An agent's server could not be used (unreachable, failing after its retries, too slow): the
+    infrastructure failed, not the method, so the bench records the episode as errored and redoes it."""
+
+
 class DatasetError(SpiralError):
     """A dataset file that is missing or corrupt."""

@@ -29,7 +29,7 @@ import numpy as np
 from spiral.agents.parsing import AgentOutputError
 from spiral.agents.protocols import CriticAgent, PlanAgent
 from spiral.config import option
-from spiral.errors import SpiralError
+from spiral.errors import AgentUnavailable, SpiralError
 from spiral.memory import MemoryEvent, ObjectState, WorldMemory
 from spiral.types import Clip, Critique, FailureKind, Plan, Step, Verdict
 from spiral.worldmodels.base import WorldModel, prepare_frame
@@ -255,6 +255,8 @@ def _planned(r: _Runner) -> Iterator[Event]:
                 return
             try:
                 check = r.plan(GOAL_CHECK)
+            except AgentUnavailable:
+                raise
             except SpiralError as err:  # the accepted steps are kept; only the check is missing
                 r.episode.status, r.episode.error = "plan_error", f"the goal check failed: {err}"
                 return
@@ -277,6 +279,8 @@ def _planned(r: _Runner) -> Iterator[Event]:
             r.memory.record(MemoryEvent(step_index, event.index, step.instruction, "replanned", None, outcome))
             try:
                 replan = r.plan(outcome)
+            except AgentUnavailable:
+                raise  # the server, not the plan: the bench redoes the episode
             except SpiralError as err:  # e.g. an API planner that kept answering malformed JSON
                 r.episode.status, r.episode.error = "plan_error", str(err)
                 return
@@ -349,6 +353,8 @@ def _critiqued(r: _Runner, attempt: Attempt, step: Step) -> Attempt:
     began = time.perf_counter()
     try:
         critique = r.critic.critique(step, attempt.clip, r.memory)
+    except AgentUnavailable:
+        raise  # the server, not the clip: the bench redoes the episode
     except SpiralError as err:  # recorded in the episode; the try counts as failed
         critique = Critique(0.0, Verdict.LOCAL_FAILURE, FailureKind.AGENT_ERROR, f"critic error: {err}")
     return replace(attempt, critique=critique, critique_seconds=time.perf_counter() - began)

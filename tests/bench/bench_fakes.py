@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 
-from spiral.errors import SpiralError
+from spiral.errors import AgentUnavailable, SpiralError
 from spiral.types import Clip, Plan, Step
 from spiral.worldmodels.base import prepare_frame
 from spiral.worlds.tabletop.actions import apply, precondition_errors, sample_target
@@ -75,6 +75,26 @@ class FailingPlanner:
 
 def failing_planner():
     return FailingPlanner()
+
+
+class DownPlanner:
+    """A planner whose server is down while the file $PLANNER_DOWN exists; the symbolic planner otherwise."""
+
+    name = "down"
+
+    def __init__(self):
+        from spiral.agents.plan.symbolic import SymbolicPlanAgent
+
+        self.inner = SymbolicPlanAgent()
+
+    def plan(self, goal, frame, memory) -> Plan:
+        if os.path.exists(os.environ["PLANNER_DOWN"]):
+            raise AgentUnavailable("the chat server at http://127.0.0.1:9/v1 could not be used after 5 tries: HTTP 500")
+        return self.inner.plan(goal, frame, memory)
+
+
+def down_planner():
+    return DownPlanner()
 
 
 def tiny_tabletop():

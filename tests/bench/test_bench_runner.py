@@ -148,6 +148,25 @@ def test_an_episode_that_raises_is_recorded_as_a_failure(tmp_path):
     assert r.status == "error" and not r.goal_success and "unreachable" in r.error and r.generation_calls == 0
 
 
+def test_an_unusable_agent_server_errors_the_episode_and_a_rerun_redoes_it(tmp_path, monkeypatch):
+    from spiral.bench.report import load_report, markdown
+
+    down = tmp_path / "down"
+    down.write_text("")
+    monkeypatch.setenv("PLANNER_DOWN", str(down))
+    cfg = bench(tmp_path / "run", planner="bench_fakes:down_planner", world_model="bench_fakes:perfect_world_model")
+    outcome = run_bench(cfg)
+    assert [r.status for r in outcome.rows] == ["errored", "errored"] and outcome.ran == 2
+    with pytest.raises(SpiralError, match="only errored ones"):
+        load_report(tmp_path / "run")
+    down.unlink()  # the server is back
+    outcome = run_bench(cfg)
+    assert outcome.ran == 2 and outcome.skipped == 0  # the errored episodes were not counted as done
+    assert sorted(r.status for r in outcome.rows) == ["completed", "completed"] and all(r.goal_success for r in outcome.rows)
+    assert run_bench(cfg).ran == 0  # and now they are
+    assert "errored" not in markdown(load_report(tmp_path / "run"))
+
+
 def test_the_real_tabletop_model_plugs_in(tmp_path):
     """A tiny randomly initialised TabletopWorldModel (no trained weights needed) through the bench."""
     cfg = bench(

@@ -32,7 +32,7 @@ from PIL import Image
 from spiral.agents.parsing import AgentOutputError, Answer, Reply, ValidationError, ask_json
 from spiral.agents.prompts import Message
 from spiral.config import option, required
-from spiral.errors import SpiralError
+from spiral.errors import AgentUnavailable, SpiralError
 
 __all__ = ["AgentOutputError", "ChatClient", "ChatConfig", "Message", "ValidationError", "frame_to_data_url"]
 
@@ -259,7 +259,7 @@ class ChatClient:
             if attempt < cfg.max_retries:
                 log.warning("chat server %s: %s; retry %d/%d in %.2f s", url, problem, attempt + 1, cfg.max_retries, wait)
                 self._sleep(wait)
-        raise SpiralError(f"the chat server at {url} could not be used after {cfg.max_retries + 1} tries: {problem}; {hint}")
+        raise AgentUnavailable(f"the chat server at {url} could not be used after {cfg.max_retries + 1} tries: {problem}; {hint}")
 
     def _decode(self, raw: bytes) -> dict:
         try:

@@ -14,6 +14,7 @@ from spiral.errors import SpiralError
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
+    from spiral.bench.metrics import ERRORED
     from spiral.bench.report import markdown, write_report
     from spiral.bench.runner import BenchConfig, run_bench
 
@@ -29,6 +30,11 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     print(f"{outcome.out}: ran {outcome.ran} episodes{ranks} ({outcome.skipped} were already done) in {outcome.seconds:.1f} s")
     print(markdown(report), end="")
     print(f"report: {files.html}")
+    errored = [r for r in outcome.rows if r.status == ERRORED]
+    if errored:
+        print(f"spiral: {len(errored)} episodes errored (an agent's server could not be used: {errored[0].error}); they are "
+              "left out of every rate: rerun the same command to redo them", file=sys.stderr)  # fmt: skip
+        return 4
     return 0
 
 

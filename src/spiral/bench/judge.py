@@ -86,10 +86,11 @@ def accounting(task: Task, method: str, episode: Episode, judge: str) -> dict:
     }  # fmt: skip
 
 
-def failed_episode(task: Task, method: str, error: str, seconds: float, judge: str) -> EpisodeMetrics:
-    """An episode that raised before it finished (e.g. the planner could not read the goal)."""
+def failed_episode(task: Task, method: str, error: str, seconds: float, judge: str, status: str = "error") -> EpisodeMetrics:
+    """An episode that raised before it finished: "error" (e.g. the planner could not read the goal)
+    or ERRORED (an agent's server could not be used; not the method's failure)."""
     return EpisodeMetrics(
-        task.id, method, task.level, task.world, judge, "error", False, None, None, None, None, None, None,
+        task.id, method, task.level, task.world, judge, status, False, None, None, None, None, None, None,
         1.0, 1.0, None, task.expected_steps, 0, 0, 0, 0, 0, 0, 0, None, (), seconds, 0.0, 0.0, 0.0, error,
     )  # fmt: skip
 

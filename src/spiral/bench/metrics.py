@@ -16,6 +16,11 @@ Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 TIMING = ("wall_seconds", "model_seconds", "agent_seconds", "judge_seconds")  # vary run to run
 
 
+# An episode the infrastructure failed (an agent's server unreachable or failing after its retries):
+# kept in the results to be shown, left out of every rate, and redone by the next run of the command.
+ERRORED = "errored"
+
+
 @dataclass(frozen=True)
 class EpisodeMetrics:
     """What the judge and the episode's own accounting say about one (task, method) episode.
@@ -27,7 +32,7 @@ class EpisodeMetrics:
     level: str
     world: str
     judge: str  # "oracle" or "vlm"; never the in-loop critic object
-    status: str  # the loop's status (completed, infeasible, budget_exhausted, plan_error) or "error"
+    status: str  # the loop's status (completed, infeasible, budget_exhausted, plan_error), "error", or ERRORED
     goal_success: bool  # every final postcondition of the goal holds, judged on the start and last frame
     step_completion: float | None  # share of the plan's steps whose postcondition held after their clip
     action_alignment: float | None  # mean over accepted clips: instructed motion done, and only it
@@ -198,8 +203,9 @@ def summarise_group(method: str, level: str, rows: list[EpisodeMetrics]) -> Grou
 
 def summarise(rows: list[EpisodeMetrics], methods: list[str] | None = None) -> list[GroupSummary]:
     """One summary per (method, level) and per (method, "all"); methods in the given order."""
+    rows = [r for r in rows if r.status != ERRORED]
     if not rows:
-        raise SpiralError("no finished episodes to summarise yet")
+        raise SpiralError("no finished episodes to summarise yet (only errored ones: rerun the command to redo them)")
     order = methods or list(dict.fromkeys(r.method for r in rows))
     out = []
     for m in order:

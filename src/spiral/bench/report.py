@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from spiral.bench.metrics import EpisodeMetrics, GroupSummary, level_order, summarise
+from spiral.bench.metrics import ERRORED, EpisodeMetrics, GroupSummary, level_order, summarise
 from spiral.bench.store import RunFolder
 from spiral.bench.svg import histogram, line_plot
 from spiral.errors import SpiralError
@@ -49,13 +49,22 @@ def load_report(folder: Path) -> Report:
     return Report(config, rows, summarise(rows, config.get("methods")))
 
 
+def errored_note(report: Report) -> str:
+    errored = [r for r in report.rows if r.status == ERRORED]
+    if not errored:
+        return ""
+    return (f"{len(errored)} episode(s) errored (an agent's server could not be used) and are left out of every "
+            f"rate; rerun the same command to redo them. First: {errored[0].task} ({errored[0].method}): {errored[0].error}")  # fmt: skip
+
+
 def markdown(report: Report) -> str:
     head = ["method", "level", "n", *(c[0] for c in COLUMNS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in report.groups:
         cells = [g.method, g.level, str(g.episodes), *(getattr(g, f).text(percent=p) for _, f, p in COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    note = errored_note(report)
+    return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
 
 
 def _table(report: Report) -> str:
@@ -109,6 +118,7 @@ def html(report: Report) -> str:
 <p>Intervals are 95%: Wilson for success, Student t for means. Metrics are defined in <code>spiral/bench/judge.py</code>.</p>
 <h2>Results by method and level</h2>
 {_table(report)}
+{f'<p id="errored">{escape(errored_note(report))}</p>' if errored_note(report) else ""}
 <h2>Success vs horizon</h2>
 <div class="plots">{_success_plot(report)}</div>
 <h2>In-loop critic scores, by the judge's verdict</h2>

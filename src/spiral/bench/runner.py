@@ -17,11 +17,11 @@ from pathlib import Path
 from spiral.backends import WORLD_MODEL_OPTIONS_HELP
 from spiral.bench.dist import Dist, init_dist
 from spiral.bench.methods import AgentCache, Backends, loop_config, needs_critic, parse_methods
-from spiral.bench.metrics import EpisodeMetrics
+from spiral.bench.metrics import ERRORED, EpisodeMetrics
 from spiral.bench.store import Appender, RunFolder
 from spiral.bench.tasks import SUITES, Task, limit_tasks, load_suite, read_tasks, tasks_digest
 from spiral.config import option, required
-from spiral.errors import SpiralError
+from spiral.errors import AgentUnavailable, SpiralError
 from spiral.loop import LoopConfig
 
 JUDGES = ("auto", "oracle", "vlm")
@@ -188,6 +188,7 @@ class Worker:
     def run(self, task: Task, method: str) -> EpisodeMetrics:
         from spiral.backends import observer_for
         from spiral.bench.judge import failed_episode
+        from spiral.bench.metrics import ERRORED
         from spiral.loop import run
         from spiral.run import RunConfig, start_frame
 
@@ -204,6 +205,8 @@ class Worker:
                                 self.wm.frame_size)  # fmt: skip
             episode = run(task.goal, frame, self.wm, planner, critic, loop, observe=observer_for(task.world))
             row = self.judge.judge(task, method, episode)
+        except AgentUnavailable as err:  # the infrastructure failed: errored, not failed, and redone by a rerun
+            return failed_episode(task, method, str(err), time.perf_counter() - began, self.judge.name, ERRORED)
         except SpiralError as err:  # this episode's input was bad (e.g. a goal the planner cannot read)
             return failed_episode(task, method, str(err), time.perf_counter() - began, self.judge.name)
         except Exception as err:  # noqa: BLE001 - a backend crashed on what the model made
@@ -306,7 +309,7 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
                     fingerprint(cfg, all_tasks, judge), {"tasks_source": cfg.suite or str(cfg.tasks), "methods": list(methods)}
                 )
                 folder.merge_parts()  # lines a killed distributed run left in part files
-                done = {r.key for r in folder.read(repair=True)}
+                done = {r.key for r in folder.read(repair=True) if r.status != ERRORED}  # errored ones are redone
                 units = [(t, m) for t in tasks for m in methods]
                 plan = {"pending": [u for u in units if f"{u[0].id}\t{u[1]}" not in done], "skipped": len(units)}
                 plan["skipped"] -= len(plan["pending"])

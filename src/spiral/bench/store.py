@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from spiral.bench.metrics import EpisodeMetrics
+from spiral.bench.metrics import ERRORED, EpisodeMetrics
 from spiral.errors import SpiralError
 
 CONFIG, RESULTS, PARTS = "config.json", "results.jsonl", "parts"
@@ -87,16 +87,17 @@ class RunFolder:
         rows: dict[str, EpisodeMetrics] = {}
         for path in [self.results_path, *self.part_paths()]:
             for row in read_lines(path, repair):
-                rows.setdefault(row.key, row)
+                if row.key not in rows or rows[row.key].status == ERRORED:  # a redone episode replaces its errored row
+                    rows[row.key] = row
         return list(rows.values())
 
     def merge_parts(self, extra: list[EpisodeMetrics] = ()) -> int:
         """Rank 0: move the part files' lines (and lines gathered from other ranks) into results.jsonl."""
-        have = {r.key for r in read_lines(self.results_path, repair=True)}
+        have = {r.key for r in read_lines(self.results_path, repair=True) if r.status != ERRORED}
         new = {}
         for row in [*extra, *(r for p in self.part_paths() for r in read_lines(p, repair=False))]:
-            if row.key not in have:
-                new.setdefault(row.key, row)
+            if row.key not in have and (row.key not in new or new[row.key].status == ERRORED):
+                new[row.key] = row
         with Appender(self.results_path) as out:
             for row in new.values():
                 out.append(row)
