@@ -128,3 +128,24 @@ def test_demo_runs_the_closed_loop_on_the_shipped_model(tmp_path):
     assert "method closed-loop:" in run.stdout and "goal achieved (judged by the oracle from pixels):" in run.stdout
     assert (tmp_path / "video.mp4").stat().st_size > 1000 and (tmp_path / "viewer.html").is_file()
     assert (tmp_path / "episode" / "episode.json").is_file()
+
+
+def test_data_make_resume_redoes_damaged_episodes(tmp_path):
+    out, clean = tmp_path / "ds", tmp_path / "clean"
+    args = ["data", "make", "--episodes", "4", "--seed", "2", "--frame-size", "32", "--levels", "short"]
+    assert spiral(*args, "--out", str(out)).returncode == 0
+    assert spiral(*args, "--out", str(clean)).returncode == 0
+    import shutil
+
+    shutil.rmtree(out / "ep-000001")  # a deleted folder
+    episode = out / "ep-000002" / "episode.json"
+    episode.write_text(episode.read_text()[:100])  # a truncated episode file
+    next((out / "ep-000003").glob("*.mp4")).unlink()  # a deleted clip
+    run = spiral(*args, "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    for i, why in ((1, "folder is missing"), (2, "corrupt episode file"), (3, ".mp4 is missing")):
+        assert f"ep-00000{i} was damaged (" in run.stdout and why in run.stdout
+    assert "wrote 3 episodes (1 were already there)" in run.stdout
+    assert [e["id"] for e in read_index(out)] == [f"ep-{i:06d}" for i in range(4)]
+    for i in range(4):
+        assert (out / f"ep-{i:06d}" / "episode.json").read_text() == (clean / f"ep-{i:06d}" / "episode.json").read_text()

@@ -16,6 +16,8 @@ def _cmd_data_make(ns: argparse.Namespace) -> int:
     result = make_dataset(config_from_args(DataMakeConfig, ns))
     extra = result.in_folder - result.already_there
     beyond = f"; the folder also holds {extra} more, kept" if extra > 0 else ""
+    for episode, why in result.redone.items():
+        print(f"{result.out}: {episode} was damaged ({why}); made it again")
     print(f"{result.out}: wrote {result.written} episodes ({result.already_there} were already there{beyond})")
     return 0
 

@@ -187,3 +187,34 @@ def writable_folder(path: Path, flag: str = "--out") -> Path:
     except OSError as err:
         raise SpiralError(f"{flag} {path} cannot be written ({err.strerror}); give a folder you can write to") from None
     return path
+
+
+def file_sizes(folder: Path) -> dict[str, int]:
+    """What an index entry records of an episode folder, so a resume can tell it is whole."""
+    return {p.name: p.stat().st_size for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+def episode_damage(folder: Path, entry: dict) -> str:
+    """Why an indexed episode cannot be trusted ('' when it is whole): its folder, its episode file
+    and every file it names must be there, at the sizes the index recorded (where it recorded them)."""
+    if not folder.is_dir():
+        return "its folder is missing"
+    try:
+        record = read_episode(folder)
+    except DatasetError as err:
+        return str(err)
+    named = [record.start_image] + [a.video for s in record.steps for a in s.attempts]
+    missing = [n for n in named if not (folder / n).is_file()]
+    if missing:
+        return f"{missing[0]} is missing"
+    have = file_sizes(folder)
+    changed = [n for n, size in entry.get("files", {}).items() if have.get(n) != size]
+    return f"{changed[0]} is not the size the index recorded" if changed else ""
+
+
+def rewrite_index(root: Path, entries: list[dict]) -> None:
+    """Replace the index whole (written aside, then renamed into place)."""
+    path = Path(root) / INDEX
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    os.replace(tmp, path)

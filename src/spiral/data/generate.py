@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from spiral.config import option, required
-from spiral.data.format import FORMAT, INDEX, META, append_index, read_index, writable_folder, write_episode, write_json_atomic
+from spiral.data.format import (
+    FORMAT,
+    INDEX,
+    META,
+    append_index,
+    episode_damage,
+    file_sizes,
+    read_index,
+    rewrite_index,
+    writable_folder,
+    write_episode,
+    write_json_atomic,
+)
 from spiral.errors import DatasetError, SpiralError
 
 WORLDS = ("tabletop",)
@@ -56,15 +68,17 @@ class MakeResult:
     out: Path
     written: int
     already_there: int  # of the episodes asked for
-    in_folder: int = 0  # episodes the folder held before this run, asked for or not
+    in_folder: int = 0  # whole episodes the folder held before this run, asked for or not
+    redone: dict[str, str] = field(default_factory=dict)  # damaged episodes made again, and what was wrong
 
 
 def episode_id(i: int) -> str:
     return f"ep-{i:06d}"
 
 
-def _prepare(cfg: DataMakeConfig) -> set[str]:
-    """Create or reopen the folder; returns the ids already finished."""
+def _prepare(cfg: DataMakeConfig) -> tuple[set[str], dict[str, str]]:
+    """Create or reopen the folder; returns the ids already finished and whole, and the damaged
+    ones it will redo, with why."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / META
@@ -81,11 +95,15 @@ def _prepare(cfg: DataMakeConfig) -> set[str]:
     else:
         write_json_atomic(meta_path, {"format": FORMAT, "world": cfg.world, "settings": settings})
         (out / INDEX).touch()
-    done = {e["id"] for e in read_index(out, repair=True)}
+    entries = read_index(out, repair=True)
+    damaged = {e["id"]: why for e in entries if (why := episode_damage(out / e["id"], e))}
+    if damaged:  # resume trusts what it checked: a damaged episode leaves the index and is made again
+        rewrite_index(out, [e for e in entries if e["id"] not in damaged])
+    done = {e["id"] for e in entries} - set(damaged)
     for leftover in out.iterdir():  # half-written episodes from an interrupted run are redone
         if leftover.is_dir() and (leftover.name.startswith(".tmp-") or leftover.name not in done):
             shutil.rmtree(leftover)
-    return done
+    return done, damaged
 
 
 def make_dataset(cfg: DataMakeConfig, progress: bool = True) -> MakeResult:
@@ -97,19 +115,21 @@ def make_dataset(cfg: DataMakeConfig, progress: bool = True) -> MakeResult:
         raise SpiralError(f"--episodes must be >= 0, got {cfg.episodes}")
     levels = cfg.level_list()
     writable_folder(Path(cfg.out))
-    done = _prepare(cfg)
+    done, damaged = _prepare(cfg)
     todo = [i for i in range(cfg.episodes) if episode_id(i) not in done]
     bar = tqdm(total=cfg.episodes, initial=cfg.episodes - len(todo), desc="episodes", unit="ep", disable=not progress)
     for i in todo:
         spec = EpisodeSpec(cfg.frame_size, cfg.num_frames, cfg.failure_rate, levels[i % len(levels)], cfg.annotator)
         episode = make_episode(episode_id(i), np.random.default_rng([cfg.seed, i]), spec)
-        write_episode(Path(cfg.out), episode.record, episode.start_frame, episode.clips)
+        folder = write_episode(Path(cfg.out), episode.record, episode.start_frame, episode.clips)
         record = episode.record
         append_index(
             Path(cfg.out),
             {"id": record.id, "goal": record.goal, "level": record.level, "num_steps": len(record.steps),
-             "num_clips": len(episode.clips)},
+             "num_clips": len(episode.clips), "files": file_sizes(folder)},
         )  # fmt: skip
         bar.update(1)
     bar.close()
-    return MakeResult(Path(cfg.out), len(todo), cfg.episodes - len(todo), len(done))
+    if damaged:  # redone episodes were appended last: the index goes back to id order
+        rewrite_index(Path(cfg.out), sorted(read_index(Path(cfg.out)), key=lambda e: e["id"]))
+    return MakeResult(Path(cfg.out), len(todo), cfg.episodes - len(todo), len(done), damaged)
