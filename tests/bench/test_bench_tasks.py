@@ -136,3 +136,19 @@ def test_a_free_form_goal_is_judged_by_its_judge_condition(tmp_path):
     assert isinstance(judged_condition(line["goal"], "unchanged"), Unchanged)
     start = Scene((TableObject("red", "square", "large", 0.2, 0.2),))
     assert Unchanged().holds(start, start) and not Unchanged().holds(start, start.moved("red square", 0.5, 0.5, None))
+
+
+def test_the_free_form_suite_and_its_tuning_split():
+    from spiral.bench.tasks import FREEFORM, REFUSAL, tuning_tasks
+    from spiral.worlds.tabletop.judging import UNCHANGED
+
+    suite = load_suite(FREEFORM)
+    assert len(suite) >= 90 and {t.level for t in suite} == {*LEVEL_ORDER, REFUSAL}
+    for t in suite:
+        assert t.judge and (t.judge == UNCHANGED) == (t.level == REFUSAL)
+        if t.level != REFUSAL:
+            lo, hi = LEVELS[t.level]
+            assert lo <= t.expected_steps <= hi
+    tuning = tuning_tasks(30, 1, freeform=True)
+    assert [t.id for t in tuning] == [f"ff-{level}-030" for level in LEVEL_ORDER] + ["ff-refusal-030"]
+    assert not {t.scene_seed for t in tuning} & {t.scene_seed for t in suite}
