@@ -74,9 +74,8 @@ def test_run_closed_loop_writes_episode_video_and_viewer(tmp_path):
     out = tmp_path / "run"
     from spiral.demo import demo_request
 
-    request = demo_request(4, "medium")
-    goal = request.text
-    run = spiral("run", "--goal", goal, "--judge", request.judge, "--scene-seed", "4", "--world-model-path",
+    goal = demo_request(4, "medium").judge  # its canonical goal: the symbolic planner reads it exactly
+    run = spiral("run", "--goal", goal, "--planner", "symbolic", "--scene-seed", "4", "--world-model-path",
                  str(tiny_weights(tmp_path)), "--max-generations", "4", "--out", str(out))  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "[plan 1] (initial)" in run.stderr and "goal achieved (judged by the oracle from pixels):" in run.stdout
@@ -91,7 +90,7 @@ def test_run_closed_loop_writes_episode_video_and_viewer(tmp_path):
 def test_run_bad_input_gives_clear_messages(tmp_path):
     weights = str(tiny_weights(tmp_path))
     cases = [
-        (["--goal", "juggle the planets", "--scene-seed", "1"], "goals look like: "),  # with examples
+        (["--goal", "juggle the planets", "--scene-seed", "1", "--planner", "symbolic"], "goals look like: "),  # with examples
         (["--goal", "clear the left side", "--scene-seed", "1", "--image", "x.png"], "exactly one of --image"),
         (["--goal", "clear the left side", "--image", str(tmp_path / "none.png")], "cannot read start image"),
         (["--goal", "clear the left side", "--scene-seed", "1", "--planner", "openai", "--agent-model", "m"], "OPENAI_API_KEY"),

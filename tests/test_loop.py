@@ -278,7 +278,7 @@ def test_candidates_stop_at_the_generation_budget_and_bad_counts_are_refused():
     episode, wm, _, _ = go([LOCAL] * 10, LoopConfig(candidates=4, max_generations=6))
     assert episode.status == "budget_exhausted" and episode.generation_calls == 6
     assert [a.candidates for a in episode.attempts] == [4] * 4 + [2] * 2
-    with pytest.raises(SpiralError, match="candidates must be at least 1"):
+    with pytest.raises(SpiralError, match="candidates must be >= 1"):
         go(cfg=LoopConfig(candidates=0))
 
 

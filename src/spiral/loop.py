@@ -158,8 +158,6 @@ class _Runner:
             raise SpiralError(f"unknown method {cfg.method!r}; known methods: {', '.join(METHODS)}")
         if cfg.method == "closed-loop" and critic is None:
             raise SpiralError("the closed-loop method needs a critic (--critic)")
-        if cfg.candidates < 1:
-            raise SpiralError(f"candidates must be at least 1 (clips per try), got {cfg.candidates}")
         self.wm, self.planner, self.critic, self.cfg, self.observe = wm, planner, critic, cfg, observe
         self.frame = prepare_frame(frame, wm.frame_size)
         self.memory = WorldMemory(goal, use_history=cfg.use_memory)

@@ -37,7 +37,9 @@ class RunConfig:
     world_model: str = option("tabletop", "world model backend", choices=WORLD_MODELS)
     world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id (diffusers)")
     world_model_options: str = option("", WORLD_MODEL_OPTIONS_HELP)
-    planner: str = option("symbolic", "PlanAgent backend", choices=PLANNERS)
+    planner: str = option(
+        "lm", "PlanAgent backend (lm: reads plain English; symbolic: the grammar and solver, an exact baseline)", choices=PLANNERS
+    )
     critic: str = option(
         "learned", "CriticAgent backend (learned: the shipped tabletop critic; oracle: the judge's own checks)", choices=CRITICS
     )

@@ -11,7 +11,13 @@ from spiral.bench.runner import BenchConfig, run_bench
 
 HERE = Path(__file__).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE)}
-OPTIONS = {"suite": "tabletop-short", "limit": 3, "methods": "stepwise,closed-loop", "world_model": "bench_fakes:sim_world_model"}
+OPTIONS = {
+    "suite": "tabletop-short",
+    "limit": 3,
+    "methods": "stepwise,closed-loop",
+    "world_model": "bench_fakes:sim_world_model",
+    "planner": "symbolic",
+}
 
 
 def test_torchrun_two_gloo_processes_shard_and_merge(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE), "SIM_DELAY": "0.05"}
-ARGS = ["--suite", "tabletop-short", "--limit", "4", "--methods", "stepwise,closed-loop", "--no-progress",
+ARGS = ["--suite", "tabletop-short", "--limit", "4", "--methods", "stepwise,closed-loop", "--no-progress", "--planner", "symbolic",
         "--world-model", "bench_fakes:slow_sim_world_model"]  # fmt: skip
 EPISODES = 8
 

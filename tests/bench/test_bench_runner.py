@@ -20,6 +20,7 @@ def bench(out, **kw) -> BenchConfig:
         "limit": 2,
         "methods": "stepwise",
         "world_model": "bench_fakes:sim_world_model",
+        "planner": "symbolic",
         "progress": False,
     }
     return BenchConfig(out=out, **(base | kw))

@@ -48,7 +48,7 @@ class BenchConfig:
     world_model: str = option("tabletop", "world model backend, or module:callable returning one")
     world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id")
     world_model_options: str = option("", WORLD_MODEL_OPTIONS_HELP)
-    planner: str = option("symbolic", "PlanAgent backend (symbolic, lm, openai, hf), or module:callable")
+    planner: str = option("lm", "PlanAgent backend (lm, symbolic, openai, hf), or module:callable")
     planner_weights: str = option("", "lm planner: its adapter file ('' = the shipped one)")
     critic: str = option("learned", "CriticAgent backend of the closed loop (learned, oracle, openai, hf), or module:callable")
     agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")

@@ -135,19 +135,31 @@ def test_agent_refuses_with_the_reason_and_fails_clearly_on_nonsense(tiny_base, 
 
 
 @pytest.mark.slow
-def test_train_planner_learns_and_resumes_identically(tiny_base, tmp_path):
-    base = {"base": str(tiny_base), "batch_size": 4, "lr": 1e-2, "eval_every": 0, "eval_size": 4, "save_every": 5, "threads": 1}
-    straight = train_planner(PlannerTrainConfig(out=tmp_path / "a", steps=30, **base), progress=False)
+def test_train_planner_learns_and_resumes_identically(tiny_base, tmp_path, monkeypatch):
+    from spiral.worlds.tabletop import lm_planner_train
+
+    base = {"base": str(tiny_base), "batch_size": 4, "lr": 3e-2, "eval_every": 0, "eval_size": 4, "save_every": 5, "threads": 1}
+    straight = train_planner(PlannerTrainConfig(out=tmp_path / "a", steps=60, **base), progress=False)
     log = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
     first, last = np.mean([r["loss"] for r in log[:5]]), np.mean([r["loss"] for r in log[-5:]])
     assert last < 0.6 * first, (first, last)
     assert "tuning_right" in log[-1]
-    train_planner(PlannerTrainConfig(out=tmp_path / "b", steps=10, **base), progress=False)
-    resumed = train_planner(PlannerTrainConfig(out=tmp_path / "b", steps=30, **base), progress=False)
+    save = lm_planner_train.save_checkpoint
+
+    def save_then_stop(cfg, lm, opt, step):  # the run is interrupted right after its step-20 checkpoint
+        save(cfg, lm, opt, step)
+        if step == 20:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(lm_planner_train, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_planner(PlannerTrainConfig(out=tmp_path / "b", steps=60, **base), progress=False)
+    monkeypatch.setattr(lm_planner_train, "save_checkpoint", save)
+    resumed = train_planner(PlannerTrainConfig(out=tmp_path / "b", steps=60, **base), progress=False)
     a, b = load_file(str(straight)), load_file(str(resumed))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(Exception, match="other settings"):
-        train_planner(PlannerTrainConfig(out=tmp_path / "b", steps=31, **{**base, "lr": 2e-2}), progress=False)
+        train_planner(PlannerTrainConfig(out=tmp_path / "b", steps=61, **{**base, "lr": 2e-2}), progress=False)
 
 
 def test_cli_trains_then_runs_the_lm_planner(tiny_base, tmp_path):

@@ -191,7 +191,8 @@ class PlannerLM:
         `base` names the model it adapts (GEMMA_NAME or a folder), which `load` then defaults to."""
         from peft import get_peft_model_state_dict
 
-        tensors = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
+        # float16 halves the shipped file; the loader copies the tensors into float32 parameters.
+        tensors = {k: v.detach().half().contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
         tensors[VOCAB_KEY] = self.vocab_ids.clone()
         s = self.lora
         meta = {"lora_rank": str(s.rank), "lora_alpha": str(s.alpha), "lora_dropout": str(s.dropout), "base": base}

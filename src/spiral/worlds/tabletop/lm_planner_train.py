@@ -167,6 +167,7 @@ def train_planner(cfg: PlannerTrainConfig, progress: bool = True) -> Path:
     base = Path(cfg.base) if cfg.base else gemma_folder()
     vocab = output_vocabulary(AutoTokenizer.from_pretrained(base), cfg.seed)
     lora = LoraSettings(rank=cfg.lora_rank, alpha=2.0 * cfg.lora_rank)
+    torch.manual_seed(cfg.seed)  # peft draws the LoRA A matrices from torch's generator
     lm = PlannerLM.load(base, vocab_ids=vocab, lora=lora, trainable=True)
     params = [p for p in lm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
