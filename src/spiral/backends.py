@@ -72,11 +72,9 @@ def make_planner(
 
         return LMPlanAgent(adapter=weights or None, seed=seed)
     if name == "openai":
-        from spiral.agents.chat import ChatConfig
         from spiral.agents.plan.openai import OpenAIPlanAgent
 
-        config = ChatConfig(base_url, _need_model(model, name), api_key_env, timeout_s=timeout_s, max_retries=retries)
-        return OpenAIPlanAgent(config)
+        return OpenAIPlanAgent(_chat_config(name, model, base_url, api_key_env, timeout_s, retries))
     if name == "hf":
         from spiral.agents.plan.hf import HFPlanAgent
 
@@ -105,11 +103,9 @@ def make_critic(
 
         return LearnedCriticAgent.load(model or None, threshold=threshold or None)
     if name == "openai":
-        from spiral.agents.chat import ChatConfig
         from spiral.agents.critic.openai import OpenAICriticAgent
 
-        config = ChatConfig(base_url, _need_model(model, name), api_key_env, timeout_s=timeout_s, max_retries=retries)
-        return OpenAICriticAgent(config)
+        return OpenAICriticAgent(_chat_config(name, model, base_url, api_key_env, timeout_s, retries))
     if name == "hf":
         from spiral.agents.critic.hf import HFCriticAgent
 
@@ -137,6 +133,13 @@ def observer_for(world_model: str):
         return [ObjectState(o.name, round(o.x, 3), round(o.y, 3), cell_of(o.x, o.y), o.on) for o in read_scene(frame).objects]
 
     return observe
+
+
+def _chat_config(backend: str, model: str, base_url: str, api_key_env: str, timeout_s: float, retries: int):
+    """The API agents' server settings, the same for a planner and a critic."""
+    from spiral.agents.chat import ChatConfig
+
+    return ChatConfig(base_url, _need_model(model, backend), api_key_env, timeout_s=timeout_s, max_retries=retries)
 
 
 def _need_model(model: str, backend: str) -> str:

@@ -78,8 +78,8 @@ def gemma_folder() -> Path:
 class PlannerLM:
     """A causal LM with a LoRA adapter and a restricted output vocabulary."""
 
-    def __init__(self, model, tokenizer, vocab_ids: Sequence[int], max_new_tokens: int = 64):
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model, tokenizer, vocab_ids: Sequence[int], lora: LoraSettings, max_new_tokens: int = 64):
+        self.model, self.tokenizer, self.lora = model, tokenizer, lora
         self.vocab_ids = torch.tensor(sorted(set(int(i) for i in vocab_ids)), dtype=torch.long)
         if self.eos_id not in set(self.vocab_ids.tolist()):
             raise SpiralError("the output vocabulary must contain the end-of-sequence token")
@@ -123,9 +123,7 @@ class PlannerLM:
         if not trainable:
             model = model.merge_and_unload()
             model.eval()
-        lm = cls(model, tokenizer, vocab_ids)
-        lm.lora = settings
-        return lm
+        return cls(model, tokenizer, vocab_ids, settings)
 
     # Token ids: a prompt starts with BOS; an answer follows it after a space ("Goal: stack ..."),
     # ends with EOS and is scored token by token.

@@ -27,7 +27,7 @@ from spiral.config import option, required
 from spiral.errors import SpiralError
 from spiral.worlds.tabletop.actions import DIRECTIONS, OBJECT_NAMES, REGIONS
 from spiral.worlds.tabletop.goals import SORT_KEYS, Goal, goal_to_text
-from spiral.worlds.tabletop.lm_planner import REFUSAL_PREFIX, REFUSALS, planner_prompt, read_answer
+from spiral.worlds.tabletop.lm_planner import REFUSAL_PREFIX, REFUSALS, planner_prompt
 from spiral.worlds.tabletop.scene import COLOURS, COOL_COLOURS, SHAPES, WARM_COLOURS, random_scene
 
 ADAPTER_NAME = "tabletop_planner.safetensors"
@@ -206,4 +206,4 @@ def train_planner(cfg: PlannerTrainConfig, progress: bool = True) -> Path:
     return adapter
 
 
-__all__ = ["PlannerTrainConfig", "read_answer", "request_pair", "train_planner"]
+__all__ = ["PlannerTrainConfig", "request_pair", "train_planner"]

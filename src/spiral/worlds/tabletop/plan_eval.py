@@ -139,9 +139,9 @@ def evaluate_task(task: Task, planner, seed: int, slip: float = 0.0, max_replans
         if not slipped or replans >= max_replans:
             break
         replans += 1
-    success = not stopped and plan.feasible and bool(judged_condition(task.goal, task.judge).holds(scene, current))
-    if not plan.feasible:  # a refusal moves nothing: right only where nothing should move
-        success = bool(judged_condition(task.goal, task.judge).holds(scene, current))
+    holds = bool(judged_condition(task.goal, task.judge).holds(scene, current))
+    # A refusal moves nothing: it is right only where nothing should move.
+    success = holds if not plan.feasible else holds and not stopped
     return PlanRow(task.id, task.level, success, plan.feasible, steps, seconds, stopped, memory, replans, task.expected_steps)
 
 
