@@ -87,6 +87,27 @@ def test_run_closed_loop_writes_episode_video_and_viewer(tmp_path):
     assert "<script" not in (out / "viewer.html").read_text()
 
 
+def test_run_again_resumes_its_episode_and_other_settings_are_refused(tmp_path):
+    out, weights = tmp_path / "run", str(tiny_weights(tmp_path))
+    args = ["run", "--goal", "clear the left side", "--planner", "symbolic", "--scene-seed", "4", "--world-model-path", weights,
+            "--max-generations", "3", "--out", str(out)]  # fmt: skip
+    first = spiral(*args)
+    assert first.returncode == 0, first.stderr
+    episode = json.loads((out / "episode" / "episode.json").read_text())
+    again = spiral(*args)
+    assert again.returncode == 0 and "resuming the episode" in again.stderr and "recorded calls to replay" in again.stderr
+    resumed = json.loads((out / "episode" / "episode.json").read_text())
+
+    def attempts(e: dict) -> list:
+        return [(a["instruction"], a["critique"], a["video"]) for s in e["steps"] for a in s["attempts"]]
+
+    assert attempts(resumed) == attempts(episode) and attempts(episode)
+    assert all((out / "episode" / video).stat().st_size > 0 for *_, video in attempts(resumed))
+    other = spiral(*args, "--seed", "1")
+    assert other.returncode == 2 and "holds an episode with other settings (loop.seed)" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
 def test_run_bad_input_gives_clear_messages(tmp_path):
     weights = str(tiny_weights(tmp_path))
     cases = [

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from spiral.agents.protocols import CriticAgent, PlanAgent
 from spiral.config import option
 from spiral.errors import AgentUnavailable, SpiralError
 from spiral.memory import MemoryEvent, ObjectState, WorldMemory
-from spiral.types import Clip, Critique, FailureKind, Plan, Step, Verdict
+from spiral.types import Clip, Critique, FailureKind, Outcome, Plan, Status, Step, Verdict
 from spiral.worldmodels.base import WorldModel, prepare_frame
 
 METHODS = ("closed-loop", "stepwise", "oneshot")
@@ -108,7 +109,7 @@ class Episode:
     plans: list[PlanEvent] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     memory: WorldMemory | None = None
-    status: str = "running"  # completed | infeasible | budget_exhausted | plan_error
+    status: Status = Status.RUNNING
     error: str = ""  # why a plan_error ended the episode
     seconds: float = 0.0
 
@@ -194,7 +195,7 @@ class _Runner:
         self.episode.attempts[where] = accepted
         self.frame = attempt.clip.last_frame
         self._observe()
-        self.memory.record(MemoryEvent(attempt.step, attempt.plan, attempt.instruction, "accepted", _score(attempt)))
+        self.memory.record(MemoryEvent(attempt.step, attempt.plan, attempt.instruction, Outcome.ACCEPTED, _score(attempt)))
         return accepted
 
 
@@ -228,59 +229,59 @@ def _oneshot(r: _Runner) -> Iterator[Event]:
     attempt = Attempt(0, 0, 0, r.memory.goal, clip, None, time.perf_counter() - began, 0.0)
     r.episode.attempts.append(attempt)
     yield r.accept(attempt, forced=True)
-    r.episode.status = "completed"
+    r.episode.status = Status.COMPLETED
 
 
 def _planned(r: _Runner) -> Iterator[Event]:
     try:
         event = r.plan("initial")
     except AgentOutputError as err:  # a model that gave no usable plan; a goal no parser reads stays an input error
-        r.episode.status, r.episode.error = "plan_error", str(err)
+        r.episode.status, r.episode.error = Status.PLAN_ERROR, str(err)
         return
     yield event
     step_index = 0
     while True:
         plan = event.plan
         if not plan.feasible:
-            r.episode.status = "infeasible"
+            r.episode.status = Status.INFEASIBLE
             return
         if step_index >= len(plan.steps):
             # The critic passed each step, but steps can pass and the goal still not hold (a step's
             # wording allows a spot the rest of the plan did not expect, or the critic was wrong):
             # the planner looks again, and an unfinished goal gets a plan of its own.
             if not _goal_check_due(r, event):
-                r.episode.status = "completed"
+                r.episode.status = Status.COMPLETED
                 return
             try:
                 check = r.plan(GOAL_CHECK)
             except AgentUnavailable:
                 raise
             except SpiralError as err:  # the accepted steps are kept; only the check is missing
-                r.episode.status, r.episode.error = "plan_error", f"the goal check failed: {err}"
+                r.episode.status, r.episode.error = Status.PLAN_ERROR, f"the goal check failed: {err}"
                 return
             yield check
             if check.plan.feasible and check.plan.steps:
                 event, step_index = check, 0
                 continue
-            r.episode.status = "completed"
+            r.episode.status = Status.COMPLETED
             return
         step = plan.steps[step_index]
-        outcome = yield from _attempt_step(r, event.index, step_index, step)
-        if outcome == "budget":
-            r.episode.status = "budget_exhausted"
+        end = yield from _attempt_step(r, event.index, step_index, step)
+        if end.how == StepEnd.OUT_OF_BUDGET:
+            r.episode.status = Status.BUDGET_EXHAUSTED
             return
-        if outcome == "accepted":
+        if end.how == StepEnd.ACCEPTED:
             step_index += 1
             continue
         # The step could not be fixed here: replan from the last accepted frame, or push on.
         if _replans_left(r):
-            r.memory.record(MemoryEvent(step_index, event.index, step.instruction, "replanned", None, outcome))
+            r.memory.record(MemoryEvent(step_index, event.index, step.instruction, Outcome.REPLANNED, None, end.why))
             try:
-                replan = r.plan(outcome)
+                replan = r.plan(end.why)
             except AgentUnavailable:
                 raise  # the server, not the plan: the bench redoes the episode
             except SpiralError as err:  # e.g. an API planner that kept answering malformed JSON
-                r.episode.status, r.episode.error = "plan_error", str(err)
+                r.episode.status, r.episode.error = Status.PLAN_ERROR, str(err)
                 return
             yield replan
             # A planner that finds no way on from a mid-episode frame has most often misread what
@@ -306,9 +307,23 @@ def _goal_check_due(r: _Runner, event: PlanEvent) -> bool:
     return cfg.method == "closed-loop" and cfg.goal_check and _replans_left(r) and bool(event.plan.steps)
 
 
-def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step):
-    """Generate (and, closed-loop, critique and retry) one step. Returns "accepted", "budget", or
-    why the outer loop should take over."""
+class StepEnd(StrEnum):
+    """How a step's tries ended."""
+
+    ACCEPTED = "accepted"
+    OUT_OF_BUDGET = "out_of_budget"  # no generation left in the episode's budget
+    UNFIXED = "unfixed"  # the outer loop takes over: drift, an unmet precondition, or every try failed
+
+
+@dataclass(frozen=True)
+class StepResult:
+    how: StepEnd
+    why: str = ""  # for UNFIXED: what the replan is told
+
+
+def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step) -> Iterator[Attempt]:
+    """Generate (and, closed-loop, critique and retry) one step; yields its attempts and returns
+    a StepResult."""
     cfg = r.cfg
     closed = cfg.method == "closed-loop"
     tries = cfg.max_tries if (closed and cfg.inner_loop) else 1
@@ -316,7 +331,7 @@ def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step):
     for try_index in range(tries):
         count = min(cfg.candidates if closed else 1, cfg.max_generations - len(r.episode.attempts))
         if count <= 0:
-            return "budget"
+            return StepResult(StepEnd.OUT_OF_BUDGET)
         began = time.perf_counter()
         clips = r.generate(instruction, count=count)
         each = (time.perf_counter() - began) / count  # a batched call's time, shared out
@@ -335,13 +350,13 @@ def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step):
         critique = best.critique
         if critique is None or critique.verdict == Verdict.SUCCESS:
             yield r.accept(best)
-            return "accepted"
+            return StepResult(StepEnd.ACCEPTED)
         yield best
-        r.memory.record(MemoryEvent(step_index, plan_index, instruction, "failed", critique.score, critique.feedback))
+        r.memory.record(MemoryEvent(step_index, plan_index, instruction, Outcome.FAILED, critique.score, critique.feedback))
         if critique.verdict == Verdict.GLOBAL_DRIFT or critique.failure_kind == FailureKind.PRECONDITION_UNMET:
-            return f"{critique.verdict.value}: {critique.feedback}"
+            return StepResult(StepEnd.UNFIXED, f"{critique.verdict.value}: {critique.feedback}")
         instruction = critique.refined_instruction or step.instruction
-    return f"step {step_index + 1} failed {tries} times: {step.instruction}"
+    return StepResult(StepEnd.UNFIXED, f"step {step_index + 1} failed {tries} times: {step.instruction}")
 
 
 def _critiqued(r: _Runner, attempt: Attempt, step: Step) -> Attempt:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from spiral.types import Outcome
+
 
 @dataclass(frozen=True)
 class ObjectState:
@@ -31,9 +33,12 @@ class MemoryEvent:
     step: int  # index of the step in the plan it belonged to
     plan: int  # which plan (0 = first, 1 = after the first replan, ...)
     instruction: str
-    outcome: str  # "accepted" | "failed" | "replanned" | "error"
+    outcome: Outcome
     score: float | None = None
     feedback: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome", Outcome(self.outcome))  # also read back from JSON as text
 
 
 @dataclass
@@ -67,11 +72,11 @@ class WorldMemory:
 
     @property
     def accepted(self) -> list[MemoryEvent]:
-        return [e for e in self.events if e.outcome == "accepted"]
+        return [e for e in self.events if e.outcome == Outcome.ACCEPTED]
 
     @property
     def failures(self) -> list[MemoryEvent]:
-        return [e for e in self.events if e.outcome in ("failed", "error")]
+        return [e for e in self.events if e.outcome in (Outcome.FAILED, Outcome.ERROR)]
 
     def summary(self, max_failures: int = 5) -> str:
         """A short text for agents: the goal, what is where now, what was done, what went wrong."""

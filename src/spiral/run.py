@@ -4,7 +4,7 @@ loop with a live progress line, judge it, and write the outputs."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from spiral.backends import (
 from spiral.config import option, parse_key_values, required
 from spiral.data.format import writable_folder
 from spiral.errors import SpiralError
+from spiral.journal import JournaledCritic, JournaledPlanner, JournaledWorldModel, digest, open_journal
 from spiral.loop import Attempt, Episode, LoopConfig, PlanEvent, run
 from spiral.outputs import RunOutputs, write_run
 from spiral.types import Verdict
@@ -132,6 +133,18 @@ def progress_printer(stream=sys.stderr):
     return show
 
 
+# Settings that change nothing an episode holds: a rerun with other values resumes it.
+NOT_RESULTS = ("out", "judge", "base_url", "api_key_env", "agent_timeout", "agent_retries", "max_image_pixels")
+# Agents whose answers a rerun reads from the journal rather than asking again.
+API_AGENTS = ("openai",)
+
+
+def run_settings(cfg: RunConfig, loop: LoopConfig, frame: np.ndarray) -> dict:
+    """What an episode's folder is claimed for: the settings that shape it, and its start frame."""
+    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in NOT_RESULTS}
+    return settings | {f"loop.{k}": str(v) for k, v in asdict(loop).items()} | {"start_frame": digest(frame)}
+
+
 def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult:
     writable_folder(Path(cfg.out))
     if cfg.judge is not None:  # a condition that cannot be read fails before any work
@@ -142,6 +155,7 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
         cfg.world_model, cfg.world_model_path, **parse_key_values(cfg.world_model_options, "--world-model-options")
     )
     frame = start_frame(cfg, wm.frame_size)
+    journal = open_journal(Path(cfg.out), run_settings(cfg, loop, frame))
     limits = {"timeout_s": cfg.agent_timeout, "retries": cfg.agent_retries}
     planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, loop.seed, cfg.planner_weights, **limits)
     critic = (
@@ -149,12 +163,16 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
         if loop.method != "closed-loop"
         else make_critic(cfg.critic, cfg.agent_model, cfg.base_url, cfg.api_key_env, cfg.critic_threshold, **limits)
     )
+    if journal.entries and not quiet:
+        print(f"resuming the episode in {cfg.out}: {len(journal.entries)} recorded calls to replay", file=sys.stderr)
+    if journal.dropped and not quiet:
+        print(f"  (the journal is trusted up to there: {journal.dropped})", file=sys.stderr)
     episode = run(
         cfg.goal,
         frame,
-        wm,
-        planner,
-        critic,
+        JournaledWorldModel(wm, journal),
+        JournaledPlanner(planner, journal, replay=cfg.planner in API_AGENTS),
+        None if critic is None else JournaledCritic(critic, journal, replay=cfg.critic in API_AGENTS),
         loop,
         observe=observer_for(cfg.world_model),
         on_event=None if quiet else progress_printer(),

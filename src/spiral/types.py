@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 
 import numpy as np
 
@@ -14,6 +14,28 @@ class Verdict(str, Enum):
     SUCCESS = "success"
     LOCAL_FAILURE = "local_failure"  # this step went wrong; retrying the step may fix it
     GLOBAL_DRIFT = "global_drift"  # the world drifted away from the plan; replanning is needed
+
+
+class Status(StrEnum):
+    """How an episode ended (RUNNING while it runs). The bench adds two of its own: ERROR, an
+    episode that raised, and ERRORED, one the infrastructure failed (left out of every rate, redone)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    INFEASIBLE = "infeasible"  # the first plan found the goal impossible
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    PLAN_ERROR = "plan_error"  # no usable plan; Episode.error says why
+    ERROR = "error"
+    ERRORED = "errored"
+
+
+class Outcome(StrEnum):
+    """What became of a step's try, as the memory records it."""
+
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    REPLANNED = "replanned"
+    ERROR = "error"
 
 
 class FailureKind(str, Enum):

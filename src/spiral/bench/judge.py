@@ -37,6 +37,7 @@ from spiral.bench.metrics import EpisodeMetrics
 from spiral.bench.tasks import Task
 from spiral.errors import SpiralError
 from spiral.loop import Episode
+from spiral.types import Status
 
 
 def flicker(video: np.ndarray) -> float:
@@ -86,7 +87,7 @@ def accounting(task: Task, method: str, episode: Episode, judge: str) -> dict:
     }  # fmt: skip
 
 
-def failed_episode(task: Task, method: str, error: str, seconds: float, judge: str, status: str = "error") -> EpisodeMetrics:
+def failed_episode(task: Task, method: str, error: str, seconds: float, judge: str, status: str = Status.ERROR) -> EpisodeMetrics:
     """An episode that raised before it finished: "error" (e.g. the planner could not read the goal)
     or ERRORED (an agent's server could not be used; not the method's failure)."""
     return EpisodeMetrics(

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import get_type_hints
 
 from spiral.errors import SpiralError
+from spiral.types import Status
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 TIMING = ("wall_seconds", "model_seconds", "agent_seconds", "judge_seconds")  # vary run to run
@@ -18,7 +19,7 @@ TIMING = ("wall_seconds", "model_seconds", "agent_seconds", "judge_seconds")  # 
 
 # An episode the infrastructure failed (an agent's server unreachable or failing after its retries):
 # kept in the results to be shown, left out of every rate, and redone by the next run of the command.
-ERRORED = "errored"
+ERRORED = Status.ERRORED
 
 
 @dataclass(frozen=True)

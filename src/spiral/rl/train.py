@@ -36,6 +36,7 @@ from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, grpo_lo
 from spiral.rl.guard import ProbeReading, RewardHackingGuard
 from spiral.rl.policy import GroupRollout, Policy, TabletopPolicy
 from spiral.rl.rewards import OracleReader, Reward, judged_success, make_reward
+from spiral.run_folder import claim_folder
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import make_probes
@@ -298,11 +299,7 @@ def load_checkpoint(path: Path, policy: Policy, opt, guard: RewardHackingGuard) 
 def check_settings(out: Path, cfg: GRPOTrainConfig) -> None:
     """A run folder belongs to one configuration; resuming with other settings would mix runs."""
     unrelated = ("iterations", "out", "threads", "oracle_processes", "checkpoint_every")  # change no result
-    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in unrelated}
-    path = out / "config.json"
-    if path.is_file() and json.loads(path.read_text()) != settings:
-        raise SpiralError(f"{out} holds a GRPO run with other settings ({path}); use another --out")
-    path.write_text(json.dumps(settings, indent=1))
+    claim_folder(out, {k: str(v) for k, v in asdict(cfg).items() if k not in unrelated}, "a GRPO run")
 
 
 # ---- the loop ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic, trim_log
 from spiral.config import option
 from spiral.errors import SpiralError
+from spiral.run_folder import claim_folder
 from spiral.worldmodels.tabletop import TabletopWorldModel, change_latent, to_model_space
 from spiral.worldmodels.tabletop_data import SimulatorFeed, TrainingClips, load_clips
 from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
@@ -141,13 +142,6 @@ def initial_net(cfg: WorldModelTrainConfig) -> tuple[TabletopNet, dict]:
     return net.requires_grad_(True), before
 
 
-def same_settings(saved: dict, settings: dict) -> bool:
-    """A run folder's settings match; a setting added to the code after the run began counts as
-    matching at its default, which is what the run used."""
-    defaults = {f: str(getattr(WorldModelTrainConfig, f, None)) for f in settings}
-    return all(saved.get(k, defaults[k]) == v for k, v in settings.items()) and saved.keys() <= settings.keys()
-
-
 # ---- checkpoints (safetensors only; no pickle) -------------------------------------------------
 def save_checkpoint(path: Path, net, ema, opt, gen: torch.Generator, rng: np.random.Generator, step: int, extra: dict) -> None:
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()} | {f"ema.{k}": v for k, v in ema.state_dict().items()}
@@ -198,15 +192,14 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     device = training_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    config_path = out / "config.json"
     settings = {
         k: str(v)
         for k, v in asdict(cfg).items()
         if k not in ("steps", "out", "threads", "workers", "device", "eval_every", "checkpoint_every")
     }
-    if config_path.is_file() and not same_settings(json.loads(config_path.read_text()), settings):
-        raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
-    config_path.write_text(json.dumps(settings, indent=1))
+    # A setting added to the code after the run began counts as matching at its default, which is what the run used.
+    defaults = {f: str(getattr(WorldModelTrainConfig, f, None)) for f in settings}
+    claim_folder(out, settings, "a world model training run", defaults)
 
     clips = load_clips(cfg.data, cfg.resolution) if cfg.data is not None else None
     torch.manual_seed(cfg.seed)

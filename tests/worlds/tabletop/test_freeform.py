@@ -11,6 +11,7 @@ from spiral.worlds.tabletop.freeform_words import CANONICAL_WORDS, LEXICON, OBJE
 from spiral.worlds.tabletop.goal_spec import COMPOUND, GOAL_FAMILIES, Goal
 from spiral.worlds.tabletop.goal_text import EXAMPLE_GOALS, goal_to_text, parse_goal
 from spiral.worlds.tabletop.paraphrase import WORDINGS
+from spiral.worlds.tabletop.references import ground
 from spiral.worlds.tabletop.scene import COLOURS, SHAPES, Scene, TableObject, random_scene
 from spiral.worlds.tabletop.solver import steps_needed
 
@@ -63,6 +64,18 @@ def test_targets_are_canonical_goals_the_solver_can_plan_or_refusals(split):
         assert not r.goal.holds(scene, scene), r
         assert steps_needed(scene, r.goal) is not None, r
     assert set(kinds) == set(REFUSALS)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_every_reading_grounds_in_its_scene_to_exactly_what_the_request_means(split):
+    """The reading a planner is taught to write names objects as the request described them; the
+    scene alone then settles what the request means, refusals included."""
+    forms = Counter()
+    for scene, r in samples(split):
+        grounded = ground(r.reading, scene, REFUSALS)
+        assert (grounded.goal == r.goal) if r.goal is not None else (grounded.text == r.target), (r, grounded)
+        forms.update(f.split()[0] for f in re.findall(r"\[([^\]]+)\]", r.reading))
+    assert {"in", "on", "under", "all", "leftmost", "smallest", "warm", "large"} <= set(forms), forms
 
 
 def test_the_same_generator_state_gives_the_same_request():
@@ -263,8 +276,8 @@ def test_references_fit_one_object_and_bad_ones_none_or_several(split, stable):
             checked["refer"] += fits is not None
         missing = missing_ref(Wording(scene, rng, split, stable=stable), set())
         ambiguous = ambiguous_ref(Wording(scene, rng, split, stable=stable), set())
-        for kind, text, ok in (("missing", missing, lambda n: n == 0), ("ambiguous", ambiguous, lambda n: n >= 2)):
-            fits = resolve(scene, text) if text else None
-            assert fits is None or ok(len(fits)), (text, fits)
+        for kind, said, ok in (("missing", missing, lambda n: n == 0), ("ambiguous", ambiguous, lambda n: n >= 2)):
+            fits = resolve(scene, said.text) if said else None
+            assert fits is None or ok(len(fits)), (said, fits)
             checked[kind] += fits is not None
     assert checked["refer"] > 300 and checked["missing"] > 30 and checked["ambiguous"] > 30, checked

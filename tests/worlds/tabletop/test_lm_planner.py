@@ -19,6 +19,7 @@ from spiral.worlds.tabletop.goals import Goal
 from spiral.worlds.tabletop.lm_planner import LMPlanAgent, planner_prompt, read_answer
 from spiral.worlds.tabletop.lm_planner_train import PlannerTrainConfig, output_vocabulary, train_planner
 from spiral.worlds.tabletop.oracle import read_scene
+from spiral.worlds.tabletop.references import tidy
 from spiral.worlds.tabletop.render import render
 from spiral.worlds.tabletop.scene import Scene, TableObject, random_scene, settle
 
@@ -52,16 +53,16 @@ def overfit(base: Path, prompt: str, answer: str, steps: int = 80) -> PlannerLM:
 
 
 def test_fine_tuning_teaches_an_answer_that_survives_save_and_load(tiny_base, tmp_path):
-    prompt = planner_prompt(SCENE, "could you put the ball on the box")
-    answer = "stack the blue circle on the red square"
+    prompt = planner_prompt("could you put the ball on the box")
+    answer = "stack [blue circle] on [large square]"
     lm = overfit(tiny_base, prompt, answer)
     assert lm.loss([prompt], [answer]).item() < 0.1
-    assert lm.generate(prompt) == answer
+    assert tidy(lm.generate(prompt)) == answer
     lm.save_adapter(tmp_path / "a.safetensors", str(tiny_base))
     tensors = load_file(str(tmp_path / "a.safetensors"))
     assert VOCAB_KEY in tensors and any("lora_A" in k for k in tensors)
     loaded = PlannerLM.load(None, tmp_path / "a.safetensors")  # the base comes from the adapter
-    assert loaded.generate(prompt) == answer
+    assert tidy(loaded.generate(prompt)) == answer
 
 
 def test_answers_outside_the_output_vocabulary_are_refused(tiny_base):
@@ -69,19 +70,30 @@ def test_answers_outside_the_output_vocabulary_are_refused(tiny_base):
 
     tok = AutoTokenizer.from_pretrained(tiny_base)
     lm = PlannerLM.load(tiny_base, vocab_ids=output_vocabulary(tok, seed=0), trainable=True)
-    assert lm.out_of_vocab("stack the blue circle on the red square") == []
+    assert lm.out_of_vocab("stack [blue] on [in top left corner], then line up [leftmost] and [red] from right to left") == []
     assert lm.out_of_vocab("please") == ["please"]
 
 
-def test_reading_an_answer():
+def test_reading_an_answer_grounds_its_references_in_the_scene():
+    reading = read_answer("stack [small] on [largest square]", SCENE)
+    assert reading.goal == Goal.stack("blue circle", "red square")
+    assert reading.grounded == "stack the blue circle on the red square"
     assert read_answer("stack the blue circle on the red square", SCENE).goal == Goal.stack("blue circle", "red square")
-    assert read_answer(" cannot : ambiguous ", SCENE).refusal == "ambiguous"
+    assert read_answer(" cannot : unsupported ", SCENE).refusal == "unsupported"
+    ambiguous = read_answer("move [cool] to the centre", SCENE)
+    assert ambiguous.refusal == "ambiguous" and ambiguous.goal is None and "[cool]" in ambiguous.why
+    for absent in (
+        "move [purple circle] to the centre",
+        "move the purple circle to the centre",
+        "swap [red] and [on red square]",
+    ):
+        assert read_answer(absent, SCENE).refusal == "missing", absent
     with pytest.raises(ValueError, match="unknown refusal"):
         read_answer("cannot: bored", SCENE)
     with pytest.raises(ValueError, match="is not a goal"):
         read_answer("square red square red", SCENE)
-    with pytest.raises(ValueError, match="purple circle, which is not in the scene"):
-        read_answer("move the purple circle to the centre", SCENE)
+    with pytest.raises(ValueError, match="'huge' is not a word of a reference"):
+        read_answer("move [huge] to the centre", SCENE)
 
 
 class ScriptedLM:
@@ -108,16 +120,16 @@ def test_agent_resamples_an_unusable_answer_and_keeps_its_reading_for_replans(ti
     frame = render(scene, 64)
     seen = settle(read_scene(frame))
     a, b = seen.names()[:2]
-    lm = ScriptedLM(
-        "move the purple circle to the centre" if not seen.has("purple circle") else "square square", f"swap the {a} and the {b}"
-    )
+    lm = ScriptedLM("swap [square", f"swap [{a}] and [{b}]")
     agent = agent_with(tiny_base, tmp_path, lm)
     memory = WorldMemory(goal="trade the places of those two")
     plan = agent.plan(memory.goal, frame, memory)
     assert plan.planner == "lm" and plan.goal == memory.goal
     assert lm.temperatures == [0.0, 0.7]  # greedy, then one resample
-    assert f"as: swap the {a} and the {b}" in plan.reasoning and plan.feasible
-    assert "Request: trade the places of those two" in lm.prompts[0] and f"a {seen.get(a).size} {a}" in lm.prompts[0]
+    assert f"as: swap [{a}] and [{b}]" in plan.reasoning and plan.feasible
+    assert f"In this scene that is: swap the {a} and the {b}" in plan.reasoning
+    assert lm.prompts[0] == "Request: trade the places of those two\nGoal:"
+    assert f"a {seen.get(a).size} {a}" in plan.reasoning  # what the frame shows
     memory.record(MemoryEvent(step=0, plan=0, instruction="x", outcome="accepted", score=1.0))
     agent.plan(memory.goal, frame, memory)  # a replan: no new reading
     assert len(lm.prompts) == 2
@@ -128,6 +140,9 @@ def test_agent_refuses_with_the_reason_and_fails_clearly_on_nonsense(tiny_base, 
     agent = agent_with(tiny_base, tmp_path, ScriptedLM("cannot: unsupported"))
     plan = agent.plan("paint the box green", frame, WorldMemory(goal="paint the box green"))
     assert not plan.feasible and "can only be moved" in plan.reason and not plan.steps
+    agent = agent_with(tiny_base, tmp_path, ScriptedLM("move [triangle] to the left of [cool]"))
+    plan = agent.plan("put the wedge left of the cool one", frame, WorldMemory(goal="x"))
+    assert not plan.feasible and "more than one object" in plan.reason and "[cool]" in plan.reason
     agent = agent_with(tiny_base, tmp_path, ScriptedLM(*["square square"] * 4))
     with pytest.raises(AgentOutputError, match="no usable reading") as info:
         agent.plan("do it", frame, WorldMemory(goal="do it"))

@@ -36,7 +36,7 @@ def test_slips_replan_with_and_without_memory_and_a_rerun_skips_what_is_done(tmp
     before = (tmp_path / "plans.jsonl").read_text()
     assert run_plan_eval(cfg) == rows and (tmp_path / "plans.jsonl").read_text() == before
     assert len([json.loads(x) for x in before.splitlines()]) == 12
-    with pytest.raises(SpiralError, match="another configuration"):
+    with pytest.raises(SpiralError, match="other settings"):
         run_plan_eval(PlanEvalConfig(out=tmp_path, suite="tabletop-standard", planner="symbolic", limit=2, slip=0.3))
     with pytest.raises(SpiralError, match="--slip must be in"):
         PlanEvalConfig(out=tmp_path, suite="tabletop-standard", slip=1.5)

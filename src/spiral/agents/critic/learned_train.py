@@ -50,6 +50,7 @@ from spiral.agents.critic.learned_net import ARCHS, CriticNet, CriticNetConfig, 
 from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic, trim_log
 from spiral.config import option
 from spiral.errors import SpiralError
+from spiral.run_folder import claim_folder
 from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.text import shared_text_encoder
 
@@ -332,12 +333,8 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     torch.set_num_threads(cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
     began = time.perf_counter()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) for k, v in asdict(cfg).items() if k not in ("out", "threads", "checkpoint_every", "cache")}
-    config_path = out / "config.json"
-    if config_path.is_file() and json.loads(config_path.read_text()) != settings:
-        raise SpiralError(f"{out} holds a run with other settings ({config_path}); use another --out")
-    config_path.write_text(json.dumps(settings, indent=1))
+    claim_folder(out, settings, "a critic training run")
     # Each kind of numbers builds on the one before; the other front ends have none of them.
     extra = cfg.extra_numbers and cfg.arch == "objects"
     goal = extra and cfg.goal_numbers

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -59,6 +59,7 @@ from spiral.worlds.tabletop.solver import steps_needed
 
 SPLITS = ("train", "heldout")
 REFUSALS = ("missing", "ambiguous", "unsupported")
+UNSUPPORTED_READING = "cannot: unsupported"
 
 # What is asked for, by share of requests.
 ASK_SHARES = {"move": 0.25, "basic": 0.35, "compound": 0.25, "refusal": 0.15}
@@ -90,6 +91,7 @@ class Request:
 
     text: str  # the request as a user would type it
     target: str  # goal_to_text(goal), or "cannot: missing" / "cannot: ambiguous" / "cannot: unsupported"
+    reading: str  # what a planner writes: the goal with each object as it was described (`references.py`)
     goal: Goal | None  # the canonical goal (None for a refusal)
     templates: tuple[str, ...]  # ids of every template / lexicon entry used to word it (for the split rule)
 
@@ -106,6 +108,7 @@ class Ask:
 class Clause:
     text: str
     imperative: bool  # starts with a verb, so "could you ..." can wrap it
+    reading: str = ""  # the part's goal with its objects as described (`references.py`)
 
 
 def sample_request(scene: Scene, rng: np.random.Generator, split: str) -> Request | None:
@@ -135,7 +138,7 @@ def _request(w: Wording, kind: str) -> Request | None:
     # Later parts act on a scene earlier parts changed: only references that no move changes.
     w.stable = len(asks) > 1
     clause = _compose(w, [_clause(w, a, state_ok=len(asks) == 1) for a in asks])
-    return Request(_wrap(w, clause), goal_to_text(goal), goal, w.ids())
+    return Request(_wrap(w, clause), goal_to_text(goal), clause.reading, goal, w.ids())
 
 
 def _draw(scene: Scene, rng: np.random.Generator, kind: str) -> list[Ask] | None:
@@ -206,7 +209,7 @@ def _refusal(w: Wording) -> Request | None:
     if other is not None:
         parts = [clause, _clause(w, other, state_ok=False)]
         clause = _compose(w, parts if w.chance(0.5) else parts[::-1])
-    return Request(_wrap(w, clause), f"cannot: {kind}", None, w.ids())
+    return Request(_wrap(w, clause), f"cannot: {kind}", clause.reading, None, w.ids())
 
 
 def _unsupported(w: Wording) -> Clause:
@@ -215,7 +218,7 @@ def _unsupported(w: Wording) -> Clause:
     assert frame is not None
     colour = w.choose([c for c in COLOURS if c != o.colour])
     text = fill(frame, s=lambda: refer(w, o.name), c=colour, p=lambda: shape_word(w, w.choose(SHAPES)))
-    return Clause(text, imperative=True)
+    return Clause(text, imperative=True, reading=UNSUPPORTED_READING)
 
 
 def _bad_reference_clause(w: Wording, kind: str, state_ok: bool) -> Clause | None:
@@ -230,7 +233,7 @@ def _bad_reference_clause(w: Wording, kind: str, state_ok: bool) -> Clause | Non
     bad = missing_ref(w, others) if kind == "missing" else ambiguous_ref(w, others)
     if bad is None:
         return None
-    w.refs[slot] = bad
+    w.refs[slot], w.forms[slot] = bad
     return _clause(w, Ask(goal), state_ok)
 
 
@@ -259,8 +262,28 @@ def _clause(w: Wording, ask: Ask, state_ok: bool) -> Clause:
     family = ask.goal.family
     say = {MOVE: _say_move, STACK: _say_stack, LINE_UP: _say_line_up, GATHER: _say_gather, SWAP: _say_swap}.get(family)
     if say is not None:
-        return say(w, ask, state)
-    return _say_sort(w, ask.goal, state) if family == SORT else _say_clear(w, ask.goal, state)
+        clause = say(w, ask, state)
+    else:
+        clause = _say_sort(w, ask.goal, state) if family == SORT else _say_clear(w, ask.goal, state)
+    return clause if clause.reading else replace(clause, reading=_reading(w, ask))
+
+
+def _reading(w: Wording, ask: Ask) -> str:
+    """The goal's canonical text with each object as the request described it: "[red]", "[in top
+    left corner]"; objects chosen by where they stand now as one set, "[all in left side]"."""
+    text = goal_to_text(ask.goal)
+    if ask.from_region is not None:
+        names = ask.goal.objects
+        if len(names) == 1:
+            return text.replace(f"the {names[0]}", f"[in {ask.from_region}]", 1)
+        return text.replace(_and([f"the {n}" for n in names]), f"[all in {ask.from_region}]", 1)
+    for name in ask.goal.objects:
+        text = re.sub(rf"\bthe {name}\b", f"[{w.forms[name]}]", text)
+    return text
+
+
+def _forms(w: Wording, names: Sequence[str]) -> str:
+    return _and([f"[{w.forms[n]}]" for n in names])
 
 
 def _say(w: Wording, table: str, state: bool, keep: Callable[[str], bool] = lambda e: True, **slots) -> Clause:
@@ -294,7 +317,8 @@ def _say_stack(w: Wording, ask: Ask, state: bool) -> Clause:
     names = ask.goal.objects
     if w.chance(BY_SIZE_SHARE):
         shuffled = [names[i] for i in w.rng.permutation(len(names))]
-        return Clause(fill(w.pick("stack by size") or "", objs=_list(w, shuffled)), imperative=True)
+        text = fill(w.pick("stack by size") or "", objs=_list(w, shuffled))
+        return Clause(text, imperative=True, reading=f"stack by size {_forms(w, shuffled)}")
     refs = [refer(w, n) for n in names]
     if len(refs) == 2:
         return _say(w, "stack2", state, t=refs[0], b=refs[1])
@@ -307,7 +331,8 @@ def _say_line_up(w: Wording, ask: Ask, state: bool) -> Clause:
     if order == "ltr":
         return _say(w, "line ltr", False, objs=lambda: _list(w, names))
     if order == "rtl":
-        return _say(w, "line rtl", False, objs=lambda: _list(w, names[::-1]))
+        clause = _say(w, "line rtl", False, objs=lambda: _list(w, names[::-1]))
+        return replace(clause, reading=f"line up {_forms(w, names[::-1])} from right to left")
     refs = [refer(w, n) for n in names]
     shuffled = [names[i] for i in w.rng.permutation(len(names))]
     slots = dict(zip(("first", "second", "third"), refs, strict=False))
@@ -381,8 +406,11 @@ def _compose(w: Wording, clauses: list[Clause]) -> Clause:
     frame = w.pick(f"compose{len(clauses)}")
     assert frame is not None
     text = frame.format(**dict(zip("ABC", (c.text for c in clauses), strict=False)))
+    reading = ", then ".join(c.reading for c in clauses)
+    if UNSUPPORTED_READING in reading:  # one part this world cannot do: the request is refused
+        reading = UNSUPPORTED_READING
     # Several sentences do not fit inside "could you ...?".
-    return Clause(text, imperative=". " not in frame)
+    return Clause(text, imperative=". " not in frame, reading=reading)
 
 
 def _wrap(w: Wording, clause: Clause) -> str:

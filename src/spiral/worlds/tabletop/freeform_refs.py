@@ -5,7 +5,7 @@ square"), and descriptions that fit none of them (`missing_ref`) or several (`am
 A reference is only ever said where it fits exactly one object. Descriptions by place keep a margin
 from region borders (`PLACE_MARGIN`) and sizes are the scene's three classes, so whether a
 description fits is clear at a glance, not a matter of a pixel. `Wording` carries what a request
-has used so far: its split, the ids of the lexicon entries drawn, and what each object was called.
+has used so far: its split, the ids of the lexicon entries drawn, and what each object was called (as text and as a reference form, `references.py`).
 """
 
 from __future__ import annotations
@@ -13,20 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from string import Formatter
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from spiral.worlds.tabletop.actions import CELLS, REGIONS
 from spiral.worlds.tabletop.freeform_words import LEXICON
 from spiral.worlds.tabletop.goal_spec import in_region
-from spiral.worlds.tabletop.scene import COLOURS, SHAPES, SIZE_ORDER, WARM_COLOURS, Scene, TableObject
+from spiral.worlds.tabletop.references import EXTREME_FORMS, PLACE_MARGIN, SUPERLATIVE_FORMS, colour_group
+from spiral.worlds.tabletop.scene import COLOURS, SHAPES, SIZE_ORDER, Scene, TableObject
 
 # How often the canonical word is used where the lexicon offers others.
 CANONICAL_SHARE = 0.4
-# An object is "in" a region when it stands this far inside it, "not in" it when this far outside,
-# so a reference by place is clear at a glance (no object near the border).
-PLACE_MARGIN = 0.03
 # The leftmost (etc.) object must be this much further out than the next one.
 EXTREME_MARGIN = 0.08
 EXTREMES = {"left": (0, 1.0), "right": (0, -1.0), "top": (1, 1.0), "bottom": (1, -1.0)}  # axis, sign: smallest wins
@@ -48,6 +46,7 @@ class Wording:
     stable: bool = False  # only references that hold whatever moved (in compounds)
     used: list[str] = field(default_factory=list)
     refs: dict[str, str] = field(default_factory=dict)
+    forms: dict[str, str] = field(default_factory=dict)  # what each object was called, as a reference form
     placed: set[str] = field(default_factory=set)  # objects called by where they stand or what they rest on
 
     def chance(self, p: float) -> bool:
@@ -118,10 +117,6 @@ def location_set(w: Wording, region: str) -> str:
     return fill(frame, ns=lambda: noun(w, True), at_r=lambda: region_phrase(w, region)[1])
 
 
-def _group(o: TableObject) -> str:
-    return "warm" if o.colour in WARM_COLOURS else "cool"
-
-
 def _cell(o: TableObject) -> str | None:
     """The cell the object stands clearly inside, if any."""
     return next((c for c in CELLS if in_region(o, c, -PLACE_MARGIN)), None)
@@ -145,6 +140,13 @@ def members(scene: Scene, region: str) -> tuple[str, ...]:
 # --- References to one object ---------------------------------------------------------------------
 
 
+class Said(NamedTuple):
+    """A description as the request words it, and as its reference form (`references.py`)."""
+
+    text: str
+    form: str
+
+
 def refer(w: Wording, name: str) -> str:
     """A phrase that picks out exactly this object in the scene (the same one all request long)."""
     if name not in w.refs:
@@ -152,9 +154,9 @@ def refer(w: Wording, name: str) -> str:
         ways = [(way, weight) for way, weight, moves in REFERENCE_WAYS if not (w.stable and moves)]
         weights = np.array([weight for _, weight in ways])
         for i in w.rng.choice(len(ways), size=len(ways), replace=False, p=weights / weights.sum()):
-            text = ways[int(i)][0](w, o)
-            if text is not None:
-                w.refs[name] = text
+            said = ways[int(i)][0](w, o)
+            if said is not None:
+                w.refs[name], w.forms[name] = said
                 break
     return w.refs[name]
 
@@ -163,43 +165,46 @@ def name_ref(w: Wording, o: TableObject) -> str:
     return f"the {o.colour} {shape_word(w, o.shape)}"
 
 
-def _by_name(w: Wording, o: TableObject) -> str | None:
-    return name_ref(w, o)
+def _by_name(w: Wording, o: TableObject) -> Said | None:
+    return Said(name_ref(w, o), o.name)
 
 
-def _by_colour(w: Wording, o: TableObject) -> str | None:
-    return f"the {o.colour} {noun(w)}"
+def _by_colour(w: Wording, o: TableObject) -> Said | None:
+    return Said(f"the {o.colour} {noun(w)}", o.colour)
 
 
 def count(scene: Scene, keep: Callable[[TableObject], bool]) -> int:
     return sum(keep(p) for p in scene.objects)
 
 
-def _by_shape(w: Wording, o: TableObject) -> str | None:
-    return f"the {shape_word(w, o.shape)}" if count(w.scene, lambda p: p.shape == o.shape) == 1 else None
+def _by_shape(w: Wording, o: TableObject) -> Said | None:
+    return Said(f"the {shape_word(w, o.shape)}", o.shape) if count(w.scene, lambda p: p.shape == o.shape) == 1 else None
 
 
-def _by_size_shape(w: Wording, o: TableObject) -> str | None:
+def _by_size_shape(w: Wording, o: TableObject) -> Said | None:
     if count(w.scene, lambda p: p.shape == o.shape and p.size == o.size) != 1:
         return None
-    return sized(w, o.size, shape_word(w, o.shape))
+    return Said(sized(w, o.size, shape_word(w, o.shape)), f"{o.size} {o.shape}")
 
 
-def _by_size(w: Wording, o: TableObject) -> str | None:
-    return sized(w, o.size, noun(w)) if count(w.scene, lambda p: p.size == o.size) == 1 else None
+def _by_size(w: Wording, o: TableObject) -> Said | None:
+    return Said(sized(w, o.size, noun(w)), o.size) if count(w.scene, lambda p: p.size == o.size) == 1 else None
 
 
-def _by_size_colour(w: Wording, o: TableObject) -> str | None:
-    return sized(w, o.size, f"{o.colour} {noun(w) if w.chance(0.5) else shape_word(w, o.shape)}")
+def _by_size_colour(w: Wording, o: TableObject) -> Said | None:
+    if w.chance(0.5):
+        return Said(sized(w, o.size, f"{o.colour} {noun(w)}"), f"{o.size} {o.colour}")
+    return Said(sized(w, o.size, f"{o.colour} {shape_word(w, o.shape)}"), f"{o.size} {o.name}")
 
 
-def _by_group(w: Wording, o: TableObject) -> str | None:
-    if count(w.scene, lambda p: _group(p) == _group(o)) != 1:
+def _by_group(w: Wording, o: TableObject) -> Said | None:
+    if count(w.scene, lambda p: colour_group(p) == colour_group(o)) != 1:
         return None
-    return from_table(w, "group ref", g=_group(o), n=lambda: noun(w))
+    text = from_table(w, "group ref", g=colour_group(o), n=lambda: noun(w))
+    return None if text is None else Said(text, colour_group(o))
 
 
-def _by_superlative(w: Wording, o: TableObject) -> str | None:
+def _by_superlative(w: Wording, o: TableObject) -> Said | None:
     """ "The biggest piece", or "the smallest ball" among two or more balls; size classes are
     discrete, so the superlative is one object or none."""
     rank = SIZE_ORDER.index(o.size)
@@ -209,19 +214,22 @@ def _by_superlative(w: Wording, o: TableObject) -> str | None:
         if len(among) >= 2 and end and ranks.count(rank) == 1:
             word = w.pick(f"superlative.{end}")
             if word is not None:
-                return f"the {word} {head() if head else shape_word(w, o.shape)}"
+                form = SUPERLATIVE_FORMS[end] + ("" if head else f" {o.shape}")
+                return Said(f"the {word} {head() if head else shape_word(w, o.shape)}", form)
     return None
 
 
-def _by_place(w: Wording, o: TableObject) -> str | None:
+def _by_place(w: Wording, o: TableObject) -> Said | None:
     regions = [r for r in REGIONS if members(w.scene, r) == (o.name,)]
     if not regions:
         return None
     w.placed.add(o.name)
-    return place_phrase(w, "region ref", w.choose(regions))
+    region = w.choose(regions)
+    text = place_phrase(w, "region ref", region)
+    return None if text is None else Said(text, f"in {region}")
 
 
-def _by_extreme(w: Wording, o: TableObject) -> str | None:
+def _by_extreme(w: Wording, o: TableObject) -> Said | None:
     if o.on is not None or not w.scene.is_clear(o.name):
         return None
     found = []
@@ -232,17 +240,22 @@ def _by_extreme(w: Wording, o: TableObject) -> str | None:
     if not found:
         return None
     w.placed.add(o.name)
-    return from_table(w, f"extreme.{w.choose(found)}", n=lambda: noun(w))
+    direction = w.choose(found)
+    text = from_table(w, f"extreme.{direction}", n=lambda: noun(w))
+    return None if text is None else Said(text, EXTREME_FORMS[direction])
 
 
-def _by_support(w: Wording, o: TableObject) -> str | None:
+def _by_support(w: Wording, o: TableObject) -> Said | None:
     if o.on is not None or w.scene.supported_by(o.name):
         w.placed.add(o.name)
     if o.on is not None:
-        return from_table(w, "on ref", n=lambda: noun(w), x=lambda: name_ref(w, w.scene.get(str(o.on))))
+        base = w.scene.get(str(o.on))
+        text = from_table(w, "on ref", n=lambda: noun(w), x=lambda: name_ref(w, base))
+        return None if text is None else Said(text, f"on {base.name}")
     above = w.scene.supported_by(o.name)
     if above:
-        return from_table(w, "under ref", n=lambda: noun(w), x=lambda: name_ref(w, above[0]))
+        text = from_table(w, "under ref", n=lambda: noun(w), x=lambda: name_ref(w, above[0]))
+        return None if text is None else Said(text, f"under {above[0].name}")
     return None
 
 
@@ -265,7 +278,7 @@ REFERENCE_WAYS = (
 # --- Descriptions that fit no object, or several -----------------------------------------------
 
 
-def missing_ref(w: Wording, others: set[str]) -> str | None:
+def missing_ref(w: Wording, others: set[str]) -> Said | None:
     scene = w.scene
     objs = [o for o in scene.objects if o.name not in others]
     absent_colours = [c for c in COLOURS if scene.by_colour(c) is None]
@@ -275,29 +288,40 @@ def missing_ref(w: Wording, others: set[str]) -> str | None:
     # A cell is empty when no object so much as overlaps it.
     empty_cells = [c for c in CELLS if not any(in_region(o, c, o.half) for o in scene.objects)]
     bare = [o for o in objs if scene.is_clear(o.name)]
-    ways: list[Callable[[], str | None]] = []
+    ways: list[Callable[[], Said | None]] = []
     if absent_colours:
         c = w.choose(absent_colours)
-        ways.append(lambda: f"the {c} {shape_word(w, w.choose(SHAPES)) if w.chance(0.6) else noun(w)}")
+
+        def by_colour() -> Said:
+            if w.chance(0.6):
+                shape = w.choose(SHAPES)
+                return Said(f"the {c} {shape_word(w, shape)}", f"{c} {shape}")
+            return Said(f"the {c} {noun(w)}", c)
+
+        ways.append(by_colour)
     if objs:
         o = w.choose(objs)
-        ways.append(lambda: f"the {o.colour} {shape_word(w, w.choose([s for s in SHAPES if s != o.shape]))}")
+        ways.append(lambda: _as_shape(w, o.colour, w.choose([s for s in SHAPES if s != o.shape])))
     if absent_shapes:
-        ways.append(lambda: f"the {shape_word(w, w.choose(absent_shapes))}")
+        ways.append(lambda: _as_shape(w, "", w.choose(absent_shapes)))
     if unsized:
         s, z = w.choose(unsized)
-        ways.append(lambda: sized(w, z, shape_word(w, s)))
+        ways.append(lambda: Said(sized(w, z, shape_word(w, s)), f"{z} {s}"))
     # By place and by support only in a request of one part: an earlier part may fill the cell.
     if empty_cells and not w.stable:
         cell = w.choose(empty_cells)
-        ways.append(lambda: place_phrase(w, "region ref", cell, singular=True))
+        ways.append(lambda: _said(place_phrase(w, "region ref", cell, singular=True), f"in {cell}"))
     if bare and not w.stable:
         base = w.choose(bare)
-        ways.append(lambda: from_table(w, "on ref", n=lambda: noun(w), x=lambda: name_ref(w, base), singular=True))
+        ways.append(
+            lambda: _said(
+                from_table(w, "on ref", n=lambda: noun(w), x=lambda: name_ref(w, base), singular=True), f"on {base.name}"
+            )
+        )
     return w.choose(ways)() if ways else None
 
 
-def ambiguous_ref(w: Wording, others: set[str]) -> str | None:
+def ambiguous_ref(w: Wording, others: set[str]) -> Said | None:
     pool = [o for o in w.scene.objects if o.name not in others]
 
     def shared(key: Callable[[TableObject], object]) -> list[TableObject]:
@@ -308,18 +332,32 @@ def ambiguous_ref(w: Wording, others: set[str]) -> str | None:
                 seen.setdefault(key(o), []).append(o)
         return [group[0] for group in seen.values() if len(group) >= 2]
 
-    ways: list[Callable[[], str | None]] = []
+    ways: list[Callable[[], Said | None]] = []
     if by_shape := shared(lambda o: o.shape):
-        ways.append(lambda: f"the {shape_word(w, w.choose(by_shape).shape)}")
+        ways.append(lambda: _as_shape(w, "", w.choose(by_shape).shape))
     if by_size_shape := shared(lambda o: (o.size, o.shape)):
         o = w.choose(by_size_shape)
-        ways.append(lambda: sized(w, o.size, shape_word(w, o.shape)))
+        ways.append(lambda: Said(sized(w, o.size, shape_word(w, o.shape)), f"{o.size} {o.shape}"))
     if by_size := shared(lambda o: o.size):
-        ways.append(lambda: sized(w, w.choose(by_size).size, noun(w)))
-    if by_group := shared(_group):
-        g = _group(w.choose(by_group))
-        ways.append(lambda: from_table(w, "group ref", g=g, n=lambda: noun(w), singular=True))
+        ways.append(lambda: _as_size(w, w.choose(by_size).size))
+    if by_group := shared(colour_group):
+        g = colour_group(w.choose(by_group))
+        ways.append(lambda: _said(from_table(w, "group ref", g=g, n=lambda: noun(w), singular=True), g))
     if not w.stable and (by_cell := shared(_cell)):
         cell = str(_cell(w.choose(by_cell)))
-        ways.append(lambda: place_phrase(w, "region ref", cell, singular=True))
+        ways.append(lambda: _said(place_phrase(w, "region ref", cell, singular=True), f"in {cell}"))
     return w.choose(ways)() if ways else None
+
+
+def _as_shape(w: Wording, colour: str, shape: str) -> Said:
+    """ "The (red) ball": a shape word, perhaps with a colour."""
+    words = f"{colour} {shape}".strip()
+    return Said(f"the {colour + ' ' if colour else ''}{shape_word(w, shape)}", words)
+
+
+def _as_size(w: Wording, size: str) -> Said:
+    return Said(sized(w, size, noun(w)), size)
+
+
+def _said(text: str | None, form: str) -> Said | None:
+    return None if text is None else Said(text, form)

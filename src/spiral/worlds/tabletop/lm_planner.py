@@ -1,17 +1,21 @@
 """The `lm` PlanAgent of the tabletop world: a fine-tuned small language model reads the request as
-the user wrote it, against a description of the scene read from the frame's pixels, and writes what
-it means as a canonical goal ("stack the blue circle on the red square", "move the green triangle
-to the left of the yellow square, then clear the centre") or a refusal ("cannot: ambiguous"). The
-exact solver then expands that goal into steps worded the way the world model and critic read them.
+the user wrote it and writes what it means as a canonical goal whose objects are still as the
+request described them ("stack [blue] on [largest]", "move [in top left corner] to the left of
+[red square], then clear the centre"), or a refusal ("cannot: unsupported"). The scene read from
+the frame's pixels grounds those descriptions exactly (`references.py`): a description that fits
+no object, or several where one is meant, is refused with the reason. The exact solver then expands
+the grounded goal into steps worded the way the world model and critic read them.
 
-The model resolves what only language and the scene can: synonyms, descriptions ("the big ball",
-"whatever is in the top left corner"), quantifiers ("every circle"), orderings ("..., but first
-..."), and requests it should refuse. An answer that does not parse, or names an object that is not
-in the scene, is sampled again a few times; then the plan fails with the model's last answer.
+The model resolves what language alone settles: synonyms, descriptions ("the big ball", "whatever
+is in the top left corner"), quantifiers ("every circle"), orderings ("..., but first ..."), and
+requests no world of moved objects can carry out. What the scene settles (which object "the
+leftmost piece" is, whether there is one) is left to the exact grounding, so the model is never
+asked to count, compare positions or notice what is absent. An answer that does not read as a
+goal is sampled again a few times; then the plan fails with the model's last answer.
 
 The request is read once per episode, against the start scene: a replan (or the goal check) plans
-from the current frame towards the same reading, since a description such as "the object in the
-top left corner" means what was there when the user asked.
+from the current frame towards the same goal, since a description such as "the object in the top
+left corner" means what was there when the user asked.
 """
 
 from __future__ import annotations
@@ -25,17 +29,15 @@ import torch
 from spiral.agents.parsing import AgentOutputError
 from spiral.agents.plan.lm_model import PlannerLM
 from spiral.agents.plan.symbolic import SymbolicPlanAgent
-from spiral.errors import SpiralError
 from spiral.memory import WorldMemory
 from spiral.types import Plan
 from spiral.worlds.tabletop.actions import cell_of
-from spiral.worlds.tabletop.goals import Goal, parse_goal
+from spiral.worlds.tabletop.goals import Goal
 from spiral.worlds.tabletop.oracle import read_scene
+from spiral.worlds.tabletop.references import ground
 from spiral.worlds.tabletop.scene import Scene, settle
-from spiral.worlds.tabletop.solver_families import named_objects
 
 ADAPTER = Path(__file__).resolve().parents[2] / "assets" / "tabletop_planner.safetensors"
-REFUSAL_PREFIX = "cannot:"
 REFUSALS = {
     "missing": "the request names an object that is not in the scene",
     "ambiguous": "the request could mean more than one object; name it by its colour and shape",
@@ -56,35 +58,27 @@ def describe_scene(scene: Scene) -> str:
     return "; ".join(parts)
 
 
-def planner_prompt(scene: Scene, request: str) -> str:
-    return f"Scene: {describe_scene(scene)}.\nRequest: {' '.join(request.split())}\nGoal:"
+def planner_prompt(request: str) -> str:
+    return f"Request: {' '.join(request.split())}\nGoal:"
 
 
 @dataclass(frozen=True)
 class Reading:
-    """What the model made of a request: a goal, or a refusal kind (one of REFUSALS)."""
+    """What the model made of a request (`answer`) and what it means in the scene: a goal, or a
+    refusal kind (one of REFUSALS) with why."""
 
     answer: str
+    grounded: str
     goal: Goal | None = None
     refusal: str | None = None
+    why: str = ""
 
 
 def read_answer(answer: str, scene: Scene) -> Reading:
-    """The model's answer as a Reading; ValueError says why it is unusable."""
+    """The model's answer grounded in the scene; ValueError says why it is unusable."""
     text = " ".join(answer.split())
-    if text.replace(" :", ":").startswith(REFUSAL_PREFIX):
-        kind = text.replace(" :", ":")[len(REFUSAL_PREFIX) :].strip()
-        if kind not in REFUSALS:
-            raise ValueError(f"unknown refusal {kind!r}")
-        return Reading(f"{REFUSAL_PREFIX} {kind}", refusal=kind)
-    try:
-        goal = parse_goal(text)
-    except SpiralError:
-        raise ValueError(f"{text[:80]!r} is not a goal") from None
-    absent = [n for n in named_objects(goal) if not scene.has(n)]
-    if absent:
-        raise ValueError(f"it names the {absent[0]}, which is not in the scene")
-    return Reading(text, goal=goal)
+    g = ground(text, scene, tuple(REFUSALS))
+    return Reading(text, g.text, g.goal, g.refusal, g.why)
 
 
 class LMPlanAgent:
@@ -106,7 +100,7 @@ class LMPlanAgent:
 
     def read(self, request: str, scene: Scene) -> Reading:
         """Greedy first; an unusable answer is sampled again (seeded), then AgentOutputError."""
-        prompt = planner_prompt(scene, request)
+        prompt = planner_prompt(request)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls)
         self.calls += 1
         answer, problem = "", ""
@@ -138,9 +132,11 @@ class LMPlanAgent:
     def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
         scene = settle(read_scene(frame))
         reading = self.reading_for(goal, scene, memory)
-        preface = f"I read the request {goal!r} as: {reading.answer}.\n"
+        preface = f"The frame shows {describe_scene(scene)}.\nI read the request {goal!r} as: {reading.answer}.\n"
+        if reading.grounded != reading.answer:
+            preface += f"In this scene that is: {reading.grounded}.\n"
         if reading.refusal is not None:
-            reason = REFUSALS[reading.refusal]
+            reason = REFUSALS[reading.refusal] + (f" ({reading.why})" if reading.why else "")
             return Plan(goal, (), f"{preface}I cannot plan this: {reason}.", self.name, feasible=False, reason=reason)
         assert reading.goal is not None
         return replace(self.solver.plan_goal(reading.goal, goal, frame, memory, preface), planner=self.name)

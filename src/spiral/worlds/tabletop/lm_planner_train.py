@@ -1,8 +1,11 @@
 """`spiral train planner`: fine-tune the `lm` planner's language model (a LoRA adapter on Gemma 3
-270M by default) to read free-form requests into canonical goals.
+270M by default) to read free-form requests into canonical goals whose objects are reference forms
+(`references.py`).
 
 Each training pair is drawn afresh from the simulator: a random scene, a request in everyday
-English from the training wordings of `freeform.py`, and the canonical goal (or refusal) it means.
+English from the training wordings of `freeform.py`, and its reading (the canonical goal with each
+object as the request described it, or a refusal). Readings are judged right when they ground, in
+the pair's scene, to the goal the request means.
 Pair k of a run comes from the generator seeded (seed, k), so a resumed run sees exactly the pairs
 an uninterrupted one would; checkpoints (LoRA and AdamW state, safetensors) are written every
 `--save-every` steps. Readings on tuning requests (training wordings, scenes no training pair
@@ -26,14 +29,18 @@ from spiral.checkpoints import optimizer_tensors, prefixed, restore_optimizer, s
 from spiral.config import option, required
 from spiral.errors import SpiralError
 from spiral.worlds.tabletop.actions import DIRECTIONS, OBJECT_NAMES, REGIONS
+from spiral.worlds.tabletop.freeform import Request, sample_request
 from spiral.worlds.tabletop.goals import SORT_KEYS, Goal, goal_to_text
-from spiral.worlds.tabletop.lm_planner import REFUSAL_PREFIX, REFUSALS, planner_prompt
-from spiral.worlds.tabletop.scene import COLOURS, COOL_COLOURS, SHAPES, WARM_COLOURS, random_scene
+from spiral.worlds.tabletop.lm_planner import REFUSALS, planner_prompt, read_answer
+from spiral.worlds.tabletop.references import EXTREME_FORMS, REFUSAL_PREFIX, SUPERLATIVE_FORMS, tidy
+from spiral.worlds.tabletop.scene import COLOURS, COOL_COLOURS, SHAPES, SIZE_ORDER, WARM_COLOURS, Scene, random_scene
 
 ADAPTER_NAME = "tabletop_planner.safetensors"
 # Tuning scenes come from seeds no training pair uses (training pair k uses (seed, k)), and so do
 # the samples that fill the output vocabulary.
 TUNING_STREAM, VOCAB_STREAM = 7_000_001, 7_000_002
+# What the model is taught to write; a checkpoint taught another way is not resumed.
+ANSWER_FORMAT = "goal with reference forms"
 
 
 @dataclass(frozen=True)
@@ -58,21 +65,25 @@ class PlannerTrainConfig:
             raise SpiralError("--eval-every must be >= 0 and --lr > 0")
 
 
-def request_pair(stream: int, index: int, split: str = "train") -> tuple[str, str]:
-    """(prompt, answer) number `index` of a stream of pairs."""
-    from spiral.worlds.tabletop.freeform import sample_request
-
+def request_example(stream: int, index: int, split: str = "train") -> tuple[Scene, Request]:
+    """(scene, request) number `index` of a stream."""
     rng = np.random.default_rng([stream, index])
     while True:
         scene = random_scene(rng)
         request = sample_request(scene, rng, split)
         if request is not None:
-            return planner_prompt(scene, request.text), request.target
+            return scene, request
+
+
+def request_pair(stream: int, index: int, split: str = "train") -> tuple[str, str]:
+    """(prompt, answer) number `index` of a stream of pairs."""
+    _, request = request_example(stream, index, split)
+    return planner_prompt(request.text), request.reading
 
 
 def canonical_answers() -> list[str]:
-    """Answers that use every word a canonical goal or refusal can contain, in the contexts where
-    they occur, so the output vocabulary covers any goal and not only the ones sampled."""
+    """Answers that use every word a reading or refusal can contain, in the contexts where they
+    occur, so the output vocabulary covers any goal and not only the ones sampled."""
     names = list(OBJECT_NAMES)
     goals = [Goal.move(n, region=r) for n in names[:3] for r in REGIONS]
     goals += [Goal.move(a, relation=rel, anchor=b) for a, b in zip(names, names[1:], strict=False) for rel in DIRECTIONS]
@@ -85,7 +96,17 @@ def canonical_answers() -> list[str]:
     goals += [Goal.swap(a, b) for a, b in zip(names, reversed(names), strict=False) if a != b]
     goals += [Goal.sort(k) for k in SORT_KEYS] + [Goal.clear(r) for r in REGIONS]
     goals += [Goal.then(Goal.sort("colour"), Goal.clear("centre"), Goal.move(names[0], region="top left corner"))]
-    return [goal_to_text(g) for g in goals] + [f"{REFUSAL_PREFIX} {k}" for k in REFUSALS]
+    texts = [goal_to_text(g) for g in goals]
+    forms = [*SIZE_ORDER, *COLOURS, "warm", "cool", *SUPERLATIVE_FORMS.values(), *EXTREME_FORMS.values()]
+    forms += [f"{z} {c} {s}" for z, c, s in zip(SIZE_ORDER * 6, COLOURS, SHAPES * 6, strict=False)]
+    forms += [f"{w} {s}" for w in forms[:20] for s in SHAPES]
+    forms += [f"in {r}" for r in REGIONS] + [f"all in {r}" for r in REGIONS]
+    forms += [f"{rel} {n}" for rel in ("on", "under") for n in names]
+    said = [f"move [{f}] to the {r}" for f, r in zip(forms, list(REGIONS) * 20, strict=False)]
+    said += [f"stack [{a}] on [{b}]" for a, b in zip(forms, reversed(forms), strict=False)]
+    said += [f"stack by size [{a}], [{b}] and [{c}]" for a, b, c in zip(forms, forms[5:], forms[9:], strict=False)]
+    said += [f"line up [{a}] and [{b}] from right to left" for a, b in zip(forms, forms[3:], strict=False)]
+    return texts + said + [f"{REFUSAL_PREFIX} {k}" for k in REFUSALS]
 
 
 def output_vocabulary(tokenizer, seed: int) -> list[int]:
@@ -102,25 +123,24 @@ def cosine_lr(step: int, total: int, base: float) -> float:
 
 
 def tuning_reading(lm, cfg: PlannerTrainConfig) -> dict:
-    """Share of tuning requests read exactly as meant (the same goal record, or the same refusal)."""
+    """Share of tuning requests read word for word as meant, and share whose reading grounds in
+    the scene to what the request means (the same goal record, or the same refusal)."""
     exact = right = 0
     for i in range(cfg.eval_size):
-        prompt, target = request_pair(TUNING_STREAM + cfg.seed, i)
-        answer = lm.generate(prompt)
-        exact += answer == target
-        right += _same_meaning(answer, target)
+        scene, request = request_example(TUNING_STREAM + cfg.seed, i)
+        answer = lm.generate(planner_prompt(request.text))
+        exact += tidy(answer) == request.reading
+        right += means(answer, scene, request)
     return {"tuning_exact": exact / cfg.eval_size, "tuning_right": right / cfg.eval_size}
 
 
-def _same_meaning(answer: str, target: str) -> bool:
-    if answer.startswith(REFUSAL_PREFIX) or target.startswith(REFUSAL_PREFIX):
-        return answer.strip() == target.strip()
-    from spiral.worlds.tabletop.goals import parse_goal
-
+def means(answer: str, scene: Scene, request: Request) -> bool:
+    """Does the answer, grounded in the scene, mean what the request does?"""
     try:
-        return parse_goal(answer) == parse_goal(target)
-    except SpiralError:
+        reading = read_answer(answer, scene)
+    except ValueError:
         return False
+    return reading.goal == request.goal if request.goal is not None else reading.grounded == request.target
 
 
 def _checkpoint_path(cfg: PlannerTrainConfig) -> Path:
@@ -132,7 +152,7 @@ def save_checkpoint(cfg: PlannerTrainConfig, lm, opt, step: int) -> None:
 
     opt_state, groups = optimizer_tensors(opt)
     tensors = {f"lora.{k}": v for k, v in get_peft_model_state_dict(lm.model).items()} | opt_state
-    meta = {"step": str(step), "param_groups": groups, "config": json.dumps(asdict(cfg), default=str)}
+    meta = {"step": str(step), "param_groups": groups, "config": json.dumps(asdict(cfg), default=str), "answers": ANSWER_FORMAT}
     save_atomic(_checkpoint_path(cfg), tensors, meta)
 
 
@@ -147,6 +167,8 @@ def load_checkpoint(cfg: PlannerTrainConfig, lm, opt) -> int:
     saved = json.loads(meta["config"])
     mine = json.loads(json.dumps(asdict(cfg), default=str))
     differs = [k for k in ("batch_size", "lr", "lora_rank", "seed", "base") if saved.get(k) != mine.get(k)]
+    if meta.get("answers") != ANSWER_FORMAT:
+        differs.append("the answers it was taught to write")
     if differs:
         raise SpiralError(
             f"{cfg.out} holds a run with other settings ({', '.join(differs)}); resume with those, or use another --out"
@@ -206,4 +228,4 @@ def train_planner(cfg: PlannerTrainConfig, progress: bool = True) -> Path:
     return adapter
 
 
-__all__ = ["PlannerTrainConfig", "request_pair", "train_planner"]
+__all__ = ["PlannerTrainConfig", "means", "request_example", "request_pair", "train_planner"]

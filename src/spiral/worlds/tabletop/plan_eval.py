@@ -22,7 +22,8 @@ from spiral.bench.tasks import SUITES, Task, limit_tasks, load_suite, read_tasks
 from spiral.config import option, required
 from spiral.errors import SpiralError
 from spiral.memory import MemoryEvent, WorldMemory
-from spiral.types import Plan
+from spiral.run_folder import claim_folder
+from spiral.types import Outcome, Plan
 from spiral.worlds.tabletop.actions import CELLS, Action, Target, apply, precondition_errors, relation_holds, sample_target
 from spiral.worlds.tabletop.grammar import parse
 from spiral.worlds.tabletop.judging import judged_condition
@@ -95,11 +96,11 @@ def execute(
             if wrong is not None:
                 current = apply(current, action, wrong)
                 if memory is not None:
-                    memory.record(MemoryEvent(i, index, step.instruction, "failed", 0.0, "the object landed elsewhere"))
+                    memory.record(MemoryEvent(i, index, step.instruction, Outcome.FAILED, 0.0, "the object landed elsewhere"))
                 return current, "", True
         current = apply(current, action, target)
         if memory is not None:
-            memory.record(MemoryEvent(i, index, step.instruction, "accepted", 1.0))
+            memory.record(MemoryEvent(i, index, step.instruction, Outcome.ACCEPTED, 1.0))
     return current, "", False
 
 
@@ -182,24 +183,10 @@ def run_plan_eval(cfg: PlanEvalConfig) -> list[PlanRow]:
     planner()  # a planner that cannot be built (a missing adapter, a bad name) fails before any work
     fingerprint = {"tasks": tasks_digest(tasks), "planner": cfg.planner, "planner_weights": cfg.planner_weights,
                    "agent_model": cfg.agent_model, "seed": cfg.seed, "slip": cfg.slip, "max_replans": cfg.max_replans}  # fmt: skip
-    claim_folder(cfg.out, fingerprint)
+    claim_folder(cfg.out, fingerprint, "planner rows")
     rows = evaluate_plans(tasks, planner, cfg.out, cfg.seed, cfg.slip, cfg.max_replans)
     write_plans_report(cfg.out, rows, fingerprint)
     return rows
-
-
-def claim_folder(out: Path, fingerprint: dict) -> None:
-    """A folder holds the rows of one configuration: another one is refused before any work."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "config.json"
-    if path.exists():
-        try:
-            theirs = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            theirs = None
-        if theirs != fingerprint:
-            raise SpiralError(f"{out} holds planner rows of another configuration ({path}); use another --out")
-    path.write_text(json.dumps(fingerprint, indent=1))
 
 
 def write_plans_report(out: Path, rows: list[PlanRow], fingerprint: dict) -> Path:
