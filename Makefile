@@ -40,7 +40,7 @@ bench: setup
 # Re-create the shipped tabletop world model from scratch (data, training, install); see
 # src/spiral/assets/tabletop_wm.md for what the shipped one took. Stage 3 adds the input gate and
 # trains on fresh simulator clips, rendered in a background process (--workers 1); stages 4 and 6
-# are GRPO; stages 5, 9, 10 and 14 train on wider training wordings (numbered as in docs/RESULTS.md,
+# are GRPO; stages 5, 9, 10 and 14 train on wider training wordings (numbered as in docs/RESULTS.md at tag results-diary,
 # where the stages between were tried and not shipped). Every stage now draws
 # today's training wordings; the shipped stages drew the narrower ones of their day (see the card).
 WM_STEPS ?= 11500

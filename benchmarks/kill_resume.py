@@ -62,7 +62,9 @@ def run_to_end(args: list[str], folder: Path, rng: np.random.Generator, budget: 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     kills = 0
     while True:
-        proc = subprocess.Popen([*SPIRAL, *args, "--out", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [*SPIRAL, *args, "--out", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        )
         # Past the first third of a run: the start-up (imports, loading) is over and work is being written.
         deadline = time.monotonic() + float(rng.uniform(budget / 3, budget)) if kills < kills_left else None
         while proc.poll() is None and (deadline is None or time.monotonic() < deadline):

@@ -42,6 +42,9 @@ class FakePlanner:
     def __init__(self, n_steps=2, feasible=True, unfinished=0):
         self.n_steps, self.feasible, self.unfinished, self.calls = n_steps, feasible, unfinished, []
 
+    def reset(self, goal, frame):
+        self.resets = getattr(self, "resets", 0) + 1
+
     def plan(self, goal, frame, memory):
         latest = len(self.calls) - 1  # the plan index of its previous answer
         self.calls.append({"frame_value": int(frame.max()), "summary": memory.summary()})
@@ -61,6 +64,9 @@ class FakeCritic:
 
     def __init__(self, script):
         self.script, self.calls = list(script), []
+
+    def reset(self, goal, frame):
+        self.resets = getattr(self, "resets", 0) + 1
 
     def critique(self, step, clip, memory):
         self.calls.append(step.instruction)
@@ -286,3 +292,23 @@ def test_baselines_ignore_candidates():
     wm, planner = FakeWorldModel(), FakePlanner()
     episode = run("do the thing", START, wm, planner, None, LoopConfig(method="stepwise", candidates=4))
     assert episode.generation_calls == 2 and all(a.candidates == 1 for a in episode.attempts)
+
+
+def test_an_episode_past_its_time_limit_ends_with_its_accepted_steps_kept():
+    import time
+
+    class SlowWorldModel(FakeWorldModel):
+        def generate(self, *args, **kwargs):
+            time.sleep(0.05)
+            return super().generate(*args, **kwargs)
+
+    episode = run("do the thing", START, SlowWorldModel(), FakePlanner(n_steps=5), FakeCritic([]), LoopConfig(max_seconds=0.12))
+    assert episode.status == "budget_exhausted" and "--max-seconds" in episode.error
+    assert 2 <= len(episode.accepted) < 5  # the clips made before the limit are kept
+    with pytest.raises(SpiralError, match="--max-seconds must be >= 0"):
+        LoopConfig(max_seconds=-1)
+
+
+def test_each_agent_is_reset_once_at_the_start_of_an_episode():
+    episode, wm, planner, critic = go([LOCAL, DRIFT])
+    assert planner.resets == 1 == critic.resets and len(planner.calls) >= 2  # replans do not reset

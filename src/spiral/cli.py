@@ -102,6 +102,13 @@ def _cmd_train_critic_ensemble(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(ns: argparse.Namespace) -> int:
+    from spiral.app.config import ServeConfig
+    from spiral.app.server import serve
+
+    return serve(config_from_args(ServeConfig, ns))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from spiral.data.generate import DataMakeConfig
     from spiral.demo import DemoConfig
@@ -118,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(run, RunConfig)
     add_config_args(run, LoopConfig)
     run.set_defaults(func=_cmd_run)
+    from spiral.app.config import ServeConfig
+
+    serve = sub.add_parser("serve", help="a local web page to run the loop and watch each plan, clip and critique live")
+    add_config_args(serve, ServeConfig)
+    serve.set_defaults(func=_cmd_serve)
     data = sub.add_parser("data", help="ActWM-Dataset tools").add_subparsers(dest="data_command", required=True)
     make = data.add_parser("make", help="generate an ActWM dataset (resumable, deterministic by seed)")
     add_config_args(make, DataMakeConfig)

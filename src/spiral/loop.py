@@ -44,6 +44,7 @@ class LoopConfig:
     max_tries: int = option(3, "K: attempts per step in the inner loop")
     max_replans: int = option(2, "R: replans in the outer loop")
     max_generations: int = option(30, "total clips the world model may generate per episode (candidates count one each)")
+    max_seconds: float = option(0.0, "wall-clock limit of an episode in seconds, checked before each clip (0: none)")
     candidates: int = option(1, "N: clips sampled per try in one batched call; the critic's best is kept (closed loop)")
     inner_loop: bool = option(True, "retry a failed step (ablation: --no-inner-loop)")
     outer_loop: bool = option(True, "replan on drift or repeated failure (ablation: --no-outer-loop)")
@@ -61,6 +62,8 @@ class LoopConfig:
             value = getattr(self, name)
             if value < least:
                 raise SpiralError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+        if self.max_seconds < 0:
+            raise SpiralError(f"--max-seconds must be >= 0 (0: no limit), got {self.max_seconds}")
 
 
 GOAL_CHECK = "goal check: every step was accepted"
@@ -163,7 +166,16 @@ class _Runner:
         self.frame = prepare_frame(frame, wm.frame_size)
         self.memory = WorldMemory(goal, use_history=cfg.use_memory)
         self.episode = Episode(goal, cfg.method, self.frame, memory=self.memory)
+        for role, agent in (("planner", planner), ("critic", critic)):
+            if agent is not None:
+                if not callable(getattr(agent, "reset", None)):
+                    raise SpiralError(f"the {role} {agent!r} has no reset(goal, frame): add one (spiral.agents.protocols)")
+                agent.reset(goal, self.frame)
+        self.began = time.perf_counter()
         self._observe()
+
+    def out_of_time(self) -> bool:
+        return bool(self.cfg.max_seconds) and time.perf_counter() - self.began > self.cfg.max_seconds
 
     def _observe(self) -> None:
         if self.observe is not None:
@@ -268,7 +280,7 @@ def _planned(r: _Runner) -> Iterator[Event]:
         step = plan.steps[step_index]
         end = yield from _attempt_step(r, event.index, step_index, step)
         if end.how == StepEnd.OUT_OF_BUDGET:
-            r.episode.status = Status.BUDGET_EXHAUSTED
+            r.episode.status, r.episode.error = Status.BUDGET_EXHAUSTED, end.why
             return
         if end.how == StepEnd.ACCEPTED:
             step_index += 1
@@ -331,7 +343,9 @@ def _attempt_step(r: _Runner, plan_index: int, step_index: int, step: Step) -> I
     for try_index in range(tries):
         count = min(cfg.candidates if closed else 1, cfg.max_generations - len(r.episode.attempts))
         if count <= 0:
-            return StepResult(StepEnd.OUT_OF_BUDGET)
+            return StepResult(StepEnd.OUT_OF_BUDGET, f"all {cfg.max_generations} generations were used (--max-generations)")
+        if r.out_of_time():
+            return StepResult(StepEnd.OUT_OF_BUDGET, f"the episode ran past its limit of {cfg.max_seconds:g} s (--max-seconds)")
         began = time.perf_counter()
         clips = r.generate(instruction, count=count)
         each = (time.perf_counter() - began) / count  # a batched call's time, shared out

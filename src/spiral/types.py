@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum, StrEnum
+from enum import StrEnum
 
 import numpy as np
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What the critic concludes about one generated step."""
 
     SUCCESS = "success"
@@ -38,7 +38,7 @@ class Outcome(StrEnum):
     ERROR = "error"
 
 
-class FailureKind(str, Enum):
+class FailureKind(StrEnum):
     NONE = "none"
     INCOMPLETE = "incomplete"  # the named object did not get where it should
     WRONG_OBJECT = "wrong_object"  # another object moved instead of (or with) the named one

@@ -278,3 +278,13 @@ def test_critic_repairs_out_of_range_score_and_inconsistent_verdict(server):
     assert critique.verdict is Verdict.LOCAL_FAILURE and critique.refined_instruction is None
     assert "between 0 and 1" in texts(server.seen[1].body)
     assert "failure_kind 'none' exactly" in texts(server.seen[2].body)
+
+
+def test_the_openai_agents_keep_the_agent_contracts(server):
+    from spiral.agents.checks import check_critic_agent, check_plan_agent
+
+    server.respond(ok(json.dumps(PLAN)))  # the last answer repeats: the same question, the same plan
+    plan = check_plan_agent(OpenAIPlanAgent(config(server)), GOAL, FRAME)
+    assert plan.steps[0].subject == "green triangle"
+    server.respond(ok(json.dumps(CRITIQUE)))
+    assert check_critic_agent(OpenAICriticAgent(config(server)), STEP, clip()).verdict is Verdict.SUCCESS

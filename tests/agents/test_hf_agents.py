@@ -199,3 +199,18 @@ def test_vision_model_sees_the_key_frames_as_images(tiny_vlm):
     (kw,) = seen
     assert kw["pixel_values"].shape[:2] == (3, 3)  # three key frames, RGB
     assert (kw["input_ids"] == agent.model.model.config.image_token_index).sum() == 3 * 4  # 2x2 patches each
+
+
+def test_the_hf_agents_keep_the_agent_contracts(tiny_model, tiny_vlm):
+    from spiral.agents.checks import check_critic_agent, check_plan_agent
+
+    planner = HFPlanAgent(tiny_model, max_new_tokens=400)
+    script_generate(planner, [json.dumps(PLAN)])
+    assert check_plan_agent(planner, GOAL, FRAME).steps[0].subject == "green triangle"
+    critic = HFCriticAgent(tiny_vlm, max_new_tokens=400)
+    script_generate(
+        critic, [json.dumps({"score": 0.3, "verdict": "local_failure", "failure_kind": "incomplete", "feedback": "short"})]
+    )
+    step = Step(GOAL, "green triangle", ("yellow square",))
+    clip = Clip(np.zeros((4, 32, 32, 3), np.uint8), GOAL, 0, "test")
+    assert check_critic_agent(critic, step, clip).verdict is Verdict.LOCAL_FAILURE

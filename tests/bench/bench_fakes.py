@@ -69,6 +69,9 @@ class FailingPlanner:
 
     name = "failing"
 
+    def reset(self, goal, frame):
+        pass
+
     def plan(self, goal, frame, memory) -> Plan:
         raise SpiralError("the planner server is unreachable")
 
@@ -86,6 +89,9 @@ class DownPlanner:
         from spiral.agents.plan.symbolic import SymbolicPlanAgent
 
         self.inner = SymbolicPlanAgent()
+
+    def reset(self, goal, frame):
+        pass
 
     def plan(self, goal, frame, memory) -> Plan:
         if os.path.exists(os.environ["PLANNER_DOWN"]):
@@ -134,6 +140,9 @@ def still_world_model():
 
 class TwoStepPlanner:
     name = "two-step"
+
+    def reset(self, goal, frame):
+        pass
 
     def plan(self, goal, frame, memory) -> Plan:
         if len(memory.accepted) == 2:  # the loop's goal check after both steps: done

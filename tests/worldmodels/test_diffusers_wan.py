@@ -66,6 +66,9 @@ def test_group_batches_of_one_equal_single_calls_bitwise(pipe):
 class ThreeStepPlanner:
     name = "scripted"
 
+    def reset(self, goal, frame):
+        pass
+
     def plan(self, goal, frame, memory):
         if len(memory.accepted) == 3:  # the loop's goal check: the three steps were the whole goal
             return Plan(goal, (), "done", self.name)
@@ -78,6 +81,9 @@ class AlwaysOk:
 
     def __init__(self):
         self.clips = []
+
+    def reset(self, goal, frame):
+        pass
 
     def critique(self, step, clip, memory):
         self.clips.append(clip)

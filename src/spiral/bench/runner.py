@@ -64,6 +64,7 @@ class BenchConfig:
     max_tries: int = _loop_option("max_tries")
     max_replans: int = _loop_option("max_replans")
     max_generations: int = _loop_option("max_generations")
+    max_seconds: float = _loop_option("max_seconds")
     candidates: int = _loop_option("candidates")
     oneshot_steps: int = _loop_option("oneshot_steps")
     seed: int = _loop_option("seed")
@@ -75,7 +76,8 @@ class BenchConfig:
 
     def budgets(self) -> LoopConfig:
         return LoopConfig(max_tries=self.max_tries, max_replans=self.max_replans, max_generations=self.max_generations,
-                          candidates=self.candidates, oneshot_steps=self.oneshot_steps, seed=self.seed)  # fmt: skip
+                          max_seconds=self.max_seconds, candidates=self.candidates, oneshot_steps=self.oneshot_steps,
+                          seed=self.seed)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ def fingerprint(cfg: BenchConfig, tasks: list[Task], judge: str) -> dict:
         **({"world_model_settings": settings} if (settings := _world_model_settings(cfg)) else {}),
         # Added later: present only when it changes anything, so folders made before still resume.
         **({"candidates": cfg.candidates} if cfg.candidates != 1 else {}),
+        **({"max_seconds": cfg.max_seconds} if cfg.max_seconds else {}),
         **({"critic_threshold": cfg.critic_threshold} if cfg.critic_threshold else {}),
         **({"planner_weights": _planner_digest(cfg)} if cfg.planner == "lm" else {}),
     }  # fmt: skip

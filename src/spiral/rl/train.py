@@ -59,7 +59,7 @@ class GRPOTrainConfig:
     )
     lora_rank: int = option(16, "diffusers backbones: LoRA rank (alpha = rank)")
     # 1 (no guidance) by default: rollouts cost half the net calls, and the shipped stage-4 model,
-    # trained so, improved at guidance 1 and at the sampler's 5 alike (docs/RESULTS.md).
+    # trained so, improved at guidance 1 and at the sampler's 5 alike (docs/RESULTS.md at tag results-diary).
     guidance: float = option(1.0, "tabletop: classifier-free guidance of the rollouts; 0 = the model's sampler default")
     decode: str = option(
         "compose",

@@ -43,11 +43,9 @@ def default_weights() -> Path:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    num_inference_steps: int = 8  # 8 Euler steps sampled as well as 16 in our first experiments
-    # Classifier-free guidance (1 = off, half the net calls). 5 was best of 1-15 for the first
-    # model; for stage 10, 2 was best of 1-10 on tuning probes (90.0% against 5's 88.0%; puts
-    # gain most, 100% against 81%) and won the closed loop on tuning tasks, 91% against 84%
-    # (docs/RESULTS.md, "Guidance 2").
+    num_inference_steps: int = 8  # 8 Euler steps sample as well as 16
+    # Classifier-free guidance (1 = off, half the net calls): chosen on tuning probes and tuning
+    # tasks of the closed loop (docs/RESULTS.md, Tabletop world model).
     guidance_scale: float = 2.0
     shift: float = 1.0  # >1 spends more steps at high noise (SD3-style time shift)
     # 0: the deterministic Euler (ODE) sampler. > 0: the SDE sampler GRPO trains with, at this
@@ -57,7 +55,7 @@ class SamplerConfig:
     # start frame to where the model put it (tabletop_copy); "compose" redraws every start-frame
     # object where the model put it (tabletop_compose); "blur": the model's own upsampled pixels.
     # Compose is the default: on 200 held-out probes it keeps objects in 98.5% of clips against
-    # copy's 89.0%, and passes 85.5% of single steps against 79.0% (docs/RESULTS.md).
+    # copy's 89.0%, and passes 85.5% of single steps against 79.0% (docs/RESULTS.md at tag results-diary).
     decode: str = "compose"
 
     def __post_init__(self) -> None:

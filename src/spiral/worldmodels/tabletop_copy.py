@@ -2,7 +2,7 @@
 
 The model works at 32x32, where a small object is four or five pixels wide, so an object it moves
 arrives at 64 px as a blurred blob, and the oracle often reads it as another shape (the commonest
-defect of the shipped model; docs/RESULTS.md). The objects of this world are rigid, so the sharp
+defect of the shipped model; docs/RESULTS.md at tag results-diary). The objects of this world are rigid, so the sharp
 pixels of a moved object are all in the start frame; only where they went is the model's to say.
 
 For each generated frame: the regions where the model's frame differs from the start frame (both

@@ -61,9 +61,7 @@ class WorldModelTrainConfig:
     depth: int = option(6, "transformer blocks")
     heads: int = option(4, "attention heads")
     change_scale: float = option(1.0, "factor on the change from the start frame the net generates (see TabletopNetConfig)")
-    sigma_data: float = option(
-        0.0, "preconditioning: std of the change latent, 0 = off (tried 0.08: worse; see TabletopNetConfig)"
-    )
+    sigma_data: float = option(0.0, "preconditioning: std of the change latent, 0 = off (see TabletopNetConfig)")
     skip_head: int = option(0, "hidden width of the output head that also sees the noisy input (0: none; see TabletopNetConfig)")
     input_gate: bool = option(False, "gate the noisy input into the prediction per value (see TabletopNetConfig)")
     seed: int = option(0, "seed of initialisation, batches and noise")

@@ -14,6 +14,9 @@ from spiral.worlds.tabletop.plan_eval import PlanEvalConfig, evaluate_plans, run
 class Refuser:
     name = "refuser"
 
+    def reset(self, goal, frame):
+        pass
+
     def plan(self, goal, frame, memory):
         return Plan(goal, (), "no", self.name, feasible=False, reason="no")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from spiral.agents.hf_chat import HFChatConfig, HFChatModel
 from spiral.agents.parsing import ask_critique
 from spiral.agents.prompts import load_prompt
@@ -33,6 +35,9 @@ class HFCriticAgent:
 
     def __repr__(self) -> str:
         return f"HFCriticAgent({self.model!r}, key_frames={self.key_frames})"
+
+    def reset(self, goal: str, frame: np.ndarray) -> None:
+        """Nothing carries over from one episode to the next."""
 
     def critique(self, step: Step, clip: Clip, memory: WorldMemory) -> Critique:
         return ask_critique(self.model, self.prompt, step, clip, memory, self.key_frames)

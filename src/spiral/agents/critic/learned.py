@@ -160,6 +160,9 @@ class LearnedCriticAgent:
 
     __call__ = reward
 
+    def reset(self, goal: str, frame: np.ndarray) -> None:
+        """Nothing carries over from one episode to the next."""
+
     def critique(self, step: Step, clip: Clip, memory: WorldMemory) -> Critique:
         try:
             action = step_action(step)

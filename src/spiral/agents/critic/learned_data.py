@@ -46,8 +46,8 @@ from spiral.worlds.tabletop.render import render_motion
 
 ROLLOUT_STREAM = 4242
 SDE_NOISE_LEVEL = 0.7  # Flow-GRPO's default noise level
-# The shipped critic trained on rollouts at guidance 5, the world model's default until the
-# nineteenth session; the loop now samples at 2 (SamplerConfig), and held-out checks take either.
+# The shipped critic's rollouts are sampled at guidance 5; the loop samples at 2 (SamplerConfig),
+# and held-out checks take either.
 ROLLOUT_GUIDANCE = 5.0
 CHUNK = 16  # scenes per cache file: an interrupted run redoes at most one chunk
 FIELDS = ("frames", "success", "kind", "drift", "group", "rollout", "guided", "objects", "facts")

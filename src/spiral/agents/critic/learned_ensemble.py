@@ -4,7 +4,7 @@ logits stays close to calibrated).
 
 Why: the 32x32 and the 64x64 objects critics rank different clips wrong, so their mean ranks
 held-out rollouts better than either (ROC-AUC 0.92 against 0.90), though in the closed loop, at the
-0.5 pass score, it did no better; so it is not the shipped critic (docs/RESULTS.md, Two resolutions
+0.5 pass score, it did no better; so it is not the shipped critic (docs/RESULTS.md at tag results-diary, Two resolutions
 together). Where the ranking matters more than one cut (GRPO compares rewards within a group), pass
 its export as `--agent-model`, or to `spiral train grpo --critic-weights`. An ensemble file is an
 ordinary critic export whose tensors are prefixed `members.<i>.` and whose metadata lists the

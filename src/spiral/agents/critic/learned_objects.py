@@ -12,10 +12,8 @@ covers, the two objects' sizes and two flags saying whether it is the instructio
 anchor. The table's token reads the pixels no blend explains (smears, blotches) and the flicker of
 the background. What the numbers mean for the step (which relation, which region) the network
 still learns from the instruction's MiniLM tokens, through the same cross-attention blocks as the
-other front ends. With `extra_numbers` (the default since the fifteenth session) each colour also
-gets its contact with the subject and how evenly it moved (EXTRA_NUMBERS). Held out, this critic
-ranks clips against the oracle at ROC-AUC 0.90 (0.89 without the extra numbers), the grid one at
-0.64 (docs/RESULTS.md, The objects critic, and Extra numbers and a head-only reward stage).
+other front ends. With `extra_numbers` (the default) each colour also gets its contact with the
+subject and how evenly it moved (EXTRA_NUMBERS). Figures: docs/RESULTS.md, Learned tabletop critic.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ mostly what they say. Sharing one encoder over the colours means every clip teac
 about six objects, not one grid. It ranks held-out rollouts better than the grid front end
 (learned_net.py; ROC-AUC 0.735 against 0.648, and 0.743 against 0.663 on second steps) but made
 the closed loop worse (58% goal success over two seeds against 66%, for reasons not known;
-docs/RESULTS.md), so it is an option (`--arch slots`), not the default.
+docs/RESULTS.md at tag results-diary), so it is an option (`--arch slots`), not the default.
 
 The table's token reads the mask of pixels that are no palette colour: flicker, smears, holes.
 """
@@ -32,7 +32,7 @@ CLIP_FACTS = ("postcondition", "teleported", "low_quality")
 # pixel is 0.19 red, at 40 0.02
 # (yellow, the closest pair, is 0.15 orange).
 # Not a softmax over the colours: that hides how solidly a blotchy object is painted, and a
-# softmax at 25 grey levels measured worse (docs/RESULTS.md, runs/critic10 against runs/critic9).
+# softmax at 25 grey levels measured worse (docs/RESULTS.md at tag results-diary, runs/critic10 against runs/critic9).
 SLOT_SIGMA = 40.0
 
 

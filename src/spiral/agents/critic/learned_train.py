@@ -7,7 +7,7 @@ on "needs a replan", and for slots and objects critics BCE on the oracle's per-o
 reward model (a Bradley-Terry ranking loss between passed and failed clips, most of them of the
 same start frame and instruction, beside the SFT losses at a lower learning rate; by default on
 the heads only, `--rm-scope all` retrains every weight, which lowered the ROC-AUC of most critics we
-tried, docs/RESULTS.md) -> Platt scaling fitted on the validation rollouts -> fp16 exports of both stages and
+tried, docs/RESULTS.md at tag results-diary) -> Platt scaling fitted on the validation rollouts -> fp16 exports of both stages and
 their score histograms. A checkpoint (safetensors) holds the weights, the optimizer moments, the
 batch generator and the step, so a resumed run continues where it stopped. The log keeps the
 validation ROC-AUC at every checkpoint.

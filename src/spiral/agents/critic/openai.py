@@ -7,6 +7,8 @@ JSON; unusable answers are repaired a bounded number of times, then AgentOutputE
 
 from __future__ import annotations
 
+import numpy as np
+
 from spiral.agents.chat import ChatClient, ChatConfig
 from spiral.agents.parsing import ask_critique
 from spiral.agents.prompts import load_prompt
@@ -27,6 +29,9 @@ class OpenAICriticAgent:
 
     def __repr__(self) -> str:
         return f"OpenAICriticAgent({self.client!r}, key_frames={self.key_frames})"
+
+    def reset(self, goal: str, frame: np.ndarray) -> None:
+        """Nothing carries over from one episode to the next."""
 
     def critique(self, step: Step, clip: Clip, memory: WorldMemory) -> Critique:
         return ask_critique(self.client, self.prompt, step, clip, memory, self.key_frames)

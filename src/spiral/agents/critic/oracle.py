@@ -7,6 +7,8 @@ there is a PRECONDITION_UNMET global failure (retrying would not help; the plann
 
 from __future__ import annotations
 
+import numpy as np
+
 from spiral.memory import WorldMemory
 from spiral.types import Clip, Critique, FailureKind, Step, Verdict
 from spiral.worlds.tabletop import checks
@@ -24,6 +26,9 @@ def step_action(step: Step) -> Action:
 
 class OracleCriticAgent:
     name = "oracle"
+
+    def reset(self, goal: str, frame: np.ndarray) -> None:
+        """Nothing carries over from one episode to the next."""
 
     def critique(self, step: Step, clip: Clip, memory: WorldMemory) -> Critique:
         action = step_action(step)

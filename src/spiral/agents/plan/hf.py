@@ -31,5 +31,8 @@ class HFPlanAgent:
     def __repr__(self) -> str:
         return f"HFPlanAgent({self.model!r})"
 
+    def reset(self, goal: str, frame: np.ndarray) -> None:
+        """Nothing carries over from one episode to the next."""
+
     def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
         return ask_plan(self.model, self.prompt, goal, frame, memory, planner=self.name)

@@ -27,5 +27,8 @@ class OpenAIPlanAgent:
     def __repr__(self) -> str:
         return f"OpenAIPlanAgent({self.client!r})"
 
+    def reset(self, goal: str, frame: np.ndarray) -> None:
+        """Nothing carries over from one episode to the next."""
+
     def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
         return ask_plan(self.client, self.prompt, goal, frame, memory, planner=self.name)

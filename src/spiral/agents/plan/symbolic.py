@@ -33,16 +33,16 @@ class SymbolicPlanAgent:
     def __init__(self, seed: int = 0):
         self.seed = seed
         self.calls = 0
-        self._episode: tuple[WorldMemory, Scene] | None = None  # the current episode's memory, its start scene
+        self._start: Scene | None = None  # the scene the episode began in
+
+    def reset(self, goal: str, frame: np.ndarray) -> None:
+        self.calls = 0
+        self._start = settle(read_scene(frame))
 
     def start_scene(self, memory: WorldMemory, scene: Scene) -> Scene:
-        """The scene this episode began in: `scene` at its first plan (no events yet). An agent
-        serves one episode at a time; the no-memory ablation has no history, so each of its plans
-        starts afresh."""
-        if memory.events and memory.use_history and self._episode is not None and self._episode[0] is memory:
-            return self._episode[1]
-        self._episode = (memory, scene)
-        return scene
+        """The scene this episode began in. Without a reset every plan starts afresh, and so does
+        each plan of the no-memory ablation, which has no history to know the start by."""
+        return self._start if self._start is not None and memory.use_history else scene
 
     def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:
         # A goal it cannot parse is a SpiralError with example goals.

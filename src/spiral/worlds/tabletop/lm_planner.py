@@ -93,7 +93,11 @@ class LMPlanAgent:
         self.lm = _LOADED[key]
         self.seed, self.resamples, self.calls = seed, resamples, 0
         self.solver = SymbolicPlanAgent(seed)
-        self._episode: tuple[WorldMemory, str, Reading] | None = None
+        self._reading: tuple[str, Reading] | None = None  # the episode's request and its reading
+
+    def reset(self, goal: str, frame: np.ndarray) -> None:
+        self.calls, self._reading = 0, None
+        self.solver.reset(goal, frame)
 
     def __repr__(self) -> str:
         return f"LMPlanAgent(resamples={self.resamples})"
@@ -119,14 +123,12 @@ class LMPlanAgent:
         )
 
     def reading_for(self, goal: str, scene: Scene, memory: WorldMemory) -> Reading:
-        """The episode's reading of the request: made at its first plan, kept for its replans. The
-        no-memory ablation has no history, so each of its plans reads the request afresh."""
-        same = self._episode is not None and self._episode[0] is memory and self._episode[1] == goal
-        if memory.events and memory.use_history and same:
-            assert self._episode is not None
-            return self._episode[2]
+        """The episode's reading of the request: made at its first plan, kept for its replans until
+        the next reset. The no-memory ablation has no history, so each of its plans reads afresh."""
+        if self._reading is not None and self._reading[0] == goal and memory.use_history:
+            return self._reading[1]
         reading = self.read(goal, scene)
-        self._episode = (memory, goal, reading)
+        self._reading = (goal, reading)
         return reading
 
     def plan(self, goal: str, frame: np.ndarray, memory: WorldMemory) -> Plan:

@@ -124,6 +124,7 @@ def evaluate_task(task: Task, planner, seed: int, slip: float = 0.0, max_replans
     scene = current = random_scene(np.random.default_rng(task.scene_seed))
     rng = np.random.default_rng([seed, task.scene_seed])
     mind = WorldMemory(goal=task.goal, use_history=memory)
+    planner.reset(task.goal, render(scene, 64))
     seconds, replans, steps, stopped = 0.0, 0, 0, ""
     while True:
         began = time.perf_counter()

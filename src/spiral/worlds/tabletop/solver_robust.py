@@ -89,7 +89,7 @@ def finish_share(
 ) -> float:
     """How often the goal holds (as the judge reads it) after doing these actions from `before`, each
     landing where `sample_target` puts it: uniformly in a region, or close beside a relation's
-    anchor. The shipped world model lands beside an anchor about as close (docs/RESULTS.md, "Steps
+    anchor. The shipped world model lands beside an anchor about as close (docs/RESULTS.md at tag results-diary, "Steps
     named as tightly as the goal needs"); sampling the whole of "next to" instead made the loop no
     better than the untightened wording."""
     good = 0
