@@ -5,8 +5,9 @@ never interrupted?
     .venv/bin/python benchmarks/kill_resume.py [--kills 20] [--seed 0] [--commands run,bench,data] [--out runs/kill-resume]
 
 For each command: one uninterrupted run; then rounds in fresh folders, each killed (SIGKILL) at a
-uniformly random moment of the last two thirds of its run (the first is mostly start-up), restarted with the same command, killed again..., until it
-exits 0, until `--kills` kills in all. The finished folders are compared with the uninterrupted one
+random point of its progress (after a random number of the episodes, journal lines or results it
+writes, plus up to half a second), restarted with the same command, killed again..., until it exits
+0, until `--kills` kills in all. The finished folders are compared with the uninterrupted one
 after leaving out what differs between any two runs (wall-clock times): every episode of the
 uninterrupted run is there (none lost), none twice (none duplicated), and each equals its
 counterpart. Prints one line per command and exits 1 if any differs.
@@ -57,25 +58,45 @@ def episodes(command: str, folder: Path) -> list[tuple[str, object]]:
     return [(e["id"], without_times(json.loads((folder / e["id"] / "episode.json").read_text()))) for e in entries]
 
 
-def run_to_end(args: list[str], folder: Path, rng: np.random.Generator, budget: float, kills_left: int) -> int:
-    """Run the command, killing it at random moments (at most `kills_left` times); the kills made."""
+# What each command appends as it finishes a piece of work: a kill is aimed at a random point of
+# that progress (wall-clock aiming misses when the machine's load changes from run to run).
+PROGRESS = {"run": "journal/calls.jsonl", "bench": "results.jsonl", "data": "index.jsonl"}
+
+
+def lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def run_to_end(command: str, folder: Path, rng: np.random.Generator, total: int, kills_left: int) -> int:
+    """Run the command, killing it (at most `kills_left` times) once it has written a random number
+    of its `total` progress lines, plus up to half a second (so some kills land mid-write); the kills made."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    progress = folder / PROGRESS[command]
     kills = 0
     while True:
         proc = subprocess.Popen(
-            [*SPIRAL, *args, "--out", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+            [*SPIRAL, *COMMANDS[command], "--out", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
         )
-        # Past the first third of a run: the start-up (imports, loading) is over and work is being written.
-        deadline = time.monotonic() + float(rng.uniform(budget / 3, budget)) if kills < kills_left else None
-        while proc.poll() is None and (deadline is None or time.monotonic() < deadline):
-            time.sleep(0.02)
+        done = lines(progress)
+        target = int(rng.integers(done, total)) if kills < kills_left and done < total else None
+        extra = float(rng.uniform(0.0, 0.5))
+        reached = None
+        while proc.poll() is None:
+            if target is not None and reached is None and lines(progress) > target:
+                reached = time.monotonic()
+            if reached is not None and time.monotonic() - reached >= extra:
+                break
+            time.sleep(0.01)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
             continue
         if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(args)} failed after {kills} kills: {proc.stderr.read().decode()[-400:]}")
+            raise SystemExit(f"{command} failed after {kills} kills: {proc.stderr.read().decode()[-400:]}")
         return kills
 
 
@@ -91,15 +112,15 @@ def main() -> int:
     shutil.rmtree(a.out, ignore_errors=True)
     failed = False
     for command in a.commands.split(","):
-        args = COMMANDS[command]
         began = time.monotonic()
-        run_to_end(args, a.out / command / "straight", rng, 1.0, kills_left=0)
+        run_to_end(command, a.out / command / "straight", rng, 0, kills_left=0)
         duration = time.monotonic() - began
         expected = episodes(command, a.out / command / "straight")
+        total = lines(a.out / command / "straight" / PROGRESS[command])
         kills = rounds = lost = duplicated = differing = 0
         while kills < a.kills:
             folder = a.out / command / f"round-{rounds}"
-            kills += run_to_end(args, folder, rng, duration, kills_left=a.kills - kills)
+            kills += run_to_end(command, folder, rng, total, kills_left=a.kills - kills)
             rounds += 1
             got = episodes(command, folder)
             ids = [i for i, _ in got]

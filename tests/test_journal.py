@@ -106,6 +106,9 @@ def test_an_api_agents_recorded_answers_are_used_not_asked_again(tmp_path, unint
     class Unreachable:
         name = "openai"
 
+        def reset(self, goal, frame):
+            pass
+
         def critique(self, step, clip, memory):
             raise AssertionError("asked again")
 
@@ -142,10 +145,15 @@ def test_a_local_agent_that_now_answers_otherwise_ends_the_replay_there(tmp_path
 
 
 def test_a_folder_holding_another_configurations_episode_is_refused(tmp_path):
-    open_journal(tmp_path, {"goal": "a", "loop.seed": "0"})
-    open_journal(tmp_path, {"goal": "a", "loop.seed": "0"})  # the same: resumes
+    open_journal(tmp_path, {"goal": "a", "loop.seed": "0"}).record("plan", "k", {"steps": []})
+    assert len(open_journal(tmp_path, {"goal": "a", "loop.seed": "0"}).entries) == 1  # the same: resumes
     with pytest.raises(SpiralError, match=r"other settings \(loop.seed\): rerun with those"):
         open_journal(tmp_path, {"goal": "a", "loop.seed": "1"})
     (tmp_path / "journal" / "config.json").write_text("{not json")
     with pytest.raises(SpiralError, match="is damaged"):
         open_journal(tmp_path, {"goal": "a", "loop.seed": "0"})
+
+
+def test_a_folder_whose_episode_recorded_nothing_takes_another_configuration(tmp_path):
+    open_journal(tmp_path, {"goal": "a"})  # e.g. a run whose agents could not be built
+    assert open_journal(tmp_path, {"goal": "b"}).entries == []

@@ -222,8 +222,14 @@ def open_journal(out: Path, settings: dict) -> Journal:
     from spiral.run_folder import claim_folder
 
     folder = Path(out) / "journal"
+    if not lines_in(folder / CALLS):  # nothing recorded yet: the folder takes the new configuration
+        (folder / "config.json").unlink(missing_ok=True)
     claim_folder(folder, settings, "an episode")
     return Journal(folder)
+
+
+def lines_in(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
 
 
 __all__ = ["Journal", "JournaledCritic", "JournaledPlanner", "JournaledWorldModel", "digest", "open_journal"]

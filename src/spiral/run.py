@@ -155,7 +155,6 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
         cfg.world_model, cfg.world_model_path, **parse_key_values(cfg.world_model_options, "--world-model-options")
     )
     frame = start_frame(cfg, wm.frame_size)
-    journal = open_journal(Path(cfg.out), run_settings(cfg, loop, frame))
     limits = {"timeout_s": cfg.agent_timeout, "retries": cfg.agent_retries}
     planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, loop.seed, cfg.planner_weights, **limits)
     critic = (
@@ -163,6 +162,7 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
         if loop.method != "closed-loop"
         else make_critic(cfg.critic, cfg.agent_model, cfg.base_url, cfg.api_key_env, cfg.critic_threshold, **limits)
     )
+    journal = open_journal(Path(cfg.out), run_settings(cfg, loop, frame))  # claimed once every input has been checked
     if journal.entries and not quiet:
         print(f"resuming the episode in {cfg.out}: {len(journal.entries)} recorded calls to replay", file=sys.stderr)
     if journal.dropped and not quiet:

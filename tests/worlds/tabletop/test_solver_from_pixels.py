@@ -64,6 +64,7 @@ def test_a_replan_pursues_the_goal_as_meant_at_the_start_not_from_the_current_fr
     assert cell_of(*halfway.get("red square").pos) == cell_of(*halfway.get("yellow circle").pos) == "centre"
 
     agent, memory = SymbolicPlanAgent(), WorldMemory(goal)
+    agent.reset(goal, render(scene))  # the episode's start, as the loop tells it
     first = agent.plan(goal, render(scene), memory)
     assert first.feasible, first.reason
     memory.record(MemoryEvent(0, 0, first.steps[0].instruction, "accepted", 1.0))
@@ -90,6 +91,7 @@ def test_the_goal_check_finds_nothing_left_once_the_plan_is_carried_out_and_plan
     goal = "swap the red square and the yellow circle"
     solution = solve(scene, parse_goal(goal), np.random.default_rng(0))
     agent, memory = SymbolicPlanAgent(), WorldMemory(goal)
+    agent.reset(goal, render(scene))  # the episode's start, as the loop tells it
     first = agent.plan(goal, render(scene), memory)
     for i, step in enumerate(first.steps):
         memory.record(MemoryEvent(i, 0, step.instruction, "accepted", 1.0))
