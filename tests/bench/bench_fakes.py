@@ -91,10 +91,12 @@ class DownPlanner:
         self.inner = SymbolicPlanAgent()
 
     def reset(self, goal, frame):
-        pass
+        self.inner.reset(goal, frame)
 
     def plan(self, goal, frame, memory) -> Plan:
         if os.path.exists(os.environ["PLANNER_DOWN"]):
+            if os.environ.get("PLANNER_FAILURE") == "memory":  # the machine ran out of memory
+                raise MemoryError("cannot allocate 8.0 GiB")
             raise AgentUnavailable("the chat server at http://127.0.0.1:9/v1 could not be used after 5 tries: HTTP 500")
         return self.inner.plan(goal, frame, memory)
 

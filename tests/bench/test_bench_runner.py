@@ -149,12 +149,14 @@ def test_an_episode_that_raises_is_recorded_as_a_failure(tmp_path):
     assert r.status == "error" and not r.goal_success and "unreachable" in r.error and r.generation_calls == 0
 
 
-def test_an_unusable_agent_server_errors_the_episode_and_a_rerun_redoes_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failure", ["server", "memory"])
+def test_an_unusable_agent_server_errors_the_episode_and_a_rerun_redoes_it(tmp_path, monkeypatch, failure):
     from spiral.bench.report import load_report, markdown
 
     down = tmp_path / "down"
     down.write_text("")
     monkeypatch.setenv("PLANNER_DOWN", str(down))
+    monkeypatch.setenv("PLANNER_FAILURE", failure)
     cfg = bench(tmp_path / "run", planner="bench_fakes:down_planner", world_model="bench_fakes:perfect_world_model")
     outcome = run_bench(cfg)
     assert [r.status for r in outcome.rows] == ["errored", "errored"] and outcome.ran == 2

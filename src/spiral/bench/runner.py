@@ -28,6 +28,11 @@ JUDGES = ("auto", "oracle", "vlm")
 log = logging.getLogger(__name__)
 
 
+def out_of_memory(err: BaseException) -> bool:
+    """Host or GPU memory ran out (torch's OutOfMemoryError is matched by name: no torch import here)."""
+    return isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
+
+
 def _loop_option(name: str):
     """A LoopConfig budget, with its default and help written once (in LoopConfig)."""
     f = next(f for f in dataclasses.fields(LoopConfig) if f.name == name)
@@ -213,6 +218,9 @@ class Worker:
         except SpiralError as err:  # this episode's input was bad (e.g. a goal the planner cannot read)
             return failed_episode(task, method, str(err), time.perf_counter() - began, self.judge.name)
         except Exception as err:  # noqa: BLE001 - a backend crashed on what the model made
+            if out_of_memory(err):  # the machine, not the method: errored, and redone by a rerun
+                why = f"out of memory ({type(err).__name__}: {err}); free memory or lower --workers, then rerun"
+                return failed_episode(task, method, why, time.perf_counter() - began, self.judge.name, ERRORED)
             # One episode's crash must not end a long benchmark: it is recorded as a failed episode,
             # and the traceback is logged so the bug behind it stays visible.
             log.exception("task %s, method %s crashed", task.id, method)
