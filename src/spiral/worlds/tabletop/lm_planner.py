@@ -34,7 +34,7 @@ from spiral.types import Plan
 from spiral.worlds.tabletop.actions import cell_of
 from spiral.worlds.tabletop.goals import Goal
 from spiral.worlds.tabletop.oracle import read_scene
-from spiral.worlds.tabletop.references import ground
+from spiral.worlds.tabletop.references import ground, tidy
 from spiral.worlds.tabletop.scene import Scene, settle
 
 ADAPTER = Path(__file__).resolve().parents[2] / "assets" / "tabletop_planner.safetensors"
@@ -76,7 +76,7 @@ class Reading:
 
 def read_answer(answer: str, scene: Scene) -> Reading:
     """The model's answer grounded in the scene; ValueError says why it is unusable."""
-    text = " ".join(answer.split())
+    text = tidy(answer)
     g = ground(text, scene, tuple(REFUSALS))
     return Reading(text, g.text, g.goal, g.refusal, g.why)
 
