@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spiral.types import Clip, Critique, FailureKind, Plan, Step, Verdict
+from spiral.run_folder import claim_folder
+from spiral.types import Clip, Critique, Plan
 
 CALLS = "calls.jsonl"
 
@@ -91,6 +92,12 @@ class Journal:
                 return entry
             self.drop_rest()
         return None
+
+    def take_back(self) -> None:
+        """The call just replayed did not go as recorded: it and everything after it are dropped."""
+        self.position -= 1
+        self.replayed -= 1
+        self.drop_rest()
 
     def drop_rest(self) -> None:
         self.entries = self.entries[: self.position]
@@ -172,7 +179,7 @@ class JournaledPlanner:
 
     def plan(self, goal, frame, memory) -> Plan:
         key = digest(goal, frame, len(memory.events))  # the memory is what the calls before made it
-        return _journaled(self.journal, "plan", key, self.replay, lambda: self.planner.plan(goal, frame, memory), _plan)
+        return _journaled(self.journal, "plan", key, self.replay, lambda: self.planner.plan(goal, frame, memory), Plan.from_dict)
 
 
 class JournaledCritic:
@@ -187,12 +194,12 @@ class JournaledCritic:
 
     def critique(self, step, clip, memory) -> Critique:
         key = digest(step.to_dict(), clip.frames, len(memory.events))
-        return _journaled(self.journal, "critique", key, self.replay, lambda: self.critic.critique(step, clip, memory), _critique)
+        ask = lambda: self.critic.critique(step, clip, memory)
+        return _journaled(self.journal, "critique", key, self.replay, ask, Critique.from_dict)
 
 
 def _journaled(journal: Journal, kind: str, key: str, replay: bool, ask, read):
     """The call's result from the journal, or asked and recorded."""
-    position = journal.position
     entry = journal.replay(kind, key)
     if entry is not None and replay:
         return read(entry["result"])
@@ -200,27 +207,13 @@ def _journaled(journal: Journal, kind: str, key: str, replay: bool, ask, read):
     if entry is not None:
         if answer.to_dict() == entry["result"]:
             return answer
-        journal.position = position  # a local agent that answers otherwise: the record ends here
-        journal.replayed -= 1
-        journal.drop_rest()
+        journal.take_back()  # a local agent that answers otherwise: the record ends here
     journal.record(kind, key, answer.to_dict())
     return answer
 
 
-def _plan(d: dict) -> Plan:
-    return Plan(**{**d, "steps": tuple(Step(**{**s, "targets": tuple(s["targets"])}) for s in d["steps"])})
-
-
-def _critique(d: dict) -> Critique:
-    return Critique(
-        d["score"], Verdict(d["verdict"]), FailureKind(d["failure_kind"]), d["feedback"], d.get("refined_instruction")
-    )
-
-
 def open_journal(out: Path, settings: dict) -> Journal:
     """The run folder's journal, claimed for these settings (another configuration is refused)."""
-    from spiral.run_folder import claim_folder
-
     folder = Path(out) / "journal"
     if not lines_in(folder / CALLS):  # nothing recorded yet: the folder takes the new configuration
         (folder / "config.json").unlink(missing_ok=True)

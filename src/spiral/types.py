@@ -135,3 +135,7 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "steps": [s.to_dict() for s in self.steps]}
+
+    @staticmethod
+    def from_dict(d: dict) -> Plan:
+        return Plan(**{**d, "steps": tuple(Step.from_dict(s) for s in d["steps"])})

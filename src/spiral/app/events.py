@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from spiral.data.video import upscale, write_video
+from spiral.journal import CALLS as JOURNAL_CALLS
 from spiral.loop import GOAL_CHECK
 from spiral.outputs import VIEW_SIZE
 
-CALLS = Path("journal") / "calls.jsonl"
+CALLS = Path("journal") / JOURNAL_CALLS  # what `spiral run` writes as it goes
 CLIPS = "serve-clips"  # the journal's clips as mp4, made for the page
 _converting = threading.Lock()  # two tabs following one run must not write the same file at once
 

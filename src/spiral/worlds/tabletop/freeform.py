@@ -53,7 +53,7 @@ from spiral.worlds.tabletop.freeform_refs import (
 from spiral.worlds.tabletop.freeform_words import COUNT_WORDS, LEXICON
 from spiral.worlds.tabletop.goal_sampling import propose
 from spiral.worlds.tabletop.goal_spec import BASIC_FAMILIES, CLEAR, GATHER, LINE_UP, MOVE, SORT, STACK, SWAP, Goal
-from spiral.worlds.tabletop.goal_text import goal_to_text
+from spiral.worlds.tabletop.goal_text import and_list, goal_to_text
 from spiral.worlds.tabletop.scene import COLOURS, COOL_COLOURS, SHAPES, WARM_COLOURS, Scene
 from spiral.worlds.tabletop.solver import steps_needed
 
@@ -253,10 +253,6 @@ def _list(w: Wording, names: Sequence[str]) -> str:
     return fill(w.pick("list more") or "", head=", ".join(refs[:-1]), y=refs[-1])
 
 
-def _and(words: Sequence[str], joiner: str = "and") -> str:
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {joiner} {words[-1]}"
-
-
 def _clause(w: Wording, ask: Ask, state_ok: bool) -> Clause:
     state = state_ok and w.chance(STATE_SHARE)
     family = ask.goal.family
@@ -276,14 +272,14 @@ def _reading(w: Wording, ask: Ask) -> str:
         names = ask.goal.objects
         if len(names) == 1:
             return text.replace(f"the {names[0]}", f"[in {ask.from_region}]", 1)
-        return text.replace(_and([f"the {n}" for n in names]), f"[all in {ask.from_region}]", 1)
+        return text.replace(and_list([f"the {n}" for n in names]), f"[all in {ask.from_region}]", 1)
     for name in ask.goal.objects:
         text = re.sub(rf"\bthe {name}\b", f"[{w.forms[name]}]", text)
     return text
 
 
 def _forms(w: Wording, names: Sequence[str]) -> str:
-    return _and([f"[{w.forms[n]}]" for n in names])
+    return and_list([f"[{w.forms[n]}]" for n in names])
 
 
 def _say(w: Wording, table: str, state: bool, keep: Callable[[str], bool] = lambda e: True, **slots) -> Clause:
@@ -371,7 +367,11 @@ def _selector(w: Wording, ask: Ask) -> str:
             return fill(w.pick("group set") or "", g=group, ns=lambda: noun(w, True))
         colours = [g.colours[i] for i in w.rng.permutation(len(g.colours))]
         frame = w.pick("colour set") or ""
-        slots = {"cl": _and(colours), "cor": _and(colours, "or"), "clthe": _and([colours[0], *(f"the {c}" for c in colours[1:])])}
+        slots = {
+            "cl": and_list(colours),
+            "cor": and_list(colours, "or"),
+            "clthe": and_list([colours[0], *(f"the {c}" for c in colours[1:])]),
+        }
         return fill(frame, n=lambda: noun(w), ns=lambda: noun(w, True), **slots)
     return _list(w, g.objects)
 

@@ -16,6 +16,7 @@ the manner of `grammar.py` for atomic actions.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from spiral.errors import SpiralError, UnknownTokenError
 from spiral.worlds.tabletop.actions import REGIONS, Action
@@ -88,16 +89,17 @@ def selector_text(goal: Goal) -> str:
         for word, group in (("warm", WARM_COLOURS), ("cool", COOL_COLOURS)):
             if set(goal.colours) == set(group):
                 return f"the {word} objects"
-        return f"the {_and_list(list(goal.colours))} objects"
+        return f"the {and_list(list(goal.colours))} objects"
     return _object_list(goal.objects)
 
 
-def _and_list(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+def and_list(items: Sequence[str], joiner: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c' (or with another joiner: 'a, b or c')."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
 
 
 def _object_list(names: tuple[str, ...]) -> str:
-    return _and_list([f"the {n}" for n in names])
+    return and_list([f"the {n}" for n in names])
 
 
 def parse_goal(text: str) -> Goal:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from spiral.errors import SpiralError
 from spiral.worlds.tabletop.actions import REGIONS
 from spiral.worlds.tabletop.goal_spec import Goal, in_region
-from spiral.worlds.tabletop.goal_text import parse_goal
+from spiral.worlds.tabletop.goal_text import and_list, parse_goal
 from spiral.worlds.tabletop.scene import COLOURS, SHAPES, SIZE_ORDER, WARM_COLOURS, Scene, TableObject
 from spiral.worlds.tabletop.solver_families import named_objects
 
@@ -118,7 +118,7 @@ def _names(form: str, scene: Scene) -> str:
         found = near(scene, region)
         if not found:
             raise Refused("missing", form)
-        return _and([f"the {o.name}" for o in found])
+        return and_list([f"the {o.name}" for o in found])
     return f"the {_one(form, scene).name}"
 
 
@@ -185,7 +185,3 @@ def _object_name(words: list[str], form: str) -> str:
     if len(words) != 2 or words[0] not in COLOURS or words[1] not in SHAPES:
         raise ValueError(f"[{form}]: {' '.join(words)!r} is not an object's name")
     return " ".join(words)
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"

@@ -36,7 +36,7 @@ from spiral.worlds.tabletop.goal_spec import (
     level_of,
     sort_region,
 )
-from spiral.worlds.tabletop.goal_text import goal_to_text, selector_text
+from spiral.worlds.tabletop.goal_text import and_list, goal_to_text, selector_text
 from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.scene import Scene, TableObject, validity_errors
 from spiral.worlds.tabletop.solver_families import plan_goal
@@ -193,7 +193,7 @@ def needs(scene: Scene, goal: Goal, start: Scene) -> str:
     if f == LINE_UP:
         return "They must stand on the table in one row, each to the right of the one before."
     if f == GATHER:
-        named = _and(["the " + n for n in goal.selected(start)]) if goal.selected(start) else selector_text(goal)
+        named = and_list(["the " + n for n in goal.selected(start)]) if goal.selected(start) else selector_text(goal)
         return f"That means {named} must end with their centres in the {goal.region}."
     if f == MOVE:
         where = f"in the {goal.region}" if goal.region else f"{goal.relation} the {goal.objects[-1]}, next to it"
@@ -208,7 +208,9 @@ def needs(scene: Scene, goal: Goal, start: Scene) -> str:
         for trait, region in SORT_REGIONS[goal.key].items():
             homes.setdefault(region, []).append(trait)
         noun = "" if goal.key == "shape" else " objects"
-        rule = "; ".join(f"{_and([t + ('s' if not noun else '') for t in ts])}{noun} go in the {r}" for r, ts in homes.items())
+        rule = "; ".join(
+            f"{and_list([t + ('s' if not noun else '') for t in ts])}{noun} go in the {r}" for r, ts in homes.items()
+        )
         away = [o.name for o in scene.objects if not in_region(o, sort_region(o, goal.key), -HOLD_SLACK)]
         return f"Sorted by {goal.key}, {rule}. {_out_of_place(away, 'not in place yet')}"
     assert goal.region is not None
@@ -216,12 +218,8 @@ def needs(scene: Scene, goal: Goal, start: Scene) -> str:
     return f"No object may keep its centre in the {goal.region}. {_out_of_place(inside, 'there now')}"
 
 
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
-
-
 def _out_of_place(names: list[str], state: str) -> str:
     if not names:
         return ""
     verb = "is" if len(names) == 1 else "are"
-    return f"{_and(['the ' + n for n in names]).capitalize()} {verb} {state}."
+    return f"{and_list(['the ' + n for n in names]).capitalize()} {verb} {state}."
