@@ -162,7 +162,9 @@ class JournaledWorldModel:
         return [Clip(arrays[f"clip{i}"], **meta) for i, meta in enumerate(entry["result"]["clips"])]
 
     def _record(self, key: str, clips: list[Clip]) -> None:
-        metas = [{"instruction": c.instruction, "seed": c.seed, "source": c.source, "seconds": c.seconds} for c in clips]
+        metas = [
+            {"instruction": c.instruction, "seed": c.seed, "source": c.source, "seconds": c.seconds, "fps": c.fps} for c in clips
+        ]
         self.journal.record("clips", key, {"clips": metas}, {f"clip{i}": c.frames for i, c in enumerate(clips)})
 
 
@@ -212,12 +214,13 @@ def _journaled(journal: Journal, kind: str, key: str, replay: bool, ask, read):
     return answer
 
 
-def open_journal(out: Path, settings: dict) -> Journal:
-    """The run folder's journal, claimed for these settings (another configuration is refused)."""
+def open_journal(out: Path, settings: dict, defaults: dict | None = None) -> Journal:
+    """The run folder's journal, claimed for these settings (another configuration is refused);
+    `defaults` as for claim_folder."""
     folder = Path(out) / "journal"
     if not lines_in(folder / CALLS):  # nothing recorded yet: the folder takes the new configuration
         (folder / "config.json").unlink(missing_ok=True)
-    claim_folder(folder, settings, "an episode")
+    claim_folder(folder, settings, "an episode", defaults)
     return Journal(folder)
 
 

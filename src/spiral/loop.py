@@ -33,7 +33,7 @@ from spiral.config import option
 from spiral.errors import AgentUnavailable, SpiralError
 from spiral.memory import MemoryEvent, ObjectState, WorldMemory
 from spiral.types import Clip, Critique, FailureKind, Outcome, Plan, Status, Step, Verdict
-from spiral.worldmodels.base import WorldModel, prepare_frame
+from spiral.worldmodels.base import WorldModel, frame_shape, prepare_frame
 
 METHODS = ("closed-loop", "stepwise", "oneshot")
 
@@ -163,7 +163,8 @@ class _Runner:
         if cfg.method == "closed-loop" and critic is None:
             raise SpiralError("the closed-loop method needs a critic (--critic)")
         self.wm, self.planner, self.critic, self.cfg, self.observe = wm, planner, critic, cfg, observe
-        self.frame = prepare_frame(frame, wm.frame_size)
+        # Fitted once, here: the planner and critic see the very frame the model conditions on.
+        self.frame = prepare_frame(frame, frame_shape(wm), getattr(wm, "fit", "crop"))
         self.memory = WorldMemory(goal, use_history=cfg.use_memory)
         self.episode = Episode(goal, cfg.method, self.frame, memory=self.memory)
         for role, agent in (("planner", planner), ("critic", critic)):

@@ -11,6 +11,7 @@ import numpy as np
 from spiral.data.format import AttemptRecord, EpisodeRecord, StepRecord, write_episode, write_json_atomic
 from spiral.data.video import upscale, write_video
 from spiral.loop import Episode
+from spiral.types import DEFAULT_FPS
 from spiral.viewer import write_viewer
 
 VIEW_SIZE = 256  # people watch clips at this size (nearest-neighbour enlarged)
@@ -65,7 +66,13 @@ def to_record(episode: Episode, episode_id: str, world: str) -> tuple[EpisodeRec
         "seconds": episode.seconds,
         "generation_calls": episode.generation_calls,
     }
-    return EpisodeRecord(episode_id, world, episode.goal, cot, tuple(steps), extra=extra), clips
+    return EpisodeRecord(episode_id, world, episode.goal, cot, tuple(steps), fps=episode_fps(episode), extra=extra), clips
+
+
+def episode_fps(episode: Episode) -> int:
+    """The rate the world model generated at, so its clips play at their own speed."""
+    clips = [a.clip for a in episode.attempts]
+    return clips[0].fps if clips else DEFAULT_FPS
 
 
 def write_run(
@@ -77,7 +84,7 @@ def write_run(
     episode_dir = write_episode(out, record, episode.start_frame, clips)
     frames = episode.video()
     factor = max(1, VIEW_SIZE // frames.shape[1])
-    video = write_video(out / "video.mp4", upscale(frames, factor), for_people=True)
+    video = write_video(out / "video.mp4", upscale(frames, factor), fps=episode_fps(episode), for_people=True)
     summary = out / "summary.json"
     write_json_atomic(
         summary,

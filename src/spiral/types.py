@@ -7,6 +7,8 @@ from enum import StrEnum
 
 import numpy as np
 
+DEFAULT_FPS = 8  # the tabletop world's clips; other world models say their own rate on each clip
+
 
 class Verdict(StrEnum):
     """What the critic concludes about one generated step."""
@@ -88,6 +90,7 @@ class Clip:
     seed: int
     source: str  # which world model made it
     seconds: float = 0.0  # wall time spent generating it
+    fps: int = DEFAULT_FPS  # the rate the model generates at
     extra: dict = field(default_factory=dict)
 
     @property

@@ -131,9 +131,10 @@ def test_train_grpo_runs_lora_on_a_tiny_wan_folder(tmp_path, monkeypatch):
         iterations=2, groups=1, group_size=2, eval_every=0, lr=1e-2,
     )  # fmt: skip
     outcome = train.train_grpo(cfg, progress=False, reward=brightness)
-    lora = load_file(str(outcome.weights))
-    assert outcome.weights.name == "lora.safetensors" and lora and all("lora" in k for k in lora)
-    assert any(k.endswith("lora_B.spiral_grpo.weight") and v.abs().sum() > 0 for k, v in lora.items())
+    lora = load_file(str(outcome.weights / "pytorch_lora_weights.safetensors"))
+    assert outcome.weights.name == "lora" and lora and all(k.startswith("transformer.") and "lora" in k for k in lora)
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())
+    assert json.loads((outcome.weights / "card.json").read_text())["grpo_iterations"] == 2
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log] == [1, 2] and all(np.isfinite(r["policy"]) for r in log)
     with pytest.raises(SpiralError, match="bad --model-options item 'height'"):

@@ -9,8 +9,9 @@ import torch
 from grpo_tiny import tiny_net
 
 from spiral.rl.curriculum import TabletopTasks
-from spiral.rl.grpo import GRPOSettings, group_advantages, grpo_loss
+from spiral.rl.grpo import GRPOSettings, clipped_objective, group_advantages, grpo_backward
 from spiral.rl.policy import TabletopPolicy
+from spiral.rl.sde import gaussian_kl
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 from spiral.worlds.tabletop.actions import worth_doing
 from spiral.worlds.tabletop.grammar import to_text
@@ -69,9 +70,8 @@ def test_a_grpo_step_moves_the_policy_off_the_reference_and_the_state_round_trip
     steps = policy.stochastic_steps(rollout)
     advantages = group_advantages(torch.tensor([0.1, 0.5, 0.3]), clip=5.0)
     opt = torch.optim.AdamW(policy.trainable(), lr=1e-3)
-    part = grpo_loss(policy, rollout, advantages, steps, GRPOSettings(), scale=1.0)
+    part = grpo_backward(policy, rollout, advantages, steps, GRPOSettings(), scale=1.0)
     assert part.kl == 0.0 and part.ratio_dev == 0.0 and part.clipped == 0.0
-    part.loss.backward()
     opt.step()
 
     after = policy.evaluate(rollout, steps)
@@ -80,7 +80,7 @@ def test_a_grpo_step_moves_the_policy_off_the_reference_and_the_state_round_trip
     # The step favoured the best clip (advantage > 0) over the worst: its log-probs rose relative to them.
     gained = (after.log_probs - rollout.log_probs[:, steps]).detach().sum(dim=1)
     assert gained[1] > gained[0]
-    assert grpo_loss(policy, rollout, advantages, steps, GRPOSettings(), 1.0).kl > 0
+    assert grpo_backward(policy, rollout, advantages, steps, GRPOSettings(), 1.0).kl > 0
     reference = policy.evaluate(rollout, steps, reference=True)
     fresh_ref = make_policy().evaluate(rollout, steps)
     assert torch.equal(reference.log_probs, fresh_ref.log_probs.detach()), "the reference stays the starting weights"
@@ -92,6 +92,29 @@ def test_a_grpo_step_moves_the_policy_off_the_reference_and_the_state_round_trip
     again = other.evaluate(rollout, steps)
     assert torch.equal(again.log_probs, after.log_probs)
     assert torch.equal(other.evaluate(rollout, steps, reference=True).log_probs, reference.log_probs)
+
+
+def test_backward_step_by_step_gives_the_gradient_of_the_whole_loss():
+    """GRPO backpropagates each step as it is evaluated (one step's graph in memory); the sum of
+    those backward passes is the gradient of the loss written over all steps at once."""
+    policy = make_policy()
+    rollout = policy.rollout(FRAME, INSTRUCTION, SEEDS, noise_level=0.7)
+    steps, s = policy.stochastic_steps(rollout)[:4], GRPOSettings(beta=0.5, clip_range=0.2)
+    advantages = group_advantages(torch.tensor([0.1, 0.9, 0.3]), clip=5.0)
+    with torch.no_grad():  # off the reference, so the KL and the ratios are not trivially 0 and 1
+        for p in policy.trainable():
+            p.add_(torch.randn_like(p) * 1e-3)
+    current, reference = policy.evaluate(rollout, steps), policy.evaluate(rollout, steps, reference=True)
+    per_element, _ = clipped_objective(current.log_probs, rollout.log_probs[:, steps], advantages, s.clip_range)
+    kl = torch.stack([gaussian_kl(m, r, std) for m, r, std in zip(current.means, reference.means, current.stds, strict=True)])
+    ((per_element.mean() + s.beta * kl.mean()) * 0.5).backward()
+    whole = [p.grad.clone() for p in policy.trainable()]
+    for p in policy.trainable():
+        p.grad = None
+    part = grpo_backward(policy, rollout, advantages, steps, s, scale=0.5)
+    assert part.kl > 0 and any(g.abs().sum() > 0 for g in whole)
+    for a, b in zip(whole, [p.grad for p in policy.trainable()], strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
 class RecordingPolicy(TabletopPolicy):

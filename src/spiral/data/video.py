@@ -15,8 +15,7 @@ import av
 import numpy as np
 
 from spiral.errors import DatasetError, SpiralError
-
-DEFAULT_FPS = 8
+from spiral.types import DEFAULT_FPS
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = DEFAULT_FPS, for_people: bool = False) -> Path:

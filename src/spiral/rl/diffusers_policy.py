@@ -10,22 +10,32 @@ second copy of a multi-billion-parameter network (TabletopPolicy can afford a fr
 cannot).
 
 Sampling and re-evaluation reuse spiral.worldmodels.diffusers.sde: a rollout is one pipeline call
-with the SDE step hooked in; `evaluate` re-runs the pipeline from the same seeds while the hook
-replays the stored latents, so with unchanged weights it gives back the rollout's log-probs
-bit for bit (GRPO's first ratio is exactly 1).
+(per `group_batch_size` members) with the SDE step hooked in; `evaluate` re-runs the pipeline from
+the same seeds while the hook replays the stored latents, so with unchanged weights it gives back
+the rollout's log-probs bit for bit (GRPO's first ratio is exactly 1).
+
+What re-evaluation costs (Flow-GRPO's way): the denoiser runs only at the chosen steps, at the
+stored latents; at every other step of the replay it returns zeros at once, since the hook puts
+the stored next latent in place whatever the model says. With `on_step`, each chosen step is
+handed over as it is made, to be backpropagated at once, so autograd holds one step's graph
+however many steps are trained; gradient checkpointing keeps that graph to the block inputs. The
+adapter's weights are float32 whatever the model's dtype: AdamW's small updates vanish in bfloat16.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from torch import nn
 
 from spiral.errors import SpiralError
-from spiral.rl.policy import GroupRollout, StepEval
+from spiral.rl.policy import GroupRollout, StepCallback, StepEval
+from spiral.worldmodels.diffusers.memory import denoisers
 from spiral.worldmodels.diffusers.model import DiffusersWorldModel
 from spiral.worldmodels.diffusers.sde import StepHook, gaussian_step, run_hooked, sample_with_logprob
 
@@ -37,14 +47,21 @@ ADAPTER = "spiral_grpo"
 class DiffusersLoRAPolicy:
     """GRPO policy over a DiffusersWorldModel: trains a LoRA adapter, the reference is the adapter off."""
 
-    def __init__(self, wm: DiffusersWorldModel, rank: int = 4, alpha: float = 4, target_modules: Sequence[str] | None = None):
+    def __init__(
+        self,
+        wm: DiffusersWorldModel,
+        rank: int = 4,
+        alpha: float = 4,
+        target_modules: Sequence[str] | None = None,
+        gradient_checkpointing: bool = True,
+    ):
         try:
             from peft import LoraConfig
         except ImportError:
             raise SpiralError("LoRA training of diffusers backbones needs peft: pip install 'spiral-actwm[diffusers]'") from None
         self.wm, self.pipe, self.name = wm, wm.pipe, f"{wm.name}-lora"
         # Wan2.2 A14B denoises high-noise steps with `transformer` and low-noise ones with `transformer_2`.
-        self.denoisers = {n: m for n in ("transformer", "transformer_2") if (m := getattr(self.pipe, n, None)) is not None}
+        self.denoisers = denoisers(self.pipe)
         for module in self.pipe.components.values():  # text/image encoders and VAE too: no grads into them
             if isinstance(module, nn.Module):
                 module.requires_grad_(False)
@@ -59,7 +76,15 @@ class DiffusersLoRAPolicy:
                 module.add_adapter(config, adapter_name=ADAPTER)
             except ValueError as err:  # e.g. no module matches target_modules
                 raise SpiralError(f"{wm.name}: cannot add a LoRA adapter to the {name}: {err}") from None
+            if gradient_checkpointing and getattr(module, "_supports_gradient_checkpointing", False):
+                module.enable_gradient_checkpointing()
         self.lora = {f"{name}.{n}": p for name, m in self.denoisers.items() for n, p in m.named_parameters() if p.requires_grad}
+        for p in self.lora.values():
+            p.data = p.data.float()
+        # Per denoiser: its output's shape past the batch dimension and its dtype, seen in rollouts;
+        # what a skipped call of a replay returns.
+        self.output_tails: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        self.denoiser_calls = 0  # denoiser forward passes actually run (tests count them)
 
     def trainable(self) -> list[nn.Parameter]:
         return list(self.lora.values())
@@ -69,21 +94,35 @@ class DiffusersLoRAPolicy:
         return [k for k in range(len(ts) - 1) if gaussian_step(kind, rollout.noise_level, ts[k], ts[k + 1])]
 
     def rollout(self, start: np.ndarray, instruction: str, seeds: list[int], noise_level: float) -> GroupRollout:
-        r = sample_with_logprob(self.wm, start, instruction, list(seeds), noise_level)
+        with self.watch_outputs():
+            r = sample_with_logprob(self.wm, start, instruction, list(seeds), noise_level)
         return GroupRollout(r.frames, r.latents, r.log_probs, r.timesteps, r.instruction, r.seeds, noise_level, condition=r.start)
 
-    def evaluate(self, rollout: GroupRollout, steps: Sequence[int], reference: bool = False) -> StepEval:
+    def evaluate(
+        self, rollout: GroupRollout, steps: Sequence[int], reference: bool = False, on_step: StepCallback | None = None
+    ) -> StepEval:
         steps = list(steps)
-        hook = StepHook(
-            self.pipe.scheduler, self.wm.backbone.sde, rollout.noise_level, rollout.seeds, replay=rollout.latents, record=steps
-        )
-        call = self.wm.call_kwargs(rollout.condition, rollout.instruction, rollout.seeds, self.wm.num_frames)
-        with self.adapters(enabled=not reference), self.grad_only_at(hook, () if reference else steps):
-            run_hooked(self.wm, hook, {**call, "output_type": "latent"}, grad=not reference)
+        order = {k: j for j, k in enumerate(steps)}
+        per_call = self.wm.cfg.group_batch_size or len(rollout.seeds)
+        log_probs, means = [], []
+        for first in range(0, len(rollout.seeds), per_call):
+            rows = slice(first, first + per_call)
+            seeds = rollout.seeds[rows]
+            replay = [latent[rows] for latent in rollout.latents]
+            hook = StepHook(self.pipe.scheduler, self.wm.backbone.sde, rollout.noise_level, seeds, replay=replay, record=steps)
+            if on_step is not None:
+                hook.on_step = lambda k, lp, mean, std, rows=rows: (
+                    on_step(order[k], rows, lp, mean, std[:1]) if k in order else None
+                )
+            call = self.wm.call_kwargs(rollout.condition, rollout.instruction, seeds, self.wm.num_frames)
+            with self.adapters(enabled=not reference), self.only_at(hook, steps, grad=not reference):
+                run_hooked(self.wm, hook, {**call, "output_type": "latent"}, grad=not reference)
+            log_probs.append(torch.stack([hook.log_probs[k] for k in steps], dim=1).cpu())
+            means.append([hook.means[k] for k in steps])
         # On the CPU like the rollout's log-probs, so the ratio needs no device juggling; the graph
         # still reaches the weights on the accelerator. The means stay where the latents are.
-        log_probs = torch.stack([hook.log_probs[k] for k in steps], dim=1).cpu()
-        return StepEval(log_probs, [hook.means[k] for k in steps], [hook.stds[k][0] for k in steps])
+        stds = [hook.stds[k][0] for k in steps]
+        return StepEval(torch.cat(log_probs), [torch.cat(parts) for parts in zip(*means, strict=True)], stds)
 
     def sample_frames(self, starts: np.ndarray, instructions: list[str], seeds: list[int]) -> np.ndarray:
         clips = [self.wm.generate(s, i, seed=seed) for s, i, seed in zip(starts, instructions, seeds, strict=True)]
@@ -117,18 +156,56 @@ class DiffusersLoRAPolicy:
                 m.enable_adapters()  # also makes the LoRA weights trainable again (peft freezes them when off)
 
     @contextmanager
-    def grad_only_at(self, hook: StepHook, steps: Sequence[int]) -> Iterator[None]:
-        """Record an autograd graph only in the denoiser calls of the requested steps: the others
-        are needed to replay the trajectory but not for the loss. The hook has taken
-        len(hook.log_probs) steps when the next step's denoiser call starts."""
-        wanted = set(steps)
+    def watch_outputs(self) -> Iterator[None]:
+        """Note each denoiser's output shape (past the batch) and dtype, and count its calls."""
 
-        def set_grad(module, args) -> None:  # returns None: the call's arguments stay as they are
-            torch.set_grad_enabled(len(hook.log_probs) in wanted)
+        def note(name: str):
+            def hook(module, args, output) -> None:
+                sample = output[0] if isinstance(output, tuple) else output.sample
+                self.output_tails[name] = (tuple(sample.shape[1:]), sample.dtype)
+                self.denoiser_calls += 1
 
-        handles = [m.register_forward_pre_hook(set_grad) for m in self.denoisers.values()]
+            return hook
+
+        handles = [m.register_forward_hook(note(name)) for name, m in self.denoisers.items()]
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
+
+    @contextmanager
+    def only_at(self, hook: StepHook, steps: Sequence[int], grad: bool) -> Iterator[None]:
+        """Run the denoisers only in the calls of the requested steps (with an autograd graph when
+        `grad`); in the others return zeros of the output's shape without computing anything. The
+        hook has taken len(hook.log_probs) steps when the next step's denoiser call starts."""
+        wanted = set(steps)
+        originals = {name: m.forward for name, m in self.denoisers.items()}
+        own = {name: m.__dict__.get("forward") for name, m in self.denoisers.items()}  # e.g. an offload hook's wrapper
+
+        def gated(name: str, forward):
+            def call(*args, **kwargs) -> Any:
+                if len(hook.log_probs) in wanted or name not in self.output_tails:
+                    self.denoiser_calls += 1
+                    with torch.set_grad_enabled(grad and len(hook.log_probs) in wanted):
+                        output = forward(*args, **kwargs)
+                    sample = output[0] if isinstance(output, tuple) else output.sample
+                    self.output_tails[name] = (tuple(sample.shape[1:]), sample.dtype)
+                    return output
+                tail, dtype = self.output_tails[name]
+                x = kwargs.get("hidden_states", args[0] if args else None)
+                zeros = torch.zeros((x.shape[0], *tail), dtype=dtype, device=x.device)
+                return (zeros,) if not kwargs.get("return_dict", True) else Transformer2DModelOutput(sample=zeros)
+
+            return call
+
+        for name, m in self.denoisers.items():
+            m.forward = gated(name, originals[name])  # an instance attribute shadows the method
+        try:
+            yield
+        finally:
+            for name, m in self.denoisers.items():
+                if own[name] is not None:
+                    m.forward = own[name]
+                else:
+                    del m.forward  # back to the class's method

@@ -55,26 +55,41 @@ def choose_steps(stochastic: Sequence[int], fraction: float, rng: np.random.Gene
 
 @dataclass
 class GroupLoss:
-    loss: torch.Tensor  # scalar, already divided for accumulation over the groups of an update
+    loss: float  # already backpropagated, divided for accumulation over the groups of an update
     policy: float
     kl: float
     clipped: float  # share of ratios outside the clip range
     ratio_dev: float  # max |ratio - 1|
 
 
-def grpo_loss(
+def grpo_backward(
     policy: Policy, rollout: GroupRollout, advantages: torch.Tensor, steps: list[int], s: GRPOSettings, scale: float
 ) -> GroupLoss:
-    """The loss of one group over `steps`, scaled by `scale` (1 / groups per update)."""
-    current = policy.evaluate(rollout, steps)
-    per_element, ratio = clipped_objective(current.log_probs, rollout.log_probs[:, steps], advantages, s.clip_range)
-    policy_loss = per_element.mean()
-    kl = torch.zeros(())
-    if s.beta > 0:
-        ref = policy.evaluate(rollout, steps, reference=True)
-        kl = torch.stack(
-            [gaussian_kl(m, r, std) for m, r, std in zip(current.means, ref.means, current.stds, strict=True)]
-        ).mean()
-    loss = (policy_loss + s.beta * kl) * scale
-    outside = ((ratio - 1).abs() > s.clip_range).float().mean()
-    return GroupLoss(loss, policy_loss.item(), kl.item(), outside.item(), (ratio - 1).abs().max().item())
+    """Backpropagate one group's loss over `steps`, scaled by `scale` (1 / groups per update), one
+    step at a time as the policy evaluates it: memory holds one step's graph, not len(steps).
+
+    The loss is the clipped objective's mean over group members and steps plus beta times the KL
+    to the reference, also a mean over both: step j of members `rows` adds its share of each sum."""
+    members, n = len(rollout.seeds), len(steps)
+    reference = policy.evaluate(rollout, steps, reference=True) if s.beta > 0 else None
+    totals = {"loss": 0.0, "policy": 0.0, "kl": 0.0, "outside": 0.0}
+    ratio_dev = 0.0
+
+    def backward_step(j: int, rows: slice, log_prob: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> None:
+        nonlocal ratio_dev
+        old = rollout.log_probs[rows, steps[j]].to(log_prob.device)
+        per_member, ratio = clipped_objective(log_prob[:, None], old[:, None], advantages[rows].to(log_prob.device), s.clip_range)
+        policy_part = per_member.sum() / (members * n)
+        kl_part = torch.zeros((), device=log_prob.device)
+        if reference is not None:
+            kl_part = gaussian_kl(mean, reference.means[j][rows].to(mean.device), std).sum() / (members * n)
+        loss = (policy_part + s.beta * kl_part) * scale
+        loss.backward()
+        totals["loss"] += loss.item()
+        totals["policy"] += policy_part.item()
+        totals["kl"] += kl_part.item()
+        totals["outside"] += ((ratio - 1).abs() > s.clip_range).float().sum().item() / (members * n)
+        ratio_dev = max(ratio_dev, (ratio - 1).abs().max().item())
+
+    policy.evaluate(rollout, steps, on_step=backward_step)
+    return GroupLoss(totals["loss"], totals["policy"], totals["kl"], totals["outside"], ratio_dev)

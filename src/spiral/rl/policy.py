@@ -10,7 +10,7 @@ adapter switched off as the reference (`spiral.rl.diffusers_policy`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -50,6 +50,11 @@ class StepEval:
     stds: list[torch.Tensor]
 
 
+# on_step(j, rows, log_prob, mean, std): the j-th requested step, evaluated for the group members
+# `rows`, with its graph: log_prob (len(rows),), mean like the latents, std (1,).
+StepCallback = Callable[[int, slice, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
 class Policy(Protocol):
     name: str
 
@@ -61,9 +66,12 @@ class Policy(Protocol):
 
     def rollout(self, start: np.ndarray, instruction: str, seeds: list[int], noise_level: float) -> GroupRollout: ...
 
-    def evaluate(self, rollout: GroupRollout, steps: Sequence[int], reference: bool = False) -> StepEval:
+    def evaluate(
+        self, rollout: GroupRollout, steps: Sequence[int], reference: bool = False, on_step: StepCallback | None = None
+    ) -> StepEval:
         """With reference=False, under the current weights with gradients; with True, under the
-        reference weights without."""
+        reference weights without. With `on_step`, each step is handed over as soon as it is made
+        (for a backward at once), and the StepEval returned holds detached values."""
         ...
 
     def sample_frames(self, starts: np.ndarray, instructions: list[str], seeds: list[int]) -> np.ndarray:
@@ -124,7 +132,9 @@ class TabletopPolicy:
             condition=sampled.condition,
         )
 
-    def evaluate(self, rollout: GroupRollout, steps: Sequence[int], reference: bool = False) -> StepEval:
+    def evaluate(
+        self, rollout: GroupRollout, steps: Sequence[int], reference: bool = False, on_step: StepCallback | None = None
+    ) -> StepEval:
         net = self.reference if reference else self.net
         start, text, pad = rollout.condition
         guidance, null = self.wm.sampler.guidance_scale, net.null_condition(len(rollout.seeds))
@@ -132,14 +142,18 @@ class TabletopPolicy:
         # The reference pass runs without gradients: keep it off the fused fast path as well, or its
         # means differ from the current weights' in the last bits before any update (KL > 0).
         with torch.set_grad_enabled(not reference), same_kernels_as_training():
-            for k in steps:
+            for j, k in enumerate(steps):
                 t, t_next = rollout.timesteps[k], rollout.timesteps[k + 1]
                 x = rollout.latents[k]
                 v = velocity(net, x, t, start, text, pad, guidance, null)
                 mean, std = sde_mean_std(x, v, t, t_next, rollout.noise_level)
-                log_probs.append(gaussian_log_prob(rollout.latents[k + 1], mean, std))
+                log_prob, std = gaussian_log_prob(rollout.latents[k + 1], mean, std), torch.as_tensor(std).flatten()[:1]
+                if on_step is not None:
+                    on_step(j, slice(None), log_prob, mean, std)
+                    log_prob, mean = log_prob.detach(), mean.detach()
+                log_probs.append(log_prob)
                 means.append(mean)
-                stds.append(torch.as_tensor(std).flatten()[0])
+                stds.append(std[0])
         return StepEval(torch.stack(log_probs, dim=1), means, stds)
 
     def sample_frames(self, starts: np.ndarray, instructions: list[str], seeds: list[int]) -> np.ndarray:

@@ -32,7 +32,7 @@ from spiral.checkpoints import export_half, optimizer_tensors, restore_optimizer
 from spiral.config import option, parse_key_values
 from spiral.errors import SpiralError
 from spiral.rl.curriculum import TabletopTasks, Task, horizon_at, parse_schedule
-from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, grpo_loss
+from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, grpo_backward
 from spiral.rl.guard import ProbeReading, RewardHackingGuard
 from spiral.rl.policy import GroupRollout, Policy, TabletopPolicy
 from spiral.rl.rewards import OracleReader, Reward, judged_success, make_reward
@@ -58,9 +58,14 @@ class GRPOTrainConfig:
         "", "diffusers backbones: KEY=VALUE,... of DiffusersConfig, e.g. 'height=480,width=832,num_frames=33,device=cuda'"
     )
     lora_rank: int = option(16, "diffusers backbones: LoRA rank (alpha = rank)")
-    # 1 (no guidance) by default: rollouts cost half the net calls, and the shipped stage-4 model,
+    # Tabletop: 1 (no guidance) by default: rollouts cost half the net calls, and the shipped model,
     # trained so, improved at guidance 1 and at the sampler's 5 alike (docs/RESULTS.md at tag results-diary).
-    guidance: float = option(1.0, "tabletop: classifier-free guidance of the rollouts; 0 = the model's sampler default")
+    # Diffusers backbones sample at their own guidance by default, as the closed loop will use them.
+    guidance: float | None = option(
+        None,
+        "classifier-free guidance of the rollouts, and of their re-evaluation in training; "
+        "default: 1 (none) for tabletop, the backbone's own for diffusers; 0 = the model's default",
+    )
     decode: str = option(
         "compose",
         "tabletop: how rollouts are decoded before the reward sees them (blur: the model's own pixels)",
@@ -155,17 +160,24 @@ def parse_options(text: str) -> dict:
 def make_policy(cfg: GRPOTrainConfig) -> tuple[Policy, object]:
     """(policy, world model). Diffusers backbones get a fresh LoRA adapter on their denoiser."""
     if cfg.world_model == "tabletop":
-        return load_policy(cfg.weights, cfg.guidance, cfg.decode)
+        return load_policy(cfg.weights, 1.0 if cfg.guidance is None else cfg.guidance, cfg.decode)
     from spiral.rl.diffusers_policy import DiffusersLoRAPolicy
     from spiral.worldmodels.diffusers.model import make_diffusers_world_model
 
-    wm = make_diffusers_world_model(cfg.world_model, cfg.model_path or None, **parse_options(cfg.model_options))
+    options = parse_options(cfg.model_options)
+    if cfg.guidance:
+        if "guidance_scale" in options and float(options["guidance_scale"]) != cfg.guidance:
+            raise SpiralError("--guidance and --model-options guidance_scale disagree: give one of them")
+        options["guidance_scale"] = cfg.guidance
+    wm = make_diffusers_world_model(cfg.world_model, cfg.model_path or None, **options)
     return DiffusersLoRAPolicy(wm, rank=cfg.lora_rank, alpha=cfg.lora_rank), wm
 
 
 def export_path(out: Path, policy: Policy, best: bool = False) -> Path:
-    name = "tabletop_wm" if isinstance(policy, TabletopPolicy) else "lora"
-    return out / f"{name}{'.best' if best else ''}.safetensors"
+    """The tabletop model's weights file; a diffusers LoRA's folder (diffusers' own layout)."""
+    if isinstance(policy, TabletopPolicy):
+        return out / f"tabletop_wm{'.best' if best else ''}.safetensors"
+    return out / f"lora{'.best' if best else ''}"
 
 
 def is_best(reading: ProbeReading, earlier: list[ProbeReading]) -> bool:
@@ -174,11 +186,15 @@ def is_best(reading: ProbeReading, earlier: list[ProbeReading]) -> bool:
 
 
 def export(path: Path, policy: Policy, info: dict) -> None:
-    """The tabletop model as float16 weights in the shipped format; a LoRA adapter as its tensors."""
+    """The tabletop model as float16 weights in the shipped format; a LoRA adapter in the format
+    diffusers' `load_lora_weights` reads (`--world-model-options lora=PATH` loads it)."""
     if isinstance(policy, TabletopPolicy):
         export_half(path, policy.net, policy.net.cfg.to_dict(), info)
     else:
-        save_atomic(path, policy.state_dict(), {k: str(v) for k, v in info.items()})
+        from spiral.rl.diffusers_policy import ADAPTER
+        from spiral.worldmodels.diffusers.lora import export_lora
+
+        export_lora(policy.pipe, ADAPTER, path, info)
 
 
 @dataclass
@@ -238,8 +254,7 @@ def run_iteration(
         for i in batch:
             group = groups[i]
             steps = choose_steps(policy.stochastic_steps(group.rollout), s.step_fraction, rng)
-            part = grpo_loss(policy, group.rollout, group.advantages, steps, s, scale=1.0 / len(batch))
-            part.loss.backward()
+            part = grpo_backward(policy, group.rollout, group.advantages, steps, s, scale=1.0 / len(batch))
             for key in stats:
                 stats[key].append(getattr(part, key))
         dist.average_gradients(params)

@@ -42,9 +42,20 @@ class WorldModel(Protocol):
     ) -> list[Clip]: ...
 
 
-def prepare_frame(frame: np.ndarray | Image.Image, size: int) -> np.ndarray:
-    """Any RGB/RGBA/grey image (array or PIL, uint8 or float in [0, 1]) -> (size, size, 3) uint8.
-    Other sizes are resized (non-square ones squashed); what cannot be read is a clear error."""
+FITS = ("crop", "pad", "stretch")
+
+
+def frame_shape(wm) -> tuple[int, int]:
+    """(height, width) of a world model's frames: `frame_shape` where it has one, else square."""
+    return tuple(getattr(wm, "frame_shape", (wm.frame_size, wm.frame_size)))
+
+
+def prepare_frame(frame: np.ndarray | Image.Image, size: int | tuple[int, int], fit: str = "crop") -> np.ndarray:
+    """Any RGB/RGBA/grey image (array or PIL, uint8 or float in [0, 1]) -> (height, width, 3) uint8,
+    `size` being one side (square) or (height, width). An image of another aspect ratio is scaled
+    to cover the frame and centre-cropped (`fit="crop"`), scaled to fit inside and letterboxed in
+    black ("pad"), or squashed ("stretch"); what cannot be read is a clear error."""
+    height, width = (size, size) if isinstance(size, int) else size
     if isinstance(frame, Image.Image):
         image = frame
     else:
@@ -59,9 +70,18 @@ def prepare_frame(frame: np.ndarray | Image.Image, size: int) -> np.ndarray:
             raise SpiralError(f"start frame must be (H, W), (H, W, 3) or (H, W, 4); got shape {array.shape}")
         image = Image.fromarray(array)
     image = image.convert("RGB")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BOX if min(image.size) > size else Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8).copy()
+    if image.size == (width, height):
+        return np.asarray(image, dtype=np.uint8).copy()
+    if fit not in FITS:
+        raise SpiralError(f"unknown fit {fit!r}; use one of {', '.join(FITS)}")
+    w, h = image.size
+    scale = {"crop": max, "pad": min, "stretch": max}[fit](width / w, height / h)
+    inner = (width, height) if fit == "stretch" else (max(1, round(w * scale)), max(1, round(h * scale)))
+    image = image.resize(inner, Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (width, height))
+    # Crop: a negative offset places the centre of the larger image on the frame; pad: a positive one.
+    canvas.paste(image, ((width - inner[0]) // 2, (height - inner[1]) // 2))
+    return np.asarray(canvas, dtype=np.uint8).copy()
 
 
 def check_instruction(instruction: str) -> str:
@@ -77,11 +97,12 @@ def check_world_model(wm: WorldModel, frame: np.ndarray, instruction: str) -> No
     group members differ, other sizes/modes accepted, bad input rejected clearly. Raises
     AssertionError naming the first broken promise."""
     clip = wm.generate(frame, instruction, seed=3)
-    n, s = wm.num_frames, wm.frame_size
+    n, (h, w) = wm.num_frames, frame_shape(wm)
+    start = prepare_frame(frame, (h, w), getattr(wm, "fit", "crop"))
     assert isinstance(clip, Clip), f"generate must return a Clip, got {type(clip).__name__}"
-    assert clip.frames.shape == (n, s, s, 3), f"frames shape {clip.frames.shape} != {(n, s, s, 3)}"
+    assert clip.frames.shape == (n, h, w, 3), f"frames shape {clip.frames.shape} != {(n, h, w, 3)}"
     assert clip.frames.dtype == np.uint8, f"frames dtype {clip.frames.dtype} is not uint8"
-    assert np.array_equal(clip.frames[0], prepare_frame(frame, s)), "frames[0] must be the start frame"
+    assert np.array_equal(clip.frames[0], start), "frames[0] must be the start frame"
     again = wm.generate(frame, instruction, seed=3)
     assert np.array_equal(clip.frames, again.frames), "the same seed must give the same clip"
     other = wm.generate(frame, instruction, seed=4)
@@ -93,8 +114,8 @@ def check_world_model(wm: WorldModel, frame: np.ndarray, instruction: str) -> No
     # Batched maths may round differently from single calls: allow one grey level.
     assert np.abs(group[0].frames.astype(int) - clip.frames.astype(int)).max() <= 1, "group member 0 must match seed 3"
     assert not np.array_equal(group[0].frames, group[1].frames), "group members must differ"
-    big = np.asarray(Image.fromarray(prepare_frame(frame, s)).resize((s * 2 + 6, s * 2)))
-    assert wm.generate(big, instruction, seed=1).frames.shape == (n, s, s, 3), "other sizes must be resized"
+    big = np.asarray(Image.fromarray(start).resize((w * 2 + 6, h * 2)))
+    assert wm.generate(big, instruction, seed=1).frames.shape == (n, h, w, 3), "other sizes must be fitted"
     for bad_frame, bad_text, what in (
         (np.zeros((4, 4, 7), np.uint8), instruction, "a 7-channel frame"),
         (frame, "  ", "an empty instruction"),

@@ -24,10 +24,10 @@ from PIL import Image
 from spiral.config import option
 from spiral.errors import SpiralError
 from spiral.types import Clip
-from spiral.worldmodels.base import check_instruction, prepare_frame
+from spiral.worldmodels.base import FITS, check_instruction, prepare_frame
 from spiral.worldmodels.diffusers.backbones import Backbone, backbone
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from spiral.worldmodels.diffusers.memory import OFFLOADS, apply_memory_options
+from spiral.worldmodels.diffusers.options import DTYPES, STORAGE_DTYPES, check_device, dtype_name, typed_options
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,21 @@ class DiffusersConfig:
     dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16", choices=("auto", *DTYPES))
     vae_dtype: str = option("float32", "the VAE's dtype; upstream recommends float32 for Wan's", choices=tuple(DTYPES))
     device: str = option("auto", "auto (cuda when available), cuda, cuda:N or cpu")
-    enable_model_cpu_offload: bool = option(False, "keep idle components on the CPU (needs accelerate; less GPU memory)")
+    offload: str = option(
+        "none",
+        "keep weights on the CPU while idle: model (whole components, needs accelerate), sequential (layer by layer: "
+        "least memory, slowest), group (blocks, overlapped with compute on CUDA)",
+        choices=OFFLOADS,
+    )
+    layerwise_casting: str = option(
+        "", "store the denoiser's weights in this dtype (float8_e4m3fn, float8_e5m2) and compute in `dtype`; '' = off"
+    )
+    compile: bool = option(False, "torch.compile the denoiser (slow first clip, faster after)")
     vae_tiling: bool = option(False, "decode in tiles (less GPU memory at large sizes)")
     vae_slicing: bool = option(False, "decode one video of a batch at a time")
+    lora: str = option("", "a LoRA adapter to load (a `spiral train grpo` export: folder or .safetensors file)")
+    lora_scale: float = option(1.0, "strength of --lora (0 = off)")
+    fit: str = option("crop", "a start image of another aspect ratio: crop (centre), pad (letterbox) or stretch", choices=FITS)
     height: int | None = option(None, "frame height; adjusted to the backbone's multiple with a warning")
     width: int | None = option(None, "frame width; adjusted to the backbone's multiple with a warning")
     num_frames: int | None = option(None, "frames per clip; adjusted to 1 + k * the VAE's temporal stride with a warning")
@@ -53,6 +65,24 @@ class DiffusersConfig:
     pipeline_kwargs: dict[str, Any] = dataclasses.field(
         default_factory=dict, metadata={"help": "extra keyword arguments for the pipeline call (e.g. max_sequence_length)"}
     )
+
+    def __post_init__(self) -> None:
+        """Python callers get the same checks as the CLI: dtypes, device, offload, sizes."""
+        object.__setattr__(self, "dtype", "auto" if self.dtype == "auto" else dtype_name(self.dtype, "dtype", tuple(DTYPES)))
+        object.__setattr__(self, "vae_dtype", dtype_name(self.vae_dtype, "vae_dtype", tuple(DTYPES)))
+        if self.layerwise_casting:
+            dtype_name(self.layerwise_casting, "layerwise_casting", tuple(STORAGE_DTYPES))
+        check_device(self.device)
+        for name in ("offload", "fit"):
+            choices = next(f for f in dataclasses.fields(self) if f.name == name).metadata["choices"]
+            if getattr(self, name) not in choices:
+                raise SpiralError(f"option {name}={getattr(self, name)!r} is not one of {', '.join(choices)}")
+        for name in ("height", "width", "num_frames", "num_inference_steps", "fps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SpiralError(f"option {name} must be >= 1, got {value}")
+        if self.group_batch_size < 0:
+            raise SpiralError(f"option group_batch_size must be >= 0 (0 = the whole group), got {self.group_batch_size}")
 
 
 def fit_multiple(value: int, multiple: int, what: str, name: str) -> int:
@@ -85,9 +115,10 @@ class DiffusersWorldModel:
         self.height = fit_multiple(c.height or b.height, spatial, "height", name)
         self.width = fit_multiple(c.width or b.width, spatial, "width", name)
         self.num_frames = fit_frames(c.num_frames or b.num_frames, self.temporal, name)
-        # The protocol's frames are square; for non-square sizes frame_size is the longer side and
-        # clips are (T, height, width, 3).
+        # Clips are (T, height, width, 3); frame_size, the protocol's square size, is the longer side.
+        self.frame_shape = (self.height, self.width)
         self.frame_size = max(self.height, self.width)
+        self.fit = c.fit
         self.num_inference_steps = c.num_inference_steps or b.num_inference_steps
         self.guidance_scale = b.guidance_scale if c.guidance_scale is None else c.guidance_scale
         self.fps = c.fps or b.fps
@@ -123,20 +154,13 @@ class DiffusersWorldModel:
         videos = [self.run(start, instruction, seeds[i : i + per_call], n) for i in range(0, group_size, per_call)]
         frames = self.to_clips(start, np.concatenate(videos), n)
         seconds = (time.perf_counter() - began) / group_size
-        extra = {"fps": self.fps, "backbone": self.name}
-        return [Clip(frames[i], instruction, s, self.name, seconds, dict(extra)) for i, s in enumerate(seeds)]
+        return [Clip(frames[i], instruction, s, self.name, seconds, fps=self.fps) for i, s in enumerate(seeds)]
 
     # ---- the pipeline call -------------------------------------------------------------------
     def prepare(self, frame) -> np.ndarray:
-        """Any image -> (height, width, 3) uint8; an image already that size passes through
-        untouched, so a chained last frame is never resampled."""
-        array = np.asarray(frame) if not isinstance(frame, Image.Image) else None
-        if array is not None and array.dtype == np.uint8 and array.shape == (self.height, self.width, 3):
-            return array
-        square = prepare_frame(frame, self.frame_size)
-        if self.height == self.width:
-            return square
-        return np.asarray(Image.fromarray(square).resize((self.width, self.height), Image.Resampling.BICUBIC))
+        """Any image -> (height, width, 3) uint8, fitted by `fit` (centre crop by default); an image
+        already that size passes through untouched, so a chained last frame is never resampled."""
+        return prepare_frame(frame, self.frame_shape, self.fit)
 
     def call_kwargs(self, start: np.ndarray, instruction: str, seeds: list[int], num_frames: int) -> dict[str, Any]:
         image = Image.fromarray(start)
@@ -158,14 +182,25 @@ class DiffusersWorldModel:
             kw["negative_prompt"] = [self.cfg.negative_prompt] * len(seeds)
         if self.backbone.frame_rate_kwarg:
             kw["frame_rate"] = self.fps
-        return {**kw, **self.cfg.pipeline_kwargs}
+        # An image given as a pipeline keyword (Wan's last_image) is fitted like the start frame.
+        extra = {k: self.prepare_image(v) if isinstance(v, Image.Image) else v for k, v in self.cfg.pipeline_kwargs.items()}
+        return {**kw, **extra}
+
+    def prepare_image(self, image: Image.Image) -> Image.Image:
+        return Image.fromarray(self.prepare(image))
 
     def run(self, start: np.ndarray, instruction: str, seeds: list[int], num_frames: int) -> np.ndarray:
         """One pipeline call -> float frames (B, T, H, W, 3) in [0, 1]."""
         try:
             return np.asarray(self.pipe(**self.call_kwargs(start, instruction, seeds, num_frames)).frames)
-        except ValueError as err:  # diffusers' check_inputs: say which backbone and settings
-            raise SpiralError(f"{self.name}: the pipeline rejected the call: {err}") from None
+        except torch.OutOfMemoryError:
+            raise  # the bench counts an out-of-memory episode as errored and redoes it
+        except (ValueError, TypeError, RuntimeError) as err:  # check_inputs, a bad pipeline keyword, dtypes
+            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            raise SpiralError(
+                f"{self.name}: the pipeline call failed ({first}); settings: {self.height}x{self.width}, "
+                f"{num_frames} frames, dtype {self.cfg.dtype}, vae_dtype {self.cfg.vae_dtype}"
+            ) from None
 
     def to_clips(self, start: np.ndarray, video: np.ndarray, num_frames: int) -> np.ndarray:
         """Pipeline float frames (B, T, H, W, 3) -> uint8 (B, num_frames, H, W, 3) whose frame 0 is
@@ -223,30 +258,47 @@ def load_pipeline(b: Backbone, model: str, cfg: DiffusersConfig) -> Any:
         )
     except (OSError, ValueError) as err:  # not cached offline, no such repo, wrong layout
         raise SpiralError(f"cannot load {b.name} from {model!r}: {str(err).splitlines()[0][:300]}") from None
-    if cfg.enable_model_cpu_offload:
-        try:
-            pipe.enable_model_cpu_offload(device=device)
-        except ImportError as err:
-            raise SpiralError(f"enable_model_cpu_offload needs accelerate: pip install accelerate ({err})") from None
-    else:
-        pipe.to(device)
-    if cfg.vae_tiling:
-        pipe.vae.enable_tiling()
-    if cfg.vae_slicing:
-        pipe.vae.enable_slicing()
+    cast_vae_inputs(pipe.vae)
+    if cfg.lora:
+        load_lora(pipe, cfg.lora, cfg.lora_scale)
+    apply_memory_options(pipe, cfg, device, dtype)
     return pipe
 
 
-def check_diffusers_options(options: dict) -> None:
-    fields = {f.name for f in dataclasses.fields(DiffusersConfig)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise SpiralError(f"unknown diffusers option(s) {', '.join(unknown)}; known options: {', '.join(sorted(fields))}")
+def cast_vae_inputs(vae) -> None:
+    """CogVideoX and LTX hand the VAE tensors in the transformer's dtype; with the VAE kept in
+    another (float32, as upstream recommends) its first convolution fails. The VAE's encode and
+    decode take their input in the VAE's own dtype instead."""
+    for name in ("encode", "decode"):
+        method = getattr(vae, name)
+
+        def in_vae_dtype(x, *args, _method=method, **kwargs):
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != vae.dtype:
+                x = x.to(vae.dtype)
+            return _method(x, *args, **kwargs)
+
+        setattr(vae, name, in_vae_dtype)  # an instance attribute shadows the method
+
+
+def load_lora(pipe: Any, path: str, scale: float) -> None:
+    """A LoRA adapter in the format diffusers' `load_lora_weights` reads (what `spiral train grpo`
+    exports), switched on at `scale`."""
+    from spiral.worldmodels.diffusers.lora import load_exported_lora
+
+    load_exported_lora(pipe, path, scale)
+
+
+def check_diffusers_options(options: dict) -> dict:
+    """Options as the CLI gives them (text) -> DiffusersConfig's field types; a wrong name or value
+    fails here, before any model loads."""
+    typed = typed_options(DiffusersConfig, options)
+    DiffusersConfig(**typed)  # the config's own checks (dtypes, device, choices, sizes)
+    return typed
 
 
 def make_diffusers_world_model(name: str, path: str | None = None, **options: Any) -> DiffusersWorldModel:
     """Backend factory: `name` is a backbone (see BACKBONES), `path` a hub id or local folder
-    (None = the backbone's reference model), `options` any DiffusersConfig field."""
+    (None = the backbone's reference model), `options` any DiffusersConfig field, as values or text."""
     backbone(name)  # unknown names fail before anything loads
-    check_diffusers_options(options)
-    return DiffusersWorldModel.load(name, DiffusersConfig(**{**options, "model": path or options.get("model", "")}))
+    typed = check_diffusers_options(options)
+    return DiffusersWorldModel.load(name, DiffusersConfig(**{**typed, "model": path or typed.get("model", "")}))

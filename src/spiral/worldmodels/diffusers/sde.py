@@ -12,9 +12,10 @@ The last step to t = 0 stays deterministic (log-prob 0), as in the tabletop mode
 Re-scoring runs the pipeline again from the same seeds, and the hook returns the stored next latent
 at each step instead of drawing one: the pipeline then visits exactly the stored states and the
 hook evaluates their log-probabilities under the current weights. With `grad=True` it runs the
-pipeline body without its no_grad wrapper, and `on_step(k, log_prob)` can backpropagate each step
-as it comes, so memory holds one step's graph at a time. The hook also keeps each step's std and,
-for the steps named in `record`, the Gaussian's mean (what a KL to a reference policy needs).
+pipeline body without its no_grad wrapper, and `on_step(k, log_prob, mean, std)` can backpropagate
+each step as it comes (the hook then keeps only detached values), so memory holds one step's
+graph at a time. The hook also keeps each step's std and, for the steps named in `record`, the
+Gaussian's mean (what a KL to a reference policy needs).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class StepHook:
         self.times: list[float] = []
         self.stds: list[torch.Tensor] = []  # (B,) per step; 0 where the step is deterministic
         self.record, self.means = record, {}  # step -> (B, ...) mean of the moved elements, with grad
-        self.on_step: Callable[[int, torch.Tensor], None] | None = None
+        self.on_step: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None
 
     def times_at(self, timestep) -> tuple[float, float]:
         k, s = len(self.log_probs), self.scheduler
@@ -173,12 +174,13 @@ class StepHook:
             self.times.append(a)
         self.latents.append(prev.detach().float().cpu())
         self.times.append(b)
-        self.log_probs.append(log_prob)
         self.stds.append(std.detach())
+        if self.on_step is not None:  # the caller takes the graph now; keep nothing that holds it
+            self.on_step(k, log_prob, mean, std.detach())
+            log_prob, mean = log_prob.detach(), mean.detach()
+        self.log_probs.append(log_prob)
         if k in self.record:
             self.means[k] = mean
-        if self.on_step is not None:
-            self.on_step(k, log_prob)
         prev = prev.detach().to(sample.dtype) if stored is None else stored.to(sample.dtype)
         return (prev,) if not return_dict else SimpleNamespace(prev_sample=prev)
 
@@ -198,20 +200,29 @@ def run_hooked(wm, hook: StepHook, call: dict[str, Any], grad: bool = False) -> 
 
 
 def sample_with_logprob(wm, frame, instruction: str, seeds: list[int], noise_level: float = 0.7) -> DiffusersRollout:
-    """Sample one clip per seed with the SDE step; the clips, visited latents and log-probs."""
+    """Sample one clip per seed with the SDE step; the clips, visited latents and log-probs. The
+    seeds go to the pipeline `group_batch_size` at a time (all at once for 0)."""
     from spiral.worldmodels.base import check_instruction
 
     instruction, start = check_instruction(instruction), wm.prepare(frame)
-    hook = StepHook(wm.pipe.scheduler, wm.backbone.sde, noise_level, seeds)
-    video = run_hooked(wm, hook, wm.call_kwargs(start, instruction, seeds, wm.num_frames)).frames
-    frames = wm.to_clips(start, np.asarray(video), wm.num_frames)
-    return DiffusersRollout(
-        frames, hook.latents, torch.stack(hook.log_probs, 1).cpu(), hook.times, start, instruction, seeds, noise_level
-    )
+    per_call = wm.cfg.group_batch_size or len(seeds)
+    parts = []
+    for i in range(0, len(seeds), per_call):
+        hook = StepHook(wm.pipe.scheduler, wm.backbone.sde, noise_level, seeds[i : i + per_call])
+        video = run_hooked(wm, hook, wm.call_kwargs(start, instruction, hook.seeds, wm.num_frames)).frames
+        parts.append((wm.to_clips(start, np.asarray(video), wm.num_frames), hook))
+    hooks = [h for _, h in parts]
+    latents = [torch.cat([h.latents[k] for h in hooks]) for k in range(len(hooks[0].latents))]
+    log_probs = torch.cat([torch.stack(h.log_probs, 1).cpu() for h in hooks])
+    frames = np.concatenate([f for f, _ in parts])
+    return DiffusersRollout(frames, latents, log_probs, hooks[0].times, start, instruction, list(seeds), noise_level)
 
 
 def rescore(
-    wm, rollout: DiffusersRollout, grad: bool = False, on_step: Callable[[int, torch.Tensor], None] | None = None
+    wm,
+    rollout: DiffusersRollout,
+    grad: bool = False,
+    on_step: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Log-probs (B, steps) of the stored transitions under the pipeline's current weights. With
     unchanged weights they equal rollout.log_probs, so the GRPO ratio is exactly 1."""
