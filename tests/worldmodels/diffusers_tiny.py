@@ -89,6 +89,35 @@ def tiny_wan(image_encoder: bool = True, seed: int = 0):
     )
 
 
+def tiny_wan22(layout: str, seed: int = 0):
+    """The Wan2.2 layouts: "ti2v" (TI2V-5B: the start frame's latent stands in for the noise of the
+    first latent frame, `expand_timesteps`) or "a14b" (I2V-A14B: a low-noise expert `transformer_2`
+    below `boundary_ratio`)."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    z = 4
+
+    def transformer(in_channels: int):
+        return WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=in_channels, out_channels=z,
+            text_dim=16, freq_dim=16, ffn_dim=16, num_layers=1, rope_max_seq_len=32,
+        )  # fmt: skip
+
+    parts = dict(
+        tokenizer=tokenizer(),
+        text_encoder=t5(16, umt5=True),
+        vae=AutoencoderKLWan(
+            base_dim=8, z_dim=z, dim_mult=[1, 1, 1, 1], num_res_blocks=1, latents_mean=[0.0] * z, latents_std=[1.0] * z
+        ),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+    )
+    if layout == "ti2v":
+        return _finish(WanImageToVideoPipeline(**parts, transformer=transformer(z), expand_timesteps=True))
+    experts = dict(transformer=transformer(2 * z + 4), transformer_2=transformer(2 * z + 4), boundary_ratio=0.9)
+    return _finish(WanImageToVideoPipeline(**parts, **experts))
+
+
 def _ltx_parts():
     from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
 

@@ -8,14 +8,23 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers_tiny import HUNYUAN_TEMPLATE, INSTRUCTION, start_frame, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_wan
+from diffusers_tiny import (
+    HUNYUAN_TEMPLATE,
+    INSTRUCTION,
+    start_frame,
+    tiny_cogvideox,
+    tiny_hunyuan,
+    tiny_ltx,
+    tiny_wan,
+    tiny_wan22,
+)
 from PIL import Image
 
 from spiral.config import parse_key_values
 from spiral.errors import SpiralError
 from spiral.loop import LoopConfig, run
 from spiral.worldmodels.base import prepare_frame
-from spiral.worldmodels.diffusers import make_diffusers_world_model
+from spiral.worldmodels.diffusers import DiffusersConfig, DiffusersWorldModel, make_diffusers_world_model
 from spiral.worldmodels.diffusers.model import check_diffusers_options
 
 BUILDERS = {
@@ -162,3 +171,79 @@ def test_an_exported_lora_loads_onto_a_fresh_pipeline_and_gives_the_same_frames(
     assert not np.array_equal(base.generate(start_frame(32), INSTRUCTION, seed=4).frames, expected)
     with pytest.raises(SpiralError, match="no LoRA weights at"):
         load(folders, "wan-i2v", f"lora={tmp_path / 'nothing'}")
+
+
+def test_the_released_model_defaults_are_read_off_the_loaded_folder():
+    """One backbone name, several released models: Wan2.2 TI2V-5B makes 121 frames at 24 fps,
+    Wan2.2 A14B 81 at 16 with guidance 3.5, CogVideoX 1.5 81 at 16; Wan2.1 keeps the backbone's."""
+    cases = {
+        "Wan2.2-TI2V-5B": tiny_wan22("ti2v"),
+        "Wan2.2-I2V-A14B": tiny_wan22("a14b"),
+        "Wan2.1-I2V-14B-480P-Diffusers": tiny_wan(),
+    }
+    for name, pipe in cases.items():
+        wm = DiffusersWorldModel("wan-i2v", pipe, DiffusersConfig(num_inference_steps=2, height=32, width=32, num_frames=5))
+        assert wm.defaults.name == name
+        clip = wm.generate(start_frame(32), INSTRUCTION, seed=0)
+        assert clip.frames.shape == (5, 32, 32, 3) and clip.fps == wm.defaults.fps
+    five_b = DiffusersWorldModel("wan-i2v", tiny_wan22("ti2v"))
+    assert (five_b.height, five_b.width, five_b.num_frames, five_b.fps, five_b.guidance_scale) == (704, 1280, 121, 24, 5.0)
+    a14b = DiffusersWorldModel("wan-i2v", tiny_wan22("a14b"))
+    assert (a14b.num_frames, a14b.fps, a14b.guidance_scale, a14b.num_inference_steps) == (81, 16, 3.5, 40)
+    cog = tiny_cogvideox()
+    cog.transformer.register_to_config(patch_size_t=2)
+    assert DiffusersWorldModel("cogvideox-i2v", cog).defaults.name == "CogVideoX1.5-5B-I2V"
+    assert DiffusersWorldModel("cogvideox-i2v", tiny_cogvideox()).fps == 8
+
+
+def test_a_two_expert_wan_exports_and_loads_both_adapters(tmp_path):
+    from spiral.rl.diffusers_policy import ADAPTER, DiffusersLoRAPolicy
+    from spiral.worldmodels.diffusers.lora import export_lora
+
+    tiny_wan22("a14b").save_pretrained(tmp_path / "a14b")
+    options = dict(height=32, width=32, num_frames=5, num_inference_steps=4, device="cpu")
+    trained = make_diffusers_world_model("wan-i2v", str(tmp_path / "a14b"), **options)
+    policy = DiffusersLoRAPolicy(trained, rank=2, alpha=2)
+    assert {k.split(".")[0] for k in policy.lora} == {"transformer", "transformer_2"}
+    with torch.no_grad():
+        for p in policy.trainable():
+            p.add_(torch.randn_like(p) * 0.3)
+    expected = trained.generate(start_frame(32), INSTRUCTION, seed=2).frames
+    folder = export_lora(trained.pipe, ADAPTER, tmp_path / "lora", {})
+    assert (folder / "transformer_2.safetensors").is_file()
+    loaded = make_diffusers_world_model("wan-i2v", str(tmp_path / "a14b"), lora=str(folder), **options)
+    assert np.array_equal(loaded.generate(start_frame(32), INSTRUCTION, seed=2).frames, expected)
+
+
+class RecordingPipe:
+    """Stands in for a pipeline on a GPU: records which memory calls the options make."""
+
+    def __init__(self):
+        self.calls, self.vae, self.transformer, self.transformer_2 = [], self, self, None
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, kwargs))
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ("offload=model", ["enable_model_cpu_offload"]),
+        ("offload=sequential", ["enable_sequential_cpu_offload"]),
+        ("offload=group", ["enable_group_offload"]),
+        ("layerwise_casting=float8_e4m3fn,vae_tiling=true,vae_slicing=1,compile=yes",
+         ["enable_layerwise_casting", "to", "enable_tiling", "enable_slicing", "compile"]),
+        ("vae_tiling=False", ["to"]),
+    ],
+)  # fmt: skip
+def test_memory_options_reach_diffusers(options, expected):
+    from spiral.worldmodels.diffusers.memory import apply_memory_options
+
+    cfg = DiffusersConfig(**check_diffusers_options(parse_key_values(options, "--world-model-options")))
+    pipe = RecordingPipe()
+    apply_memory_options(pipe, cfg, "cuda", torch.bfloat16)
+    assert [name for name, _ in pipe.calls] == expected
+    if "group" in options:
+        assert pipe.calls[0][1]["offload_type"] == "leaf_level" and pipe.calls[0][1]["use_stream"] is True
+    if "layerwise" in options:
+        assert pipe.calls[0][1] == {"storage_dtype": torch.float8_e4m3fn, "compute_dtype": torch.bfloat16}

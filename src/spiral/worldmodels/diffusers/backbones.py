@@ -3,6 +3,10 @@
 Each entry names the diffusers pipeline class, the components a model folder must hold, the
 upstream defaults (from the model cards), how to read the size multiples off a loaded pipeline, and
 which log-prob step GRPO uses on its scheduler ("flow" for flow matching, "ddim" for CogVideoX).
+
+A backbone name covers several released models whose defaults differ (Wan2.2's TI2V-5B makes 121
+frames at 24 fps, Wan2.1 81 at 16); `variant(pipe)` tells them apart from the loaded folder's
+configuration, and its defaults replace the backbone's.
 """
 
 from __future__ import annotations
@@ -12,6 +16,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from spiral.errors import SpiralError
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A released model's own defaults (from its model card), where they differ from its backbone's."""
+
+    name: str
+    height: int
+    width: int
+    num_frames: int
+    num_inference_steps: int
+    guidance_scale: float
+    fps: int
+
+
+# Read off the loaded pipeline: Wan2.2 TI2V-5B conditions by expanded timesteps, Wan2.2 A14B has a
+# second (low-noise) expert, CogVideoX 1.5 patches time (patch_size_t).
+WAN22_TI2V_5B = Variant("Wan2.2-TI2V-5B", 704, 1280, 121, 50, 5.0, 24)
+WAN22_A14B = Variant("Wan2.2-I2V-A14B", 720, 1280, 81, 40, 3.5, 16)
+COGVIDEOX15 = Variant("CogVideoX1.5-5B-I2V", 768, 1360, 81, 50, 6.0, 16)
+
+
+def _wan_variant(p) -> Variant | None:
+    if p.config.get("expand_timesteps"):
+        return WAN22_TI2V_5B
+    return WAN22_A14B if getattr(p, "transformer_2", None) is not None else None
+
+
+def _cogvideox_variant(p) -> Variant | None:
+    return COGVIDEOX15 if p.transformer.config.get("patch_size_t") else None
 
 
 @dataclass(frozen=True)
@@ -33,6 +67,14 @@ class Backbone:
     image_per_member: bool = True  # batched calls index image[i]; Wan takes one image and repeats it
     # Hunyuan's "latent_concat" models decode without the start frame's first 4 frames.
     drops_start: Callable[[Any], bool] = lambda p: False
+    variant: Callable[[Any], Variant | None] = lambda p: None  # pipeline -> its released model's defaults
+
+    def defaults(self, pipe) -> Variant:
+        """The defaults for this loaded pipeline: its variant's, else the backbone's reference model's."""
+        return self.variant(pipe) or Variant(
+            self.hub_id.split("/")[-1], self.height, self.width, self.num_frames, self.num_inference_steps,
+            self.guidance_scale, self.fps,
+        )  # fmt: skip
 
 
 def _wan_spatial(p) -> int:
@@ -67,6 +109,7 @@ BACKBONES: dict[str, Backbone] = {
             lambda p: p.vae_scale_factor_temporal,
             "flow",
             image_per_member=False,
+            variant=_wan_variant,
         ),
         Backbone(
             "cogvideox-i2v",
@@ -84,6 +127,7 @@ BACKBONES: dict[str, Backbone] = {
             # frames) is needed for the clip to have num_frames frames.
             lambda p: 2 * p.vae_scale_factor_temporal,
             "ddim",
+            variant=_cogvideox_variant,
         ),
         Backbone(
             "ltx-i2v",

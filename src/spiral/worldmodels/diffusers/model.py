@@ -33,7 +33,7 @@ from spiral.worldmodels.diffusers.options import DTYPES, STORAGE_DTYPES, check_d
 @dataclass(frozen=True)
 class DiffusersConfig:
     """How to load and call a diffusers TI2V backbone. Sizes and sampler settings left at None take
-    the backbone's upstream defaults (see backbones.py)."""
+    the loaded model's upstream defaults (its variant's, see backbones.py)."""
 
     model: str = option("", "hub id or local folder; empty = the backbone's reference model")
     dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16", choices=("auto", *DTYPES))
@@ -111,17 +111,19 @@ class DiffusersWorldModel:
         self.name, self.pipe, self.cfg = name, pipe, cfg or DiffusersConfig()
         b, c = self.backbone, self.cfg
         pipe.set_progress_bar_config(disable=True)
+        self.defaults = b.defaults(pipe)  # the loaded model's own defaults (Wan2.2-5B's differ from Wan2.1's)
+        d = self.defaults
         spatial, self.temporal = b.spatial(pipe), b.temporal(pipe)
-        self.height = fit_multiple(c.height or b.height, spatial, "height", name)
-        self.width = fit_multiple(c.width or b.width, spatial, "width", name)
-        self.num_frames = fit_frames(c.num_frames or b.num_frames, self.temporal, name)
+        self.height = fit_multiple(c.height or d.height, spatial, "height", name)
+        self.width = fit_multiple(c.width or d.width, spatial, "width", name)
+        self.num_frames = fit_frames(c.num_frames or d.num_frames, self.temporal, name)
         # Clips are (T, height, width, 3); frame_size, the protocol's square size, is the longer side.
         self.frame_shape = (self.height, self.width)
         self.frame_size = max(self.height, self.width)
         self.fit = c.fit
-        self.num_inference_steps = c.num_inference_steps or b.num_inference_steps
-        self.guidance_scale = b.guidance_scale if c.guidance_scale is None else c.guidance_scale
-        self.fps = c.fps or b.fps
+        self.num_inference_steps = c.num_inference_steps or d.num_inference_steps
+        self.guidance_scale = d.guidance_scale if c.guidance_scale is None else c.guidance_scale
+        self.fps = c.fps or d.fps
 
     @classmethod
     def load(cls, name: str, cfg: DiffusersConfig | None = None) -> DiffusersWorldModel:
