@@ -21,6 +21,7 @@ from pathlib import Path
 
 from spiral.bench.metrics import summarise
 from spiral.bench.runner import BenchConfig, run_bench
+from spiral.config import config_from_flat
 from spiral.errors import SpiralError
 
 BUDGET_S = 15 * 60
@@ -35,8 +36,8 @@ def main() -> int:
     parser.add_argument("--world-model", default="tabletop")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-standard-"))
-    cfg = BenchConfig(out=out, suite="tabletop-standard", methods=args.methods, workers=args.workers, limit=args.limit,
-                      world_model=args.world_model, progress=sys.stderr.isatty())  # fmt: skip
+    cfg = config_from_flat(BenchConfig, out=out, suite="tabletop-standard", methods=args.methods, workers=args.workers,
+                           limit=args.limit, world_model=args.world_model, progress=sys.stderr.isatty())  # fmt: skip
     began = time.perf_counter()
     try:
         outcome = run_bench(cfg)

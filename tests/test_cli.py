@@ -115,6 +115,11 @@ def test_run_bad_input_gives_clear_messages(tmp_path):
         (["--goal", "clear the left side", "--scene-seed", "1", "--image", "x.png"], "exactly one of --image"),
         (["--goal", "clear the left side", "--image", str(tmp_path / "none.png")], "cannot read start image"),
         (["--goal", "clear the left side", "--scene-seed", "1", "--planner", "openai", "--agent-model", "m"], "OPENAI_API_KEY"),
+        (["--goal", "clear the left side", "--scene-seed", "1", "--planner", "gpt"], "unknown planner 'gpt'; known planners:"),
+        (
+            ["--goal", "clear the left side", "--scene-seed", "1", "--agent-model", "c.safetensors"],
+            "weights go in --critic-model",
+        ),
         (
             ["--goal", "clear the left side", "--scene-seed", "1", "--world-model-options", "steps=4"],
             "unknown tabletop world model option(s) steps",
@@ -140,6 +145,18 @@ def test_run_bad_input_gives_clear_messages(tmp_path):
                              capture_output=True, text=True, env={k: v for k, v in ENV.items() if k != "OPENAI_API_KEY"}, timeout=300)  # fmt: skip
         assert run.returncode == 2, (args, run.stderr)
         assert message in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
+
+
+def test_run_takes_backends_of_your_own_as_module_callable(tmp_path):
+    from spiral.demo import demo_request
+
+    goal = demo_request(4, "medium").judge
+    run = spiral("run", "--goal", goal, "--scene-seed", "4", "--world-model", "spiral.worldmodels.tabletop:copy_decoded",
+                 "--planner", "spiral.agents.plan.symbolic:SymbolicPlanAgent", "--critic",
+                 "spiral.agents.critic.oracle:OracleCriticAgent", "--max-generations", "2", "--out", str(tmp_path))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "[plan 1] (initial)" in run.stderr and "step 1" in run.stderr
+    assert "goal achieved (judged by the oracle from pixels):" in run.stdout  # a factory's tabletop model is judged too
 
 
 def test_demo_runs_the_closed_loop_on_the_shipped_model(tmp_path):

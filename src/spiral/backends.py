@@ -1,5 +1,5 @@
 """Backends by name: world models, planners and critics, built from CLI/config values. Unknown
-names list the known ones."""
+names list the known ones. backends_config.py holds the flags that choose them."""
 
 from __future__ import annotations
 
@@ -60,9 +60,13 @@ def make_planner(
     weights: str = "",
     timeout_s: float = 60.0,
     retries: int = 4,
+    device: str = "auto",
+    dtype: str = "auto",
 ):
-    """`weights`: the lm planner's adapter ('' = the shipped one); `timeout_s` and `retries`: how
-    long one answer of an API planner may take in all, and how often a failed request is retried."""
+    """`model`: the openai planner's model name or the hf planner's folder; `weights`: the lm
+    planner's adapter ('' = the shipped one); `timeout_s` and `retries`: how long one answer of an
+    API planner may take in all, and how often a failed request is retried; `device`, `dtype`: where
+    and how the hf planner's model runs."""
     if name == "symbolic":
         from spiral.agents.plan.symbolic import SymbolicPlanAgent
 
@@ -74,11 +78,11 @@ def make_planner(
     if name == "openai":
         from spiral.agents.plan.openai import OpenAIPlanAgent
 
-        return OpenAIPlanAgent(_chat_config(name, model, base_url, api_key_env, timeout_s, retries))
+        return OpenAIPlanAgent(_chat_config("planner", model, base_url, api_key_env, timeout_s, retries))
     if name == "hf":
         from spiral.agents.plan.hf import HFPlanAgent
 
-        return HFPlanAgent(_need_model(model, name))
+        return HFPlanAgent(need_model(model, name, "planner"), device=device, dtype=dtype)
     raise _unknown("planner", name, PLANNERS)
 
 
@@ -90,9 +94,12 @@ def make_critic(
     threshold: float = 0.0,
     timeout_s: float = 60.0,
     retries: int = 4,
+    device: str = "auto",
+    dtype: str = "auto",
 ):
-    """threshold (learned critic only): the score a clip must reach to pass; 0 = the one in its
-    weights. `timeout_s`, `retries`: as for make_planner."""
+    """`model`: the learned critic's weights file ('' = the shipped ones), the openai critic's model
+    name or the hf critic's folder; threshold (learned critic only): the score a clip must reach to
+    pass, 0 = the one in its weights. `timeout_s`, `retries`, `device`, `dtype`: as for make_planner."""
     check_critic_threshold(name, threshold)
     if name == "oracle":
         from spiral.agents.critic.oracle import OracleCriticAgent
@@ -105,11 +112,11 @@ def make_critic(
     if name == "openai":
         from spiral.agents.critic.openai import OpenAICriticAgent
 
-        return OpenAICriticAgent(_chat_config(name, model, base_url, api_key_env, timeout_s, retries))
+        return OpenAICriticAgent(_chat_config("critic", model, base_url, api_key_env, timeout_s, retries))
     if name == "hf":
         from spiral.agents.critic.hf import HFCriticAgent
 
-        return HFCriticAgent(_need_model(model, name))
+        return HFCriticAgent(need_model(model, name, "critic"), device=device, dtype=dtype)
     raise _unknown("critic", name, CRITICS)
 
 
@@ -135,14 +142,14 @@ def observer_for(world_model: str):
     return observe
 
 
-def _chat_config(backend: str, model: str, base_url: str, api_key_env: str, timeout_s: float, retries: int):
-    """The API agents' server settings, the same for a planner and a critic."""
+def _chat_config(role: str, model: str, base_url: str, api_key_env: str, timeout_s: float, retries: int):
     from spiral.agents.chat import ChatConfig
 
-    return ChatConfig(base_url, _need_model(model, backend), api_key_env, timeout_s=timeout_s, max_retries=retries)
+    return ChatConfig(base_url, need_model(model, "openai", role), api_key_env, timeout_s=timeout_s, max_retries=retries)
 
 
-def _need_model(model: str, backend: str) -> str:
+def need_model(model: str, backend: str, role: str) -> str:
     if not model:
-        raise SpiralError(f"the {backend} agent needs --agent-model (a model name for openai, a local folder for hf)")
+        what = "a name the server knows" if backend == "openai" else "a local model folder"
+        raise SpiralError(f"the {backend} {role} needs a model ({what}): give --{role}-model, or --agent-model for both agents")
     return model

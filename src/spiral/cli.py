@@ -98,7 +98,7 @@ def _cmd_train_critic_ensemble(ns: argparse.Namespace) -> int:
 
     weights = combine_critics(config_from_args(CriticEnsembleConfig, ns))
     print(f"weights: {weights} (and the SFT stage's beside it)")
-    print(f"to use them: spiral run ... --agent-model {weights}")
+    print(f"to use them: spiral run ... --critic-model {weights}")
     return 0
 
 

@@ -1,7 +1,9 @@
 """One typed config per thing: a dataclass whose fields carry their help text once.
 
 The CLI options are generated from the dataclass (`add_config_args` / `config_from_args`), so a
-default or a help string is never written twice.
+default or a help string is never written twice. A field that holds another config (`group`) adds
+that config's fields as flags of their own, so settings several commands share (the backends) are
+written once and still read as flat flags (`--planner`, not `--backends.planner`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,29 @@ def required(help: str) -> Any:  # noqa: A002
     return dataclasses.field(metadata={"help": help, "required": True})
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
+def group(cls: type[T]) -> T:
+    """A field holding another config (its defaults unless given); its fields become flags of the command."""
+    return dataclasses.field(default_factory=cls)
+
+
+def option_from(cls: type, name: str) -> Any:
+    """A field of `cls` again, in a config that exposes only some of its settings: the default,
+    help and choices stay written once, in `cls`."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return dataclasses.field(default=f.default, metadata=dict(f.metadata))
+
+
+def _groups(cls: type) -> dict[str, type]:
     hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])}
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    hints, groups = typing.get_type_hints(cls), _groups(cls)
     for f in dataclasses.fields(cls):
+        if f.name in groups:
+            add_config_args(parser, groups[f.name])
+            continue
         kind = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"help": f.metadata.get("help", ""), "dest": f.name}
@@ -47,7 +69,35 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def config_from_args(cls: type[T], ns: argparse.Namespace) -> T:
-    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+    groups = _groups(cls)
+    return cls(**{f.name: config_from_args(groups[f.name], ns) if f.name in groups else getattr(ns, f.name)
+                  for f in dataclasses.fields(cls)})  # fmt: skip
+
+
+def config_from_flat(cls: type[T], **values: Any) -> T:
+    """A config from settings named as their flags are (a group's fields among them), as the
+    command line builds it: what is left out keeps its default."""
+    groups, names = _groups(cls), {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - _flat_names(cls)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no setting {', '.join(sorted(unknown))}")
+    kwargs = {name: config_from_flat(kind, **{k: v for k, v in values.items() if k in _flat_names(kind)})
+              for name, kind in groups.items()}  # fmt: skip
+    return cls(**kwargs, **{k: v for k, v in values.items() if k in names})
+
+
+def _flat_names(cls: type) -> set[str]:
+    groups = _groups(cls)
+    return {n for f in dataclasses.fields(cls) for n in (_flat_names(groups[f.name]) if f.name in groups else {f.name})}
+
+
+def flat_settings(cfg: object) -> dict[str, Any]:
+    """A config's settings as one flat dict, named as their flags are (a group's fields at the top)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        out |= flat_settings(value) if dataclasses.is_dataclass(value) else {f.name: value}
+    return out
 
 
 def parse_key_values(text: str, flag: str) -> dict[str, int | float | str]:

@@ -10,17 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from spiral.backends import (
-    CRITICS,
-    PLANNERS,
-    WORLD_MODEL_OPTIONS_HELP,
-    WORLD_MODELS,
-    make_critic,
-    make_planner,
-    make_world_model,
-    observer_for,
-)
-from spiral.config import option, parse_key_values, required
+from spiral.backends import observer_for
+from spiral.backends_config import BackendsConfig
+from spiral.config import flat_settings, group, option, required
 from spiral.data.format import writable_folder
 from spiral.errors import SpiralError
 from spiral.journal import JournaledCritic, JournaledPlanner, JournaledWorldModel, digest, open_journal
@@ -35,32 +27,15 @@ class RunConfig:
     out: Path = required("folder for the episode, the long video and the viewer")
     image: Path | None = option(None, "start image file (PNG/JPEG); or use --scene-seed")
     scene_seed: int | None = option(None, "start from a random tabletop scene with this seed")
-    world_model: str = option("tabletop", "world model backend", choices=WORLD_MODELS)
-    world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id (diffusers)")
-    world_model_options: str = option("", WORLD_MODEL_OPTIONS_HELP)
-    planner: str = option(
-        "lm", "PlanAgent backend (lm: reads plain English; symbolic: the grammar and solver, an exact baseline)", choices=PLANNERS
-    )
-    critic: str = option(
-        "learned", "CriticAgent backend (learned: the shipped tabletop critic; oracle: the judge's own checks)", choices=CRITICS
-    )
-    planner_weights: str = option("", "lm planner: its adapter file ('' = the shipped one)")
+    backends: BackendsConfig = group(BackendsConfig)
     judge: str | None = option(
         None, "tabletop: what the oracle checks at the end, a canonical goal or 'unchanged' (default: the goal, if it reads it)"
     )
-    agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
-    critic_threshold: float = option(0.0, "learned critic: the score a clip must reach to pass (0 = the one in its weights)")
-    base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
-    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")
-    agent_timeout: float = option(60.0, "seconds one answer of an API agent may take in all, before a retry")
-    agent_retries: int = option(4, "retries of an API agent's request after 429, 5xx, time-outs and refused connections")
     max_image_pixels: int = option(40_000_000, "largest start image accepted, in pixels (width x height)")
 
     def __post_init__(self) -> None:
         if self.scene_seed is not None and self.scene_seed < 0:
             raise SpiralError(f"--scene-seed must be >= 0, got {self.scene_seed}")
-        if self.agent_timeout <= 0 or self.agent_retries < 0:
-            raise SpiralError("--agent-timeout must be > 0 and --agent-retries >= 0")
         if self.max_image_pixels < 1:
             raise SpiralError(f"--max-image-pixels must be >= 1, got {self.max_image_pixels}")
 
@@ -134,15 +109,21 @@ def progress_printer(stream=sys.stderr):
 
 
 # Settings that change nothing an episode holds: a rerun with other values resumes it.
-NOT_RESULTS = ("out", "judge", "base_url", "api_key_env", "agent_timeout", "agent_retries", "max_image_pixels")
+NOT_RESULTS = ("out", "judge", "base_url", "api_key_env", "planner_base_url", "planner_api_key_env", "critic_base_url",
+               "critic_api_key_env", "agent_timeout", "agent_retries", "max_image_pixels")  # fmt: skip
 # Agents whose answers a rerun reads from the journal rather than asking again.
 API_AGENTS = ("openai",)
 
 
 def run_settings(cfg: RunConfig, loop: LoopConfig, frame: np.ndarray) -> dict:
     """What an episode's folder is claimed for: the settings that shape it, and its start frame."""
-    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in NOT_RESULTS}
+    settings = {k: str(v) for k, v in flat_settings(cfg).items() if k not in NOT_RESULTS}
     return settings | {f"loop.{k}": str(v) for k, v in asdict(loop).items()} | {"start_frame": digest(frame)}
+
+
+def settings_defaults() -> dict:
+    """A backend setting that a folder's recorded settings lack was at its default (claim_folder's `defaults`)."""
+    return {k: str(v) for k, v in flat_settings(BackendsConfig()).items()}
 
 
 def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult:
@@ -151,18 +132,15 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
         from spiral.worlds.tabletop.judging import judged_condition
 
         judged_condition(cfg.goal, cfg.judge)
-    wm = make_world_model(
-        cfg.world_model, cfg.world_model_path, **parse_key_values(cfg.world_model_options, "--world-model-options")
-    )
+    b = cfg.backends
+    b.check(with_critic=loop.method == "closed-loop")
+    wm = b.world()
     frame = start_frame(cfg, wm.frame_size)
-    limits = {"timeout_s": cfg.agent_timeout, "retries": cfg.agent_retries}
-    planner = make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, loop.seed, cfg.planner_weights, **limits)
-    critic = (
-        None
-        if loop.method != "closed-loop"
-        else make_critic(cfg.critic, cfg.agent_model, cfg.base_url, cfg.api_key_env, cfg.critic_threshold, **limits)
-    )
-    journal = open_journal(Path(cfg.out), run_settings(cfg, loop, frame))  # claimed once every input has been checked
+    planner = b.planner_agent(loop.seed)
+    critic = b.critic_agent() if loop.method == "closed-loop" else None
+    # A factory's model says which world it draws by its name; the tabletop one is read by the oracle.
+    world = getattr(wm, "name", "") if ":" in b.world_model else b.world_model
+    journal = open_journal(Path(cfg.out), run_settings(cfg, loop, frame), settings_defaults())  # once every input is checked
     if journal.entries and not quiet:
         print(f"resuming the episode in {cfg.out}: {len(journal.entries)} recorded calls to replay", file=sys.stderr)
     if journal.dropped and not quiet:
@@ -171,12 +149,12 @@ def run_goal(cfg: RunConfig, loop: LoopConfig, quiet: bool = False) -> RunResult
         cfg.goal,
         frame,
         JournaledWorldModel(wm, journal),
-        JournaledPlanner(planner, journal, replay=cfg.planner in API_AGENTS),
-        None if critic is None else JournaledCritic(critic, journal, replay=cfg.critic in API_AGENTS),
+        JournaledPlanner(planner, journal, replay=b.planner in API_AGENTS),
+        None if critic is None else JournaledCritic(critic, journal, replay=b.critic in API_AGENTS),
         loop,
-        observe=observer_for(cfg.world_model),
+        observe=observer_for(world),
         on_event=None if quiet else progress_printer(),
     )
-    judged = judge_tabletop(cfg.goal, episode, cfg.judge) if cfg.world_model == "tabletop" else {}
+    judged = judge_tabletop(cfg.goal, episode, cfg.judge) if world == "tabletop" else {}
     outputs = write_run(episode, Path(cfg.out), judged=judged)
     return RunResult(episode, outputs, judged)

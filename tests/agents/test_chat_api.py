@@ -288,3 +288,71 @@ def test_the_openai_agents_keep_the_agent_contracts(server):
     assert plan.steps[0].subject == "green triangle"
     server.respond(ok(json.dumps(CRITIQUE)))
     assert check_critic_agent(OpenAICriticAgent(config(server)), STEP, clip()).verdict is Verdict.SUCCESS
+
+
+def conforms(value, schema: dict) -> bool:
+    """The subset of JSON Schema the answer schemas use (type, enum, properties, items)."""
+    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    python = {"object": dict, "array": list, "string": str, "boolean": bool, "number": (int, float), "null": type(None)}
+    if not any(isinstance(value, python[k]) and not (k == "number" and isinstance(value, bool)) for k in kinds):
+        return False
+    if "enum" in schema and value not in schema["enum"]:
+        return False
+    if isinstance(value, dict):
+        return set(value) == set(schema["properties"]) and all(conforms(value[k], s) for k, s in schema["properties"].items())
+    return all(conforms(v, schema["items"]) for v in value) if isinstance(value, list) else True
+
+
+def strict_mode_errors(schema: dict, where: str = "$") -> list[str]:
+    """What OpenAI's strict structured outputs refuse: an object whose properties are not all
+    required, or that allows others."""
+    errors = []
+    if schema.get("type") == "object":
+        if schema.get("required") != list(schema["properties"]) or schema.get("additionalProperties") is not False:
+            errors.append(where)
+        for name, sub in schema["properties"].items():
+            errors += strict_mode_errors(sub, f"{where}.{name}")
+    if "items" in schema:
+        errors += strict_mode_errors(schema["items"], f"{where}[]")
+    return errors
+
+
+def test_the_agents_ask_for_structured_output_in_their_answer_s_schema(server):
+    server.respond(ok(json.dumps(PLAN)))
+    OpenAIPlanAgent(config(server)).plan(GOAL, FRAME, memory())
+    server.respond(ok(json.dumps(CRITIQUE)))
+    OpenAICriticAgent(config(server)).critique(STEP, clip(), memory())
+    (plan_request, critique_request) = (r.body["response_format"] for r in server.seen)
+    for request, answer, name in ((plan_request, PLAN, "plan"), (critique_request, CRITIQUE, "critique")):
+        assert request["type"] == "json_schema" and request["json_schema"]["name"] == name
+        assert request["json_schema"]["strict"] is True
+        schema = request["json_schema"]["schema"]
+        assert strict_mode_errors(schema) == [] and conforms(answer, schema)  # a valid answer fits: no good answer is barred
+    bad = {**CRITIQUE, "verdict": "fine"}
+    assert not conforms(bad, critique_request["json_schema"]["schema"])  # and a bad one does not
+    assert critique_request["json_schema"]["schema"]["properties"]["verdict"]["enum"] == [v.value for v in Verdict]
+
+
+@pytest.mark.parametrize(
+    "status, message",
+    [(400, "response_format json_schema is not supported"), (422, "body.response_format: Input should be 'text'"),
+     (400, "Unsupported: structured output with strict schemas")],
+)  # fmt: skip
+def test_a_server_that_refuses_the_schema_gets_plain_requests_from_then_on(server, caplog, status, message):
+    server.respond(error(status, message), ok(json.dumps(PLAN)))
+    agent = OpenAIPlanAgent(config(server))
+    assert agent.plan(GOAL, FRAME, memory()).steps[0].subject == "green triangle"
+    first, second = server.seen
+    assert "response_format" in first.body and "response_format" not in second.body
+    assert {k: v for k, v in first.body.items() if k != "response_format"} == second.body
+    agent.plan(GOAL, FRAME, memory())
+    assert len(server.seen) == 3 and "response_format" not in server.seen[2].body  # remembered: no second refusal
+    assert "refused structured output" in caplog.text and message[:20] in caplog.text
+
+
+def test_a_refusal_that_is_not_about_the_schema_is_not_retried_without_it(server):
+    server.respond(error(400, "model 'test-model' does not support images"), ok(json.dumps(PLAN)))
+    agent = OpenAIPlanAgent(config(server))
+    with pytest.raises(SpiralError, match="HTTP 400: model 'test-model' does not support images"):
+        agent.plan(GOAL, FRAME, memory())
+    assert len(server.seen) == 1 and agent.client.structured

@@ -108,6 +108,6 @@ def test_the_cli_combines_runs(tmp_path, capsys):
     assert (
         main(["train", "critic-ensemble", "--members", f"{tmp_path / 'a'},{tmp_path / 'b'}", "--out", str(tmp_path / "e")]) == 0
     )
-    assert "--agent-model" in capsys.readouterr().out
+    assert "--critic-model" in capsys.readouterr().out
     assert isinstance(load_net(tmp_path / "e" / STAGE_FILES[1])[0], CriticEnsemble)
     assert main(["train", "critic-ensemble", "--members", str(tmp_path / "a")]) == 2  # a clear error, not a traceback

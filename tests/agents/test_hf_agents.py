@@ -1,5 +1,6 @@
 """The local transformers agents on a tiny randomly initialised Llama built offline in the test."""
 
+import gc
 import json
 import os
 
@@ -9,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+from tiny_chat import save_tiny_chat_model, tiny_llama, tiny_tokenizer  # noqa: E402
 
 from spiral.agents.critic.hf import HFCriticAgent  # noqa: E402
 from spiral.agents.parsing import AgentOutputError  # noqa: E402
@@ -19,15 +20,6 @@ from spiral.errors import SpiralError  # noqa: E402
 from spiral.memory import ObjectState, WorldMemory  # noqa: E402
 from spiral.types import Clip, Step, Verdict  # noqa: E402
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-SENTENCES = [
-    "move the red square to the left of the blue circle",
-    'put the green triangle on the yellow square {"score": 0.5, "verdict": "success"}',
-    'answer with a JSON object {"feasible": true, "steps": []}',
-]
 GOAL = "put the green triangle on the yellow square"
 FRAME = np.zeros((32, 32, 3), np.uint8)
 PLAN = {
@@ -37,41 +29,10 @@ PLAN = {
 }
 
 
-def tiny_tokenizer(*extra_specials: str):
-    """A byte-level BPE tokenizer trained in memory (any text round-trips exactly)."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<|end|>", "<|pad|>", *extra_specials]
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(SENTENCES, trainer)
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>", pad_token="<|pad|>")
-
-
-def tiny_llama(tokenizer):
-    return transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=8192,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A randomly initialised 2-layer Llama chat model."""
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = tiny_tokenizer()
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(path)
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(tiny_llama(tokenizer)).save_pretrained(path)
-    return path
+    return save_tiny_chat_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +72,10 @@ def memory() -> WorldMemory:
     return m
 
 
-def script_generate(agent, replies: list[str]) -> list[str]:
+def script_generate(agent, replies: list[str], monkeypatch) -> list[str]:
     """Make the loaded model 'write' the given replies (token by token through the real tokenizer);
-    returns the decoded prompts it was shown."""
+    returns the decoded prompts it was shown. Undone after the test: agents of one folder share
+    the loaded model."""
     tokenizer, prompts = agent.model.tokenizer, []
 
     def generate(input_ids, max_new_tokens, **_):
@@ -122,16 +84,16 @@ def script_generate(agent, replies: list[str]) -> list[str]:
         new = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :max_new_tokens]
         return torch.cat([input_ids, new, torch.tensor([[tokenizer.eos_token_id]])], dim=1)
 
-    agent.model.model.generate = generate
+    monkeypatch.setattr(agent.model.model, "generate", generate)
     return prompts
 
 
-def test_random_model_generates_garbage_and_ends_in_agent_output_error(tiny_model):
+def test_random_model_generates_garbage_and_ends_in_agent_output_error(tiny_model, monkeypatch):
     agent = HFPlanAgent(tiny_model, max_new_tokens=12, max_repairs=1)
     assert isinstance(agent, PlanAgent) and not agent.model.vision
     calls = []
     real = agent.model.model.generate
-    agent.model.model.generate = lambda **kw: calls.append(kw) or real(**kw)
+    monkeypatch.setattr(agent.model.model, "generate", lambda **kw: calls.append(kw) or real(**kw))
     with pytest.raises(AgentOutputError) as info:
         agent.plan(GOAL, FRAME, memory())
     assert len(calls) == 2  # the first try and one repair, both through the real network
@@ -139,9 +101,9 @@ def test_random_model_generates_garbage_and_ends_in_agent_output_error(tiny_mode
     assert info.value.attempts == 2 and info.value.tokens > 0 and info.value.reason
 
 
-def test_scripted_generate_gives_plan_after_a_repair(tiny_model):
+def test_scripted_generate_gives_plan_after_a_repair(tiny_model, monkeypatch):
     agent = HFPlanAgent(tiny_model, max_new_tokens=400)
-    prompts = script_generate(agent, ["I would rather not.", "Sure:\n```json\n" + json.dumps(PLAN) + "\n```"])
+    prompts = script_generate(agent, ["I would rather not.", "Sure:\n```json\n" + json.dumps(PLAN) + "\n```"], monkeypatch)
     plan = agent.plan(GOAL, FRAME, memory())
     assert plan.planner == "hf" and plan.steps[0].targets == ("yellow square",) and plan.tokens > 0
     assert len(prompts) == 2
@@ -150,21 +112,21 @@ def test_scripted_generate_gives_plan_after_a_repair(tiny_model):
     assert "<|assistant|>I would rather not.<|end|>" in prompts[1] and "contains no JSON object" in prompts[1]
 
 
-def test_scripted_generate_gives_critique(tiny_model):
+def test_scripted_generate_gives_critique(tiny_model, monkeypatch):
     agent = HFCriticAgent(tiny_model, key_frames=3, max_new_tokens=400)
     reply = {"score": 0.2, "verdict": "local_failure", "failure_kind": "wrong_object", "feedback": "the red square moved"}
-    prompts = script_generate(agent, [json.dumps(reply)])
+    prompts = script_generate(agent, [json.dumps(reply)], monkeypatch)
     frames = np.zeros((5, 16, 16, 3), np.uint8)
     critique = agent.critique(Step(GOAL, "green triangle", ("yellow square",)), Clip(frames, GOAL, 0, "t"), memory())
     assert critique.verdict is Verdict.LOCAL_FAILURE and critique.score == 0.2
     assert "frames 0, 2, 4 of the 5-frame clip" in prompts[0] and "[image 3 is not available" in prompts[0]
 
 
-def test_unknown_object_from_local_model_is_repaired_then_gives_up(tiny_model):
+def test_unknown_object_from_local_model_is_repaired_then_gives_up(tiny_model, monkeypatch):
     bad = json.loads(json.dumps(PLAN))
     bad["steps"][0]["targets"] = ["blue hexagon"]
     agent = HFPlanAgent(tiny_model, max_new_tokens=400, max_repairs=2)
-    prompts = script_generate(agent, [json.dumps(bad)])
+    prompts = script_generate(agent, [json.dumps(bad)], monkeypatch)
     with pytest.raises(AgentOutputError, match="unknown object 'blue hexagon'"):
         agent.plan(GOAL, FRAME, memory())
     assert len(prompts) == 3
@@ -187,12 +149,12 @@ def test_missing_folder_or_parts_are_named(tiny_model, tmp_path):
         HFCriticAgent(no_tokenizer)
 
 
-def test_vision_model_sees_the_key_frames_as_images(tiny_vlm):
+def test_vision_model_sees_the_key_frames_as_images(tiny_vlm, monkeypatch):
     agent = HFCriticAgent(tiny_vlm, key_frames=3, max_new_tokens=8, max_repairs=0)
     assert isinstance(agent, CriticAgent) and agent.model.vision
     seen = []
     real = agent.model.model.generate
-    agent.model.model.generate = lambda **kw: seen.append(kw) or real(**kw)
+    monkeypatch.setattr(agent.model.model, "generate", lambda **kw: seen.append(kw) or real(**kw))
     frames = np.stack([np.full((16, 16, 3), 40 * i, np.uint8) for i in range(5)])
     with pytest.raises(AgentOutputError):  # a random model writes no JSON; max_repairs=0 gives up at once
         agent.critique(Step(GOAL, "green triangle", ("yellow square",)), Clip(frames, GOAL, 0, "t"), memory())
@@ -201,16 +163,56 @@ def test_vision_model_sees_the_key_frames_as_images(tiny_vlm):
     assert (kw["input_ids"] == agent.model.model.config.image_token_index).sum() == 3 * 4  # 2x2 patches each
 
 
-def test_the_hf_agents_keep_the_agent_contracts(tiny_model, tiny_vlm):
+def test_the_hf_agents_keep_the_agent_contracts(tiny_model, tiny_vlm, monkeypatch):
     from spiral.agents.checks import check_critic_agent, check_plan_agent
 
     planner = HFPlanAgent(tiny_model, max_new_tokens=400)
-    script_generate(planner, [json.dumps(PLAN)])
+    script_generate(planner, [json.dumps(PLAN)], monkeypatch)
     assert check_plan_agent(planner, GOAL, FRAME).steps[0].subject == "green triangle"
     critic = HFCriticAgent(tiny_vlm, max_new_tokens=400)
     script_generate(
-        critic, [json.dumps({"score": 0.3, "verdict": "local_failure", "failure_kind": "incomplete", "feedback": "short"})]
+        critic,
+        [json.dumps({"score": 0.3, "verdict": "local_failure", "failure_kind": "incomplete", "feedback": "short"})],
+        monkeypatch,
     )
     step = Step(GOAL, "green triangle", ("yellow square",))
     clip = Clip(np.zeros((4, 32, 32, 3), np.uint8), GOAL, 0, "test")
     assert check_critic_agent(critic, step, clip).verdict is Verdict.LOCAL_FAILURE
+
+
+def test_a_planner_and_a_critic_of_one_model_share_one_loaded_copy(tiny_model, monkeypatch):
+    from spiral.backends_config import BackendsConfig
+
+    gc.collect()  # copies that earlier tests' agents left to the cycle collector
+    loads = []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **kw: loads.append(kw) or real(*a, **kw))
+    both = BackendsConfig(planner="hf", critic="hf", agent_model=str(tiny_model))
+    both.check()
+    planner, critic = both.planner_agent(0), both.critic_agent()
+    assert len(loads) == 1 and planner.model.model is critic.model.model and planner.model is not critic.model
+    assert planner.model.device == "cpu" and planner.model.model.dtype == torch.float32  # auto, on a machine without cuda
+    script_generate(planner, [json.dumps(PLAN)], monkeypatch)  # the shared copy answers both agents' turns
+    assert planner.plan(GOAL, FRAME, memory()).steps[0].subject == "green triangle"
+    half = BackendsConfig(planner="hf", planner_model=str(tiny_model), agent_dtype="bfloat16").planner_agent(0)
+    assert len(loads) == 2 and half.model.model.dtype == torch.bfloat16  # another dtype is another copy
+    del planner, critic, half
+    monkeypatch.undo()  # the scripted generate held the copy too
+    gc.collect()
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **kw: loads.append(kw) or real(*a, **kw))
+    both.planner_agent(0)
+    assert len(loads) == 3  # freed with its last agent, so loaded again
+
+
+def test_auto_device_and_dtype(monkeypatch):
+    from spiral.agents.hf_chat import resolve_device_dtype
+
+    assert resolve_device_dtype("cpu", "auto") == ("cpu", "float32")
+    assert resolve_device_dtype("cuda:1", "auto") == ("cuda:1", "bfloat16")
+    assert resolve_device_dtype("cuda", "float16") == ("cuda", "float16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device_dtype("auto", "auto") == ("cuda", "bfloat16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device_dtype("auto", "auto") == ("cpu", "float32")
+    with pytest.raises(SpiralError, match="--agent-dtype 'half' is not one of auto, float32, bfloat16, float16"):
+        HFPlanAgent("/nowhere", dtype="half")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from spiral.bench.runner import BenchConfig, run_bench
+from spiral.config import config_from_flat
 
 HERE = Path(__file__).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE)}
@@ -34,7 +35,7 @@ def test_torchrun_two_gloo_processes_shard_and_merge(tmp_path):
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and len({(r["task"], r["method"]) for r in rows}) == 6
 
-    single = run_bench(BenchConfig(out=tmp_path / "single", progress=False, **OPTIONS))
+    single = run_bench(config_from_flat(BenchConfig, out=tmp_path / "single", progress=False, **OPTIONS))
     want = {r.key: r.without_timing() for r in single.rows}
     got = {f"{r['task']}\t{r['method']}": {k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rows}
     assert got == want

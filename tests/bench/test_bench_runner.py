@@ -10,6 +10,7 @@ from spiral.bench.methods import METHODS, Backends, loop_config, parse_methods
 from spiral.bench.metrics import EpisodeMetrics
 from spiral.bench.runner import BenchConfig, run_bench
 from spiral.bench.store import RunFolder
+from spiral.config import config_from_flat
 from spiral.errors import SpiralError
 from spiral.loop import LoopConfig
 
@@ -23,7 +24,7 @@ def bench(out, **kw) -> BenchConfig:
         "planner": "symbolic",
         "progress": False,
     }
-    return BenchConfig(out=out, **(base | kw))
+    return config_from_flat(BenchConfig, out=out, **(base | kw))
 
 
 def lines(out):
@@ -215,6 +216,25 @@ def test_a_learned_critic_s_weights_are_part_of_the_fingerprint(tmp_path):
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
     one.write_bytes(b"critic one")
     two.write_bytes(b"critic two")
-    prints = [fingerprint(bench(tmp_path, critic="learned", agent_model=str(p)), [], "oracle") for p in (one, two)]
+    prints = [fingerprint(bench(tmp_path, critic="learned", critic_model=str(p)), [], "oracle") for p in (one, two)]
     assert prints[0]["critic_weights"] and prints[0]["critic_weights"] != prints[1]["critic_weights"]
-    assert fingerprint(bench(tmp_path, critic="oracle", agent_model=str(one)), [], "oracle")["critic_weights"] is None
+    assert fingerprint(bench(tmp_path, critic="oracle"), [], "oracle")["critic_weights"] is None
+    # --agent-model is a chat model's name: it never reaches the learned critic, and alone it is refused.
+    shipped = [fingerprint(bench(tmp_path, critic="learned", agent_model=str(p)), [], "oracle") for p in (one, two)]
+    assert shipped[0] == shipped[1] and shipped[0]["critic_weights"] not in (None, prints[0]["critic_weights"])
+    with pytest.raises(SpiralError, match="--agent-model is the model of the openai and hf agents.*--critic-model"):
+        run_bench(bench(tmp_path / "x", methods="closed-loop", critic="learned", agent_model=str(one)))
+
+
+def test_the_vlm_judge_takes_the_shared_server_settings_unless_given_its_own(tmp_path, monkeypatch):
+    from spiral.bench.runner import _make_judge
+
+    monkeypatch.delenv("SHARED_KEY", raising=False)
+    monkeypatch.setenv("JUDGE_KEY", "sk-judge")
+    shared = {"base_url": "http://agents:8000/v1", "api_key_env": "SHARED_KEY", "agent_timeout": 9.0, "judge_model": "vlm-j"}
+    own = _make_judge(bench(tmp_path, **shared, judge_base_url="http://judge:9/v1", judge_api_key_env="JUDGE_KEY")).client.config
+    assert (own.base_url, own.api_key_env, own.timeout_s, own.model) == ("http://judge:9/v1", "JUDGE_KEY", 9.0, "vlm-j")
+    with pytest.raises(SpiralError, match="set the environment variable SHARED_KEY"):
+        _make_judge(bench(tmp_path, **shared))  # unset: --base-url and --api-key-env, whose key is missing here
+    keyless = _make_judge(bench(tmp_path, **shared, judge_api_key_env="")).client.config
+    assert (keyless.base_url, keyless.api_key_env) == ("http://agents:8000/v1", "")

@@ -7,6 +7,10 @@ LM Studio...), standard library only so the package needs no SDK.
 Transient trouble (429, 5xx, timeouts, refused connections) is retried with exponential backoff,
 honouring Retry-After; anything else becomes a SpiralError that says what to fix. The API key is
 held in a wrapper that never prints, and is scrubbed from every message the server sends back.
+
+An answer with a schema (agents/schemas.py) is asked for as structured output (`response_format`
+json_schema, strict). A server that refuses the field gets the plain request instead, for the rest
+of the client's life; a server that ignores it answers in text, which is parsed like any other.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from PIL import Image
 
 from spiral.agents.parsing import AgentOutputError, Answer, Reply, ValidationError, ask_json
 from spiral.agents.prompts import Message
+from spiral.agents.schemas import ResponseSchema
 from spiral.config import option, required
 from spiral.errors import AgentUnavailable, SpiralError
 
@@ -41,6 +46,9 @@ T = TypeVar("T")
 MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is better reported than waited on silently
 MIN_IMAGE_SIDE = 224  # VLMs cut images into ~14-28 px patches; a 64 px tabletop frame would be 2-4 patches wide
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+# How servers that cannot do structured output word their refusal (OpenAI-compatible servers
+# answer 400, FastAPI-based ones 422, naming the field or the feature).
+SCHEMA_REFUSALS = ("response_format", "json_schema", "schema", "structured output", "guided")
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,17 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     )
 
 
+class RequestRefused(SpiralError):
+    """The server answered a request with an HTTP error that a retry cannot fix."""
+
+    def __init__(self, message: str, code: int, detail: str):
+        super().__init__(message)
+        self.code, self.detail = code, detail
+
+    def names_the_schema(self) -> bool:
+        return self.code in (400, 422) and any(word in self.detail.lower() for word in SCHEMA_REFUSALS)
+
+
 class RedirectRefused(Exception):
     def __init__(self, code: int, location: str):
         super().__init__(code, location)
@@ -182,6 +201,7 @@ class ChatClient:
         self.config, self._sleep = config, sleep
         self.max_repairs = config.max_repairs
         self.tokens_used = 0  # over the client's lifetime, from the servers' `usage` fields
+        self.structured = True  # False once the server refused a response_format
         key = ""
         if config.api_key_env:
             key = os.environ.get(config.api_key_env, "")
@@ -200,7 +220,7 @@ class ChatClient:
         (then AgentOutputError). `repair` overrides the follow-up template (slot {error})."""
         return ask_json(self.complete, messages, validate, self.config.max_repairs, repair)
 
-    def complete(self, messages: Sequence[Message]) -> Reply:
+    def complete(self, messages: Sequence[Message], schema: ResponseSchema | None = None) -> Reply:
         cfg = self.config
         body = {
             "model": cfg.model,
@@ -208,7 +228,18 @@ class ChatClient:
             "temperature": cfg.temperature,
             "max_tokens": cfg.max_tokens,
         }
-        data = self._post(json.dumps(body).encode("utf-8"))
+        if schema is not None and self.structured:
+            body["response_format"] = schema.response_format()
+        try:
+            data = self._post(json.dumps(body).encode("utf-8"))
+        except RequestRefused as err:
+            if "response_format" not in body or not err.names_the_schema():
+                raise
+            log.warning("%s refused structured output (HTTP %d: %s); asking for plain JSON from now on",
+                        cfg.endpoint, err.code, err.detail)  # fmt: skip
+            self.structured = False
+            del body["response_format"]
+            data = self._post(json.dumps(body).encode("utf-8"))
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -244,7 +275,8 @@ class ChatClient:
                 message = self._error_message(err)
                 if err.code not in RETRYABLE:
                     hint = " (check the API key)" if err.code in (401, 403) else ""
-                    raise SpiralError(f"{url} refused the request with HTTP {err.code}{hint}: {message}") from None
+                    raise RequestRefused(f"{url} refused the request with HTTP {err.code}{hint}: {message}", err.code,
+                                         message) from None  # fmt: skip
                 problem, hint = f"HTTP {err.code}: {message}", "the server is busy or failing; try later or raise --agent-retries"
                 asked = _retry_after(err.headers.get("Retry-After"))
                 wait = min(asked if asked is not None else wait, MAX_RETRY_AFTER_S)

@@ -11,10 +11,12 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
+from spiral.agents import schemas
 from spiral.agents.prompts import Message, Prompt, load_prompt
 from spiral.errors import SpiralError
 from spiral.memory import WorldMemory
@@ -217,11 +219,12 @@ def validate_critique(data: dict) -> Critique:
 
 
 class ChatBackend(Protocol):
-    """What the agents need from a model: one chat turn, and how many repairs to allow."""
+    """What the agents need from a model: one chat turn (answering in `schema`'s shape where the
+    backend can enforce it), and how many repairs to allow."""
 
     max_repairs: int
 
-    def complete(self, messages: list[Message]) -> Reply: ...
+    def complete(self, messages: list[Message], schema: schemas.ResponseSchema | None = None) -> Reply: ...
 
 
 def key_frame_indices(total: int, k: int) -> list[int]:
@@ -237,7 +240,8 @@ def ask_plan(backend: ChatBackend, prompt: Prompt, goal: str, frame: np.ndarray,
         "memory": memory.summary(),
     }
     validate = plan_validator(goal, memory, planner)
-    answer = ask_json(backend.complete, prompt.messages([frame], **slots), validate, backend.max_repairs, prompt.repair or None)
+    complete = partial(backend.complete, schema=schemas.PLAN)
+    answer = ask_json(complete, prompt.messages([frame], **slots), validate, backend.max_repairs, prompt.repair or None)
     return replace(answer.value, tokens=answer.tokens)
 
 
@@ -261,4 +265,5 @@ def ask_critique(backend: ChatBackend, prompt: Prompt, step: Step, clip: Clip, m
         "failure_kinds": ", ".join(k.value for k in FailureKind),
     }
     messages = prompt.messages([clip.frames[i] for i in frames], **slots)
-    return ask_json(backend.complete, messages, validate_critique, backend.max_repairs, prompt.repair or None).value
+    complete = partial(backend.complete, schema=schemas.CRITIQUE)
+    return ask_json(complete, messages, validate_critique, backend.max_repairs, prompt.repair or None).value

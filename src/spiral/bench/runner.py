@@ -6,7 +6,6 @@ rank 0 merges). See store.py for what makes a kill -9 safe.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import time
@@ -14,13 +13,13 @@ import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from spiral.backends import WORLD_MODEL_OPTIONS_HELP
+from spiral.backends_config import MODEL_AGENTS, BackendsConfig
 from spiral.bench.dist import Dist, init_dist
-from spiral.bench.methods import AgentCache, Backends, loop_config, needs_critic, parse_methods
+from spiral.bench.methods import AgentCache, loop_config, needs_critic, parse_methods
 from spiral.bench.metrics import ERRORED, EpisodeMetrics
 from spiral.bench.store import Appender, RunFolder
 from spiral.bench.tasks import SUITES, Task, limit_tasks, load_suite, read_tasks, tasks_digest
-from spiral.config import option, required
+from spiral.config import group, option, option_from, required
 from spiral.errors import AgentUnavailable, SpiralError
 from spiral.loop import LoopConfig
 
@@ -31,12 +30,6 @@ log = logging.getLogger(__name__)
 def out_of_memory(err: BaseException) -> bool:
     """Host or GPU memory ran out (torch's OutOfMemoryError is matched by name: no torch import here)."""
     return isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
-
-
-def _loop_option(name: str):
-    """A LoopConfig budget, with its default and help written once (in LoopConfig)."""
-    f = next(f for f in dataclasses.fields(LoopConfig) if f.name == name)
-    return option(f.default, f.metadata["help"])
 
 
 @dataclass(frozen=True)
@@ -50,34 +43,19 @@ class BenchConfig:
     workers: int = option(1, "worker processes on this machine (each uses one torch thread)")
     save_episodes: bool = option(False, "also write each episode (clips, long video, viewer) under OUT/episodes/")
     progress: bool = option(True, "show a progress bar")
-    world_model: str = option("tabletop", "world model backend, or module:callable returning one")
-    world_model_path: str | None = option(None, "weights file (tabletop) or model folder / hub id")
-    world_model_options: str = option("", WORLD_MODEL_OPTIONS_HELP)
-    planner: str = option("lm", "PlanAgent backend (lm, symbolic, openai, hf), or module:callable")
-    planner_weights: str = option("", "lm planner: its adapter file ('' = the shipped one)")
-    critic: str = option("learned", "CriticAgent backend of the closed loop (learned, oracle, openai, hf), or module:callable")
-    agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
-    critic_threshold: float = option(0.0, "learned critic: the score a clip must reach to pass (0 = the one in its weights)")
-    base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai agents")
-    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")
-    agent_timeout: float = option(60.0, "seconds one answer of an API agent may take in all, before a retry")
-    agent_retries: int = option(4, "retries of an API agent's request after 429, 5xx, time-outs and refused connections")
+    backends: BackendsConfig = group(BackendsConfig)
     judge: str = option("auto", "oracle (tabletop, reads pixels), vlm (real footage); auto: oracle for tabletop tasks",
                         choices=JUDGES)  # fmt: skip
-    judge_model: str = option("", "vlm judge: model name (preferably not the critic's model)")
-    judge_base_url: str = option("", "vlm judge: server URL ('' = --base-url)")
-    max_tries: int = _loop_option("max_tries")
-    max_replans: int = _loop_option("max_replans")
-    max_generations: int = _loop_option("max_generations")
-    max_seconds: float = _loop_option("max_seconds")
-    candidates: int = _loop_option("candidates")
-    oneshot_steps: int = _loop_option("oneshot_steps")
-    seed: int = _loop_option("seed")
-
-    def backends(self) -> Backends:
-        return Backends(self.world_model, self.world_model_path, self.planner, self.critic, self.agent_model,
-                        self.base_url, self.api_key_env, self.critic_threshold, self.world_model_options,
-                        self.planner_weights, self.agent_timeout, self.agent_retries)  # fmt: skip
+    judge_model: str = option("", "vlm judge: its model (preferably not the critic's)")
+    judge_base_url: str = option("", "vlm judge: its server ('' = --base-url)")
+    judge_api_key_env: str | None = option(None, "vlm judge: the variable holding its key (unset = --api-key-env; '' for none)")
+    max_tries: int = option_from(LoopConfig, "max_tries")
+    max_replans: int = option_from(LoopConfig, "max_replans")
+    max_generations: int = option_from(LoopConfig, "max_generations")
+    max_seconds: float = option_from(LoopConfig, "max_seconds")
+    candidates: int = option_from(LoopConfig, "candidates")
+    oneshot_steps: int = option_from(LoopConfig, "oneshot_steps")
+    seed: int = option_from(LoopConfig, "seed")
 
     def budgets(self) -> LoopConfig:
         return LoopConfig(max_tries=self.max_tries, max_replans=self.max_replans, max_generations=self.max_generations,
@@ -117,8 +95,9 @@ def resolve_judge(cfg: BenchConfig, tasks: list[Task]) -> str:
 def _weights_digest(cfg: BenchConfig) -> str | None:
     """Results of a retrained model must not mix with the old ones: the weights file is part of the
     configuration."""
-    path = Path(cfg.world_model_path) if cfg.world_model_path else None
-    if path is None and cfg.world_model == "tabletop":
+    b = cfg.backends
+    path = Path(b.world_model_path) if b.world_model_path else None
+    if path is None and b.world_model == "tabletop":
         from spiral.worldmodels.tabletop import default_weights
 
         path = default_weights()
@@ -128,8 +107,8 @@ def _weights_digest(cfg: BenchConfig) -> str | None:
 def _world_model_settings(cfg: BenchConfig) -> dict:
     """The tabletop model's whole sampler, defaults included, so a changed default does not resume
     old results; for other backends the options given."""
-    options = cfg.backends().world_model_options_dict()
-    if cfg.world_model != "tabletop":
+    options = cfg.backends.world_model_options_dict()
+    if cfg.backends.world_model != "tabletop":
         return options
     from spiral.worldmodels.tabletop import sampler_from_options
 
@@ -137,21 +116,21 @@ def _world_model_settings(cfg: BenchConfig) -> dict:
 
 
 def _critic_digest(cfg: BenchConfig) -> str | None:
-    """The learned critic's weights (--agent-model, or the shipped ones), as for the world model's."""
-    if cfg.critic != "learned":
+    """The learned critic's weights (--critic-model, or the shipped ones), as for the world model's."""
+    if cfg.backends.critic != "learned":
         return None
     from spiral.agents.critic.learned import default_weights
 
-    return _file_digest(Path(cfg.agent_model) if cfg.agent_model else default_weights())
+    return _file_digest(Path(cfg.backends.critic_model) if cfg.backends.critic_model else default_weights())
 
 
 def _planner_digest(cfg: BenchConfig) -> str | None:
     """The lm planner's adapter (--planner-weights, or the shipped one)."""
-    if cfg.planner != "lm":
+    if cfg.backends.planner != "lm":
         return None
     from spiral.worlds.tabletop.lm_planner import ADAPTER
 
-    return _file_digest(Path(cfg.planner_weights) if cfg.planner_weights else ADAPTER)
+    return _file_digest(Path(cfg.backends.planner_weights) if cfg.backends.planner_weights else ADAPTER)
 
 
 def _file_digest(path: Path | None) -> str | None:
@@ -166,12 +145,13 @@ def _file_digest(path: Path | None) -> str | None:
 
 def fingerprint(cfg: BenchConfig, tasks: list[Task], judge: str) -> dict:
     """Everything that changes an episode's result. Not in it: which methods, --limit, workers."""
-    api = "openai" in (cfg.planner, cfg.critic)
+    b = cfg.backends
+    api, models = "openai" in (b.planner, b.critic), {b.planner, b.critic} & set(MODEL_AGENTS)
     return {
-        "tasks": tasks_digest(tasks), "world_model": cfg.world_model, "world_model_path": cfg.world_model_path,
-        "world_model_weights": _weights_digest(cfg), "planner": cfg.planner, "critic": cfg.critic,
-        "critic_weights": _critic_digest(cfg), "agent_model": cfg.agent_model if {cfg.planner, cfg.critic} & {"openai", "hf"} else "",
-        "base_url": cfg.base_url if api else "", "judge": judge, "judge_model": cfg.judge_model if judge == "vlm" else "",
+        "tasks": tasks_digest(tasks), "world_model": b.world_model, "world_model_path": b.world_model_path,
+        "world_model_weights": _weights_digest(cfg), "planner": b.planner, "critic": b.critic,
+        "critic_weights": _critic_digest(cfg), "agent_model": b.agent_model if models else "",
+        "base_url": b.base_url if api else "", "judge": judge, "judge_model": cfg.judge_model if judge == "vlm" else "",
         "max_tries": cfg.max_tries, "max_replans": cfg.max_replans, "max_generations": cfg.max_generations,
         "oneshot_steps": cfg.oneshot_steps, "seed": cfg.seed,
         # Always there for tabletop: folders made before the default guidance changed must not resume.
@@ -179,8 +159,12 @@ def fingerprint(cfg: BenchConfig, tasks: list[Task], judge: str) -> dict:
         # Added later: present only when it changes anything, so folders made before still resume.
         **({"candidates": cfg.candidates} if cfg.candidates != 1 else {}),
         **({"max_seconds": cfg.max_seconds} if cfg.max_seconds else {}),
-        **({"critic_threshold": cfg.critic_threshold} if cfg.critic_threshold else {}),
-        **({"planner_weights": _planner_digest(cfg)} if cfg.planner == "lm" else {}),
+        **({"critic_threshold": b.critic_threshold} if b.critic_threshold else {}),
+        **({"planner_weights": _planner_digest(cfg)} if b.planner == "lm" else {}),
+        # An agent's own model or server: check() refuses them for backends that do not read them.
+        **{k: v for k in ("planner_model", "planner_base_url", "critic_base_url") if (v := getattr(b, k))},
+        **({"critic_model": b.critic_model} if b.critic_model and b.critic in MODEL_AGENTS else {}),
+        **({"agent_device": b.agent_device, "agent_dtype": b.agent_dtype} if "hf" in models else {}),
     }  # fmt: skip
 
 
@@ -188,7 +172,7 @@ class Worker:
     """One process's backends (the world model is built once) and the episode procedure."""
 
     def __init__(self, cfg: BenchConfig, judge: str):
-        self.cfg, self.backends = cfg, cfg.backends()
+        self.cfg, self.backends = cfg, cfg.backends
         self.wm = self.backends.world()
         self.agents = AgentCache(self.backends)
         self.judge = _make_judge(cfg) if judge == "vlm" else _oracle_judge()
@@ -250,7 +234,10 @@ def _make_judge(cfg: BenchConfig):
     from spiral.agents.chat import ChatConfig
     from spiral.bench.judge_vlm import VLMJudge
 
-    return VLMJudge(ChatConfig(base_url=cfg.judge_base_url or cfg.base_url, model=cfg.judge_model, api_key_env=cfg.api_key_env))
+    b = cfg.backends
+    key = b.api_key_env if cfg.judge_api_key_env is None else cfg.judge_api_key_env
+    return VLMJudge(ChatConfig(base_url=cfg.judge_base_url or b.base_url, model=cfg.judge_model, api_key_env=key,
+                               timeout_s=b.agent_timeout, max_retries=b.agent_retries))  # fmt: skip
 
 
 # ---- worker processes (--workers N) --------------------------------------------------------------
@@ -309,7 +296,7 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
     all_tasks = load_tasks(cfg)  # every line checked before any work starts
     tasks = limit_tasks(all_tasks, cfg.limit)
     judge = resolve_judge(cfg, all_tasks)
-    cfg.backends().check()
+    cfg.backends.check(with_critic=any(needs_critic(m) for m in methods))
     folder = RunFolder(Path(cfg.out))
     dist = init_dist()
     try:

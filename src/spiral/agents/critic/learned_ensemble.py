@@ -6,7 +6,7 @@ Why: the 32x32 and the 64x64 objects critics rank different clips wrong, so thei
 held-out rollouts better than either (ROC-AUC 0.92 against 0.90), though in the closed loop, at the
 0.5 pass score, it did no better; so it is not the shipped critic (docs/RESULTS.md at tag results-diary, Two resolutions
 together). Where the ranking matters more than one cut (GRPO compares rewards within a group), pass
-its export as `--agent-model`, or to `spiral train grpo --critic-weights`. An ensemble file is an
+its export as `--critic-model`, or to `spiral train grpo --critic-weights`. An ensemble file is an
 ordinary critic export whose tensors are prefixed `members.<i>.` and whose metadata lists the
 members' configs, so everything that loads a critic loads one.
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
+from spiral.backends_config import BackendsConfig
 from spiral.bench.tasks import SUITES, Task, limit_tasks, load_suite, read_tasks, tasks_digest
-from spiral.config import option, required
+from spiral.config import option, option_from, required
 from spiral.errors import SpiralError
 from spiral.memory import MemoryEvent, WorldMemory
 from spiral.run_folder import claim_folder
@@ -37,11 +38,19 @@ class PlanEvalConfig:
     out: Path = required("folder for plans.jsonl (a rerun skips the tasks already there)")
     suite: str | None = option(None, "built-in task suite", choices=tuple(SUITES))
     tasks: Path | None = option(None, "your own task file (JSONL); instead of --suite")
-    planner: str = option("lm", "PlanAgent backend (lm, symbolic, openai, hf)")
-    planner_weights: str = option("", "lm planner: its adapter file ('' = the shipped one)")
-    agent_model: str = option("", "openai: model name served at --base-url; hf: local model folder")
-    base_url: str = option("http://localhost:8000/v1", "OpenAI-compatible server of the openai planner")
-    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key ('' for none)")
+    # The planner's settings of BackendsConfig (`spiral run`'s), and only those: no world model or critic here.
+    planner: str = option_from(BackendsConfig, "planner")
+    planner_weights: str = option_from(BackendsConfig, "planner_weights")
+    planner_model: str = option_from(BackendsConfig, "planner_model")
+    agent_model: str = option_from(BackendsConfig, "agent_model")
+    base_url: str = option_from(BackendsConfig, "base_url")
+    api_key_env: str = option_from(BackendsConfig, "api_key_env")
+    planner_base_url: str = option_from(BackendsConfig, "planner_base_url")
+    planner_api_key_env: str | None = option_from(BackendsConfig, "planner_api_key_env")
+    agent_timeout: float = option_from(BackendsConfig, "agent_timeout")
+    agent_retries: int = option_from(BackendsConfig, "agent_retries")
+    agent_device: str = option_from(BackendsConfig, "agent_device")
+    agent_dtype: str = option_from(BackendsConfig, "agent_dtype")
     limit: int | None = option(None, "only the first N tasks of each level")
     slip: float = option(
         0.0,
@@ -54,6 +63,9 @@ class PlanEvalConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.slip < 1.0 or self.max_replans < 0:
             raise SpiralError("--slip must be in [0, 1) and --max-replans >= 0")
+
+    def backends(self) -> BackendsConfig:
+        return BackendsConfig(**{f.name: getattr(self, f.name) for f in fields(BackendsConfig) if hasattr(self, f.name)})
 
     def load_tasks(self) -> list[Task]:
         if (self.suite is None) == (self.tasks is None):
@@ -174,16 +186,17 @@ def evaluate_plans(
 
 
 def run_plan_eval(cfg: PlanEvalConfig) -> list[PlanRow]:
-    from spiral.backends import make_planner
-
     tasks = cfg.load_tasks()
+    backends = cfg.backends()
+    backends.check(with_critic=False)
 
     def planner():
-        return make_planner(cfg.planner, cfg.agent_model, cfg.base_url, cfg.api_key_env, cfg.seed, cfg.planner_weights)
+        return backends.planner_agent(cfg.seed)
 
-    planner()  # a planner that cannot be built (a missing adapter, a bad name) fails before any work
+    planner()  # a planner that cannot be built (a missing adapter, an unreadable model) fails before any work
     fingerprint = {"tasks": tasks_digest(tasks), "planner": cfg.planner, "planner_weights": cfg.planner_weights,
-                   "agent_model": cfg.agent_model, "seed": cfg.seed, "slip": cfg.slip, "max_replans": cfg.max_replans}  # fmt: skip
+                   "agent_model": cfg.agent_model, "seed": cfg.seed, "slip": cfg.slip, "max_replans": cfg.max_replans,
+                   **({"planner_model": cfg.planner_model} if cfg.planner_model else {})}  # fmt: skip
     claim_folder(cfg.out, fingerprint, "planner rows")
     rows = evaluate_plans(tasks, planner, cfg.out, cfg.seed, cfg.slip, cfg.max_replans)
     write_plans_report(cfg.out, rows, fingerprint)
