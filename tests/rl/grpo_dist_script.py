@@ -18,7 +18,7 @@ from spiral.rl.guard import ProbeReading
 READINGS = {0: (0.30, 0.80), 1: (0.30, 0.80), 2: (0.31, 0.80), 3: (0.40, 0.60), 4: (0.5, 0.5), 5: (0.6, 0.4)}
 
 
-def scripted_probe_reading(policy, probes, reward, iteration, reader=None):
+def scripted_probe_reading(policy, probes, reward, iteration, reader=None, judge=None):
     return ProbeReading(iteration, *READINGS[iteration])
 
 

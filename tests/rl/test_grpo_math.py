@@ -217,8 +217,8 @@ def test_one_oracle_process_reads_nothing_ahead(oracle_task_and_clips, monkeypat
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("nope", r"unknown reward 'nope' in 'nope'; use oracle, learned or a mix like 'oracle=0\.7,learned=0\.3'"),
-        ("oracle=0.7,critic=0.3", r"unknown reward 'critic'"),
+        ("nope", r"unknown reward 'nope' in 'nope'; use oracle, learned, critic or a mix like 'oracle=0\.7,learned=0\.3'"),
+        ("oracle=0.7,critic=0.3", r"the 'critic' reward needs --critic"),
         ("", r"unknown reward ''"),
         ("oracle=abc", r"bad reward weight 'abc' in 'oracle=abc': write name=number"),
         ("oracle=0", r"reward weights must be > 0, got 'oracle=0'"),

@@ -120,7 +120,7 @@ def test_a_resumed_run_continues_exactly_as_an_uninterrupted_one(small_weights, 
 
 
 def scripted_probes(readings: dict[int, tuple[float, float]]):
-    def probe_reading(policy, probes, reward, iteration, reader=None):
+    def probe_reading(policy, probes, reward, iteration, reader=None, judge=None):
         return ProbeReading(iteration, *readings[iteration])
 
     return probe_reading
@@ -186,7 +186,7 @@ def test_the_cli_warns_and_exits_3_when_the_guard_stops(small_weights, tmp_path,
     from spiral import cli
 
     monkeypatch.setattr(train, "probe_reading", scripted_probes(HACKED))
-    monkeypatch.setattr(train, "make_reward", lambda spec, critic=None: brightness)
+    monkeypatch.setattr(train, "make_reward", lambda spec, weights=None, critic=None: brightness)
     code = cli.main(["train", "grpo", "--weights", str(small_weights), "--out", str(tmp_path / "cli"),
                      "--iterations", "5", "--groups", "1", "--group-size", "2", "--probes", "1", "--eval-every", "1"])  # fmt: skip
     captured = capsys.readouterr()

@@ -61,10 +61,11 @@ def horizon_at(stages: list[Stage], iteration: int) -> int:
 @dataclass(frozen=True)
 class Task:
     """One group's prompt: the frame the step starts from (the model's own frame after
-    `step_index` generated steps) and the step's action."""
+    `step_index` generated steps) and the step's action (None for a task read from a file, which
+    only its instruction describes)."""
 
     start: np.ndarray  # (H, W, 3) uint8
-    action: Action
+    action: Action | None
     instruction: str
     horizon: int
     step_index: int  # 0 for an atomic task; the number of model-generated steps before it

@@ -2,9 +2,11 @@
 
 `oracle` is the oracle critic's graded score from pixels (1 for a clean success; partial credit
 for progress; penalties for vanished, duplicated or changed objects, collateral moves, flicker and
-jumps), `learned` is the learned CriticAgent's success probability. A spec names one or mixes
-several: "oracle", "learned", "oracle=0.7,learned=0.3". The judge that the reward-hacking guard
-watches is always the oracle's pass/fail, whatever the reward.
+jumps), `learned` is the learned CriticAgent's success probability, `critic` the score of any
+CriticAgent (a VLM served by vLLM, your own `module:callable`): the reward for tasks from your own
+footage, where there is no oracle. A spec names one or mixes several: "oracle", "learned",
+"oracle=0.7,learned=0.3". The judge the reward-hacking guard watches is the oracle's pass/fail on
+tabletop tasks; on tasks from a file, a critic's verdict (best another critic than the reward's).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import numpy as np
 import torch
 
 from spiral.errors import SpiralError
+from spiral.memory import WorldMemory
 from spiral.rl.curriculum import Task
+from spiral.types import Clip, Critique, Step, Verdict
 from spiral.worlds.tabletop import checks
 from spiral.worlds.tabletop.oracle_pool import OraclePool
 
 Reward = Callable[[np.ndarray, Task], torch.Tensor]  # (G, T, H, W, 3) uint8 clips -> (G,) rewards
+Judge = Callable[[np.ndarray, Task], torch.Tensor]  # clips -> (G,) 1.0 where the step was carried out
 
 
 _REPORTS: OrderedDict[tuple, checks.ClipReport] = OrderedDict()
@@ -87,6 +92,35 @@ def judged_success(clips: np.ndarray, task: Task) -> torch.Tensor:
     return torch.tensor([float(oracle_report(c, task).ok) for c in clips])
 
 
+def critiques(critic, clips: np.ndarray, task: Task) -> list[Critique]:
+    """The critic's judgement of each clip as a step of its own: the task's instruction, carried
+    out from the task's start frame, with nothing before it in memory."""
+    step = Step(task.instruction, subject="")
+    critic.reset(task.instruction, task.start)
+    return [
+        critic.critique(step, Clip(frames, task.instruction, seed=i, source="grpo"), WorldMemory(task.instruction))
+        for i, frames in enumerate(clips)
+    ]
+
+
+def critic_reward(critic) -> Reward:
+    """Any CriticAgent's score in [0, 1] as the reward."""
+
+    def reward(clips: np.ndarray, task: Task) -> torch.Tensor:
+        return torch.tensor([c.score for c in critiques(critic, clips, task)], dtype=torch.float32)
+
+    return reward
+
+
+def critic_judge(critic) -> Judge:
+    """A CriticAgent's verdict as the guard's judge: 1 where it finds the step carried out."""
+
+    def judge(clips: np.ndarray, task: Task) -> torch.Tensor:
+        return torch.tensor([float(c.verdict == Verdict.SUCCESS) for c in critiques(critic, clips, task)])
+
+    return judge
+
+
 def learned_reward(path: str | None = None) -> Reward:
     from spiral.agents.critic.learned import LearnedCriticAgent
 
@@ -107,14 +141,24 @@ def mixed_reward(parts: list[tuple[float, Reward]]) -> Reward:
     return reward
 
 
-def make_reward(spec: str, critic_weights: str | None = None) -> Reward:
+def reward_names(spec: str) -> list[str]:
+    """'oracle=0.7,critic=0.3' -> ['oracle', 'critic']."""
+    return [item.strip().partition("=")[0] for item in spec.split(",")]
+
+
+def make_reward(spec: str, critic_weights: str | None = None, critic=None) -> Reward:
+    """`critic`: the CriticAgent the `critic` reward asks (built by the caller from its flags)."""
     makers = {"oracle": lambda: oracle_reward, "learned": lambda: learned_reward(critic_weights)}
+    if critic is not None:
+        makers["critic"] = lambda: critic_reward(critic)
     parts = []
     for item in spec.split(","):
         name, _, weight = item.strip().partition("=")
+        if name == "critic" and critic is None:
+            raise SpiralError("the 'critic' reward needs --critic: the CriticAgent whose score it is (e.g. openai)")
         if name not in makers:
             raise SpiralError(
-                f"unknown reward {name!r} in {spec!r}; use {', '.join(makers)} or a mix like 'oracle=0.7,learned=0.3'"
+                f"unknown reward {name!r} in {spec!r}; use oracle, learned, critic or a mix like 'oracle=0.7,learned=0.3'"
             )
         try:
             w = float(weight) if weight else 1.0

@@ -35,8 +35,10 @@ from spiral.rl.curriculum import TabletopTasks, Task, horizon_at, parse_schedule
 from spiral.rl.grpo import GRPOSettings, choose_steps, group_advantages, grpo_backward
 from spiral.rl.guard import ProbeReading, RewardHackingGuard
 from spiral.rl.policy import GroupRollout, Policy, TabletopPolicy
-from spiral.rl.rewards import OracleReader, Reward, judged_success, make_reward
+from spiral.rl.rewards import Judge, OracleReader, Reward, critic_judge, judged_success, make_reward, reward_names
+from spiral.rl.task_file import FileTasks, read_task_file
 from spiral.run_folder import claim_folder
+from spiral.worldmodels.base import frame_shape
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import make_probes
@@ -88,8 +90,21 @@ class GRPOTrainConfig:
     beta: float = option(0.004, "KL weight to the reference (the starting weights)")
     step_fraction: float = option(1.0, "share of the stochastic denoising steps trained per rollout")
     schedule: str = option("1:0", "curriculum HORIZON:START_ITERATION,... e.g. '1:0,2:40,4:80'")
-    reward: str = option("oracle", "reward: oracle, learned, or a mix like 'oracle=0.7,learned=0.3'")
+    tasks: Path | None = option(
+        None, "your own tasks: a JSONL file of start images and instructions (see spiral.rl.task_file); default: tabletop"
+    )
+    reward: str = option("oracle", "reward: oracle, learned, critic (--critic's score), or a mix like 'oracle=0.7,learned=0.3'")
     critic_weights: str = option("", "learned critic weights for the 'learned' reward (default: shipped)")
+    critic: str = option("", "the CriticAgent of the 'critic' reward: openai, hf, learned, or module:callable")
+    critic_model: str = option("", "the critic's model: openai, a name its server knows; hf, a local folder")
+    critic_base_url: str = option("", "the openai critic's OpenAI-compatible server ('' = http://localhost:8000/v1)")
+    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the openai critics' API key ('' for none)")
+    judge: str = option(
+        "", "tasks from a file: the CriticAgent whose verdict the reward-hacking guard watches ('' = --critic); "
+        "tabletop tasks are judged by the oracle"
+    )  # fmt: skip
+    judge_model: str = option("", "the judge's model ('' = --critic-model)")
+    judge_base_url: str = option("", "the openai judge's server ('' = --critic-base-url)")
     probes: int = option(32, "fixed probes on which the guard compares reward and judged success")
     eval_every: int = option(10, "iterations between probe evaluations (0: never, no guard)")
     guard: bool = option(True, "stop when reward rises while judged success falls (reward hacking)")
@@ -213,12 +228,13 @@ def iteration_groups(cfg: GRPOTrainConfig, dist: Distributed) -> int:
 
 
 def run_iteration(
-    policy: Policy, opt: torch.optim.Optimizer, tasks: TabletopTasks, reward: Reward, cfg: GRPOTrainConfig,
-    iteration: int, dist: Distributed, horizon: int, reader: OracleReader | None = None,
+    policy: Policy, opt: torch.optim.Optimizer, tasks: TabletopTasks | FileTasks, reward: Reward, cfg: GRPOTrainConfig,
+    iteration: int, dist: Distributed, horizon: int, reader: OracleReader | None = None, judge: Judge | None = None,
 ) -> dict:  # fmt: skip
     """One GRPO iteration on this process's share of groups; returns its log record. `reader`
     judges all the groups' clips at once, over its processes, before the rewards are computed."""
     s = cfg.settings()
+    judge = judge or judged_success
     rng = np.random.default_rng([cfg.seed, iteration, dist.rank])
     began = time.perf_counter()
     want = iteration_groups(cfg, dist)
@@ -240,7 +256,7 @@ def run_iteration(
             reader.prefetch([(rollout.frames, task) for task, rollout in new])
         for k, (task, rollout) in enumerate(new, start=drawn - len(new)):
             rewards = reward(rollout.frames, task)
-            judged = judged_success(rollout.frames, task)
+            judged = judge(rollout.frames, task)
             group = GroupResult(task, rollout, rewards, group_advantages(rewards, s.adv_clip, s.eps), judged)
             (mixed if 0 < float(judged.sum()) < len(judged) else flat).append((k, group))
     # The mixed groups (never more than `want`: each batch draws only the groups still missing),
@@ -276,17 +292,51 @@ def run_iteration(
     }
 
 
-def probe_reading(policy: Policy, probes, reward: Reward, iteration: int, reader: OracleReader | None = None) -> ProbeReading:
+def probe_reading(
+    policy: Policy, probes: list[Task], reward: Reward, iteration: int, reader: OracleReader | None = None,
+    judge: Judge | None = None,
+) -> ProbeReading:  # fmt: skip
     """Deterministic clips on the fixed probes: mean reward and the judge's pass rate."""
-    starts = np.stack([p.frame for p in probes])
-    texts = [to_text(p.action) for p in probes]
-    clips = policy.sample_frames(starts, texts, list(range(len(probes))))
-    tasks = [Task(p.frame, p.action, t, 1, 0) for p, t in zip(probes, texts, strict=True)]
+    judge = judge or judged_success
+    clips = policy.sample_frames(np.stack([p.start for p in probes]), [p.instruction for p in probes], list(range(len(probes))))
     if reader is not None:
-        reader.prefetch([(c[None], t) for c, t in zip(clips, tasks, strict=True)])
-    rewards = [float(reward(c[None], t)[0]) for c, t in zip(clips, tasks, strict=True)]
-    judged = [float(judged_success(c[None], t)[0]) for c, t in zip(clips, tasks, strict=True)]
+        reader.prefetch([(c[None], t) for c, t in zip(clips, probes, strict=True)])
+    rewards = [float(reward(c[None], t)[0]) for c, t in zip(clips, probes, strict=True)]
+    judged = [float(judge(c[None], t)[0]) for c, t in zip(clips, probes, strict=True)]
     return ProbeReading(iteration, float(np.mean(rewards)), float(np.mean(judged)))
+
+
+def tabletop_probes(count: int, frame_size: int) -> list[Task]:
+    return [Task(p.frame, p.action, to_text(p.action), 1, 0) for p in make_probes(count, frame_size, stream=PROBE_STREAM)]
+
+
+def critic_from(cfg: GRPOTrainConfig, judge: bool = False):
+    """The reward's critic, or the guard's judge (its own flags over the critic's)."""
+    from spiral.backends_config import BackendsConfig
+
+    name = (cfg.judge or cfg.critic) if judge else cfg.critic
+    model = (cfg.judge_model or cfg.critic_model) if judge else cfg.critic_model
+    url = (cfg.judge_base_url or cfg.critic_base_url) if judge else cfg.critic_base_url
+    flag = "--judge" if judge else "--critic"
+    if not name:
+        raise SpiralError(
+            f"{flag} is needed: the CriticAgent that judges clips of your own tasks (e.g. openai, or module:callable)"
+        )
+    backends = BackendsConfig(critic=name, critic_model=model, critic_base_url=url, api_key_env=cfg.api_key_env)
+    backends.check()
+    return backends.critic_agent()
+
+
+def task_source(cfg: GRPOTrainConfig, wm) -> tuple[object, Judge, list[Task]]:
+    """(where tasks are drawn, the guard's judge, the guard's probes): the tabletop curriculum judged
+    by the oracle, or a task file judged by a critic."""
+    if cfg.tasks is None:
+        probes = tabletop_probes(cfg.probes, wm.frame_size) if cfg.eval_every else []
+        return TabletopTasks(wm.frame_size), judged_success, probes
+    if "oracle" in cfg.reward or cfg.schedule != "1:0":
+        raise SpiralError("tasks from a file are single steps judged by a critic: use --reward critic and leave --schedule out")
+    files = FileTasks(read_task_file(cfg.tasks), frame_shape(wm), getattr(wm, "fit", "crop"))
+    return files, critic_judge(critic_from(cfg, judge=True)), files.probes(cfg.probes) if cfg.eval_every else []
 
 
 # ---- checkpoints (safetensors only) --------------------------------------------------------------
@@ -335,7 +385,11 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
     out = Path(cfg.out)
     main = dist.rank == 0
     policy, wm = make_policy(cfg)
-    reward = reward or make_reward(cfg.reward, cfg.critic_weights or None)
+    if cfg.critic and "critic" not in reward_names(cfg.reward):
+        raise SpiralError(f"--critic is the critic of the 'critic' reward, and --reward {cfg.reward!r} has none: drop it")
+    critic = critic_from(cfg) if "critic" in reward_names(cfg.reward) else None
+    reward = reward or make_reward(cfg.reward, cfg.critic_weights or None, critic)
+    tasks, judge, probes = task_source(cfg, wm)
     if main:  # only once the weights and the reward are known good: a typo must not claim the folder
         out.mkdir(parents=True, exist_ok=True)
         check_settings(out, cfg)
@@ -345,11 +399,10 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
     iteration, seconds_before = load_checkpoint(ckpt, policy, opt, guard) if ckpt.is_file() else (0, 0.0)
     if main:
         trim_log(out / "log.jsonl", "iteration", iteration)
-    tasks = TabletopTasks(wm.frame_size)
-    probes = make_probes(cfg.probes, wm.frame_size, stream=PROBE_STREAM) if cfg.eval_every else []
-    with OracleReader(cfg.oracle_processes or threads) as reader:
+    # The oracle reads tabletop clips only; tasks from a file are read by critics, in this process.
+    with OracleReader((cfg.oracle_processes or threads) if cfg.tasks is None else 1) as reader:
         if main and cfg.eval_every and not guard.readings:
-            first = probe_reading(policy, probes, reward, 0, reader)
+            first = probe_reading(policy, probes, reward, 0, reader, judge)
             guard.add(first)
             log(out, {"iteration": 0, "probe_reward": first.reward, "probe_judged": first.judged})
             export(export_path(out, policy, best=True), policy, run_info(cfg, wm, 0, 0.0, dist) | {"probe_iteration": 0})
@@ -361,12 +414,12 @@ def train_grpo(cfg: GRPOTrainConfig, progress: bool = True, reward: Reward | Non
 
         while iteration < cfg.iterations and stopped is None:
             horizon = horizon_at(stages, iteration)
-            record = run_iteration(policy, opt, tasks, reward, cfg, iteration, dist, horizon, reader)
+            record = run_iteration(policy, opt, tasks, reward, cfg, iteration, dist, horizon, reader, judge)
             iteration += 1
             bar.update(1)
             bar.set_postfix(reward=f"{record['reward']:.3f}", judged=f"{record['judged']:.2f}", h=horizon)
             if main and cfg.eval_every and iteration % cfg.eval_every == 0:
-                reading = probe_reading(policy, probes, reward, iteration, reader)
+                reading = probe_reading(policy, probes, reward, iteration, reader, judge)
                 record |= {"probe_reward": reading.reward, "probe_judged": reading.judged}
                 if is_best(reading, guard.readings):  # keep the best probe reading's weights: late updates can undo gains
                     info = run_info(cfg, wm, iteration, elapsed(), dist) | {"probe_iteration": iteration}
