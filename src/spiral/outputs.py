@@ -41,14 +41,14 @@ def to_record(episode: Episode, episode_id: str, world: str) -> tuple[EpisodeRec
             clips[name] = a.clip.frames
             records.append(AttemptRecord(name, a.instruction, a.critique))
         accepted = next((k for k, a in enumerate(attempts) if a.accepted), None)
-        action = (step.action if step is not None else None) or {}
+        action = step.action if step is not None else None
         steps.append(
             StepRecord(
                 index=i,
                 instruction=step.instruction if step is not None else episode.goal,
                 subject=step.subject if step is not None else "",
-                relation=action.get("relation", ""),
-                anchor=action.get("anchor", ""),
+                relation=action.relation if action else "",
+                anchor=action.anchor if action else "",
                 precondition=step.precondition if step is not None else "",
                 postcondition=step.postcondition if step is not None else "",
                 attempts=tuple(records),

@@ -99,12 +99,22 @@ class Clip:
 
 
 @dataclass(frozen=True)
+class StepAction:
+    """A step in structured form: `subject` moves to `relation` of `anchor` (a region, or another
+    object: "left side" / "left_of" "blue circle" / "on" "red square")."""
+
+    subject: str
+    relation: str
+    anchor: str
+
+
+@dataclass(frozen=True)
 class Step:
     """One object-centric step of a plan.
 
     `subject` is the object that should move; `targets` the other objects the step names.
-    `action` is the world's structured form of the step where the planner knows it (tabletop:
-    {"subject", "relation", "anchor"}); API planners may leave it None and the loop parses the text.
+    `action` is the step's structured form where the planner knows it (the tabletop planners);
+    API planners leave it None and the critics parse the text.
     """
 
     instruction: str
@@ -112,14 +122,15 @@ class Step:
     targets: tuple[str, ...] = ()
     precondition: str = ""
     postcondition: str = ""
-    action: dict | None = None
+    action: StepAction | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "targets": list(self.targets)}
 
     @staticmethod
     def from_dict(d: dict) -> Step:
-        return Step(**{**d, "targets": tuple(d.get("targets", ()))})
+        action = d.get("action")
+        return Step(**{**d, "targets": tuple(d.get("targets", ())), "action": StepAction(**action) if action else None})
 
 
 @dataclass(frozen=True)

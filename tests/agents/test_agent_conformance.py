@@ -8,7 +8,7 @@ from spiral.agents.checks import check_critic_agent, check_plan_agent
 from spiral.agents.critic.learned import LearnedCriticAgent
 from spiral.agents.critic.oracle import OracleCriticAgent
 from spiral.agents.plan.symbolic import SymbolicPlanAgent
-from spiral.types import Clip, Critique, FailureKind, Plan, Step, Verdict
+from spiral.types import Clip, Critique, FailureKind, Plan, Step, StepAction, Verdict
 from spiral.worlds.tabletop.actions import Action, sample_target, trajectory
 from spiral.worlds.tabletop.render import render
 from spiral.worlds.tabletop.scene import random_scene
@@ -24,7 +24,7 @@ def step_clip() -> tuple[Step, Clip]:
     target = sample_target(SCENE, action, np.random.default_rng(0))
     frames = np.stack([render(s, 64) for s in trajectory(SCENE, action, target, 8)])
     instruction = f"move the {subject} to the top left corner"
-    step = Step(instruction, subject, (), action={"subject": subject, "relation": "in", "anchor": "top left corner"})
+    step = Step(instruction, subject, (), action=StepAction(subject, "in", "top left corner"))
     return step, Clip(frames, instruction, 0, "simulator")
 
 

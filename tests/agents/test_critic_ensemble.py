@@ -11,14 +11,14 @@ from spiral.agents.critic.learned_train import export_weights
 from spiral.cli import main
 from spiral.errors import SpiralError
 from spiral.memory import WorldMemory
-from spiral.types import Clip, Step, Verdict
+from spiral.types import Clip, Step, StepAction, Verdict
 from spiral.worldmodels.text import shared_text_encoder
 from spiral.worlds.tabletop.render import render
 from spiral.worlds.tabletop.scene import random_scene
 
 TINY = CriticNetConfig(dim=32, depth=1, heads=2, arch="objects", fact_heads=True, extra_numbers=True)
 STEP = Step("move the red square to the left of the blue circle", "red square", ("blue circle",),
-            action={"subject": "red square", "relation": "left of", "anchor": "blue circle"})  # fmt: skip
+            action=StepAction("red square", "left of", "blue circle"))  # fmt: skip
 
 
 def fake_run(folder, resolution: int, seed: int) -> None:

@@ -16,7 +16,7 @@ from spiral.agents.protocols import CriticAgent
 from spiral.data.generate import DataMakeConfig, make_dataset
 from spiral.errors import SpiralError
 from spiral.memory import WorldMemory
-from spiral.types import Clip, Critique, FailureKind, Step, Verdict
+from spiral.types import Clip, Critique, FailureKind, Step, StepAction, Verdict
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED
 from spiral.worldmodels.text import shared_text_encoder
 from spiral.worlds.tabletop.actions import mirrored
@@ -26,7 +26,7 @@ from spiral.worlds.tabletop.scene import random_scene
 
 TINY = CriticNetConfig(dim=32, depth=1, heads=2)
 STEP = Step("move the red square to the left of the blue circle", "red square", ("blue circle",),
-            action={"subject": "red square", "relation": "left of", "anchor": "blue circle"})  # fmt: skip
+            action=StepAction("red square", "left of", "blue circle"))  # fmt: skip
 
 
 def tiny_agent(threshold=0.5) -> LearnedCriticAgent:

@@ -113,7 +113,7 @@ class TabletopTasks:
         if not plan.steps:
             return None
         act = plan.steps[0].action
-        return Action(act["subject"], act["relation"], act["anchor"])
+        return Action(act.subject, act.relation, act.anchor)
 
     def fallback(self, frame: np.ndarray, rng, horizon: int, index: int) -> Task | None:
         """The goal is already met (or the scene drifted past planning): any feasible action on

@@ -20,7 +20,7 @@ from spiral.worlds.tabletop.oracle import read_scene
 def step_action(step: Step) -> Action:
     """The structured action of a step: the planner's, or parsed from the instruction text."""
     if step.action is not None:
-        return Action(step.action["subject"], step.action["relation"], step.action["anchor"])
+        return Action(step.action.subject, step.action.relation, step.action.anchor)
     return parse(step.instruction)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from spiral.memory import WorldMemory
-from spiral.types import Plan, Step
+from spiral.types import Plan, Step, StepAction
 from spiral.worlds.tabletop.actions import describe_postcondition, describe_precondition
 from spiral.worlds.tabletop.goals import Goal, parse_goal
 from spiral.worlds.tabletop.oracle import read_scene
@@ -23,7 +23,7 @@ def action_step(action, instruction: str) -> Step:
         targets=(action.reference,) if action.reference else (),
         precondition=describe_precondition(action),
         postcondition=describe_postcondition(action),
-        action={"subject": action.subject, "relation": action.relation, "anchor": action.anchor},
+        action=StepAction(action.subject, action.relation, action.anchor),
     )
 
 
