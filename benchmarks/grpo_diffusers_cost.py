@@ -14,36 +14,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "worldmodels"))
+for folder in ("worldmodels", "rl"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / folder))
 from diffusers_tiny import INSTRUCTION, start_frame, tiny_wan  # noqa: E402
+from saved_bytes import SavedBytes  # noqa: E402
 
 from spiral.rl.diffusers_policy import DiffusersLoRAPolicy  # noqa: E402
 from spiral.rl.grpo import GRPOSettings, grpo_backward  # noqa: E402
 from spiral.worldmodels.diffusers import DiffusersConfig, DiffusersWorldModel  # noqa: E402
-
-
-class SavedBytes:
-    """Live and peak bytes of the tensors autograd saves for backward."""
-
-    def __init__(self):
-        self.live = self.peak = 0
-
-    def pack(self, tensor):
-        return _Held(tensor, self)
-
-    @staticmethod
-    def unpack(held):
-        return held.tensor
-
-
-class _Held:
-    def __init__(self, tensor, owner: SavedBytes):
-        self.tensor, self.owner, self.size = tensor, owner, tensor.numel() * tensor.element_size()
-        owner.live += self.size
-        owner.peak = max(owner.peak, owner.live)
-
-    def __del__(self):
-        self.owner.live -= self.size
 
 
 def measure(policy: DiffusersLoRAPolicy, rollout, trained: list[int]) -> tuple[int, int]:

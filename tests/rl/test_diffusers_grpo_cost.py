@@ -6,6 +6,7 @@ bfloat16 model, and `group_batch_size` splits rollouts and their re-evaluation a
 import numpy as np
 import torch
 from diffusers_tiny import INSTRUCTION, start_frame, tiny_wan
+from saved_bytes import peak_saved
 
 from spiral.rl.diffusers_policy import DiffusersLoRAPolicy
 from spiral.rl.grpo import GRPOSettings, grpo_backward
@@ -20,37 +21,6 @@ SETTINGS = GRPOSettings(beta=0.1)
 def make_policy(pipe=None, checkpointing=True, **cfg) -> DiffusersLoRAPolicy:
     wm = DiffusersWorldModel("wan-i2v", pipe or tiny_wan(), DiffusersConfig(**{**SIZES, **cfg}))
     return DiffusersLoRAPolicy(wm, rank=2, alpha=2, gradient_checkpointing=checkpointing)
-
-
-class SavedBytes:
-    """Bytes of the tensors autograd keeps for backward, live and at their peak."""
-
-    def __init__(self):
-        self.live = self.peak = 0
-
-    def pack(self, tensor):
-        return Held(tensor, self)
-
-    @staticmethod
-    def unpack(held):
-        return held.tensor
-
-
-class Held:
-    def __init__(self, tensor, owner: SavedBytes):
-        self.tensor, self.owner, self.size = tensor, owner, tensor.numel() * tensor.element_size()
-        owner.live += self.size
-        owner.peak = max(owner.peak, owner.live)
-
-    def __del__(self):
-        self.owner.live -= self.size
-
-
-def peak_saved(run) -> int:
-    saved = SavedBytes()
-    with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
-        run()
-    return saved.peak
 
 
 def test_the_denoiser_runs_once_per_trained_step_plus_the_reference():

@@ -179,7 +179,7 @@ def test_the_released_model_defaults_are_read_off_the_loaded_folder():
     cases = {
         "Wan2.2-TI2V-5B": tiny_wan22("ti2v"),
         "Wan2.2-I2V-A14B": tiny_wan22("a14b"),
-        "Wan2.1-I2V-14B-480P-Diffusers": tiny_wan(),
+        "Wan2.1-I2V-14B-480P": tiny_wan(),
     }
     for name, pipe in cases.items():
         wm = DiffusersWorldModel("wan-i2v", pipe, DiffusersConfig(num_inference_steps=2, height=32, width=32, num_frames=5))

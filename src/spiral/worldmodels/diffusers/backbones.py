@@ -52,14 +52,9 @@ def _cogvideox_variant(p) -> Variant | None:
 class Backbone:
     name: str
     pipeline: str  # the diffusers class name
-    hub_id: str  # the model the defaults below come from
+    hub_id: str  # the reference model, loaded when no folder is given
     components: tuple[str, ...]  # required: an entry in model_index.json and a subfolder each
-    height: int
-    width: int
-    num_frames: int
-    num_inference_steps: int
-    guidance_scale: float
-    fps: int
+    reference: Variant  # the reference model's defaults (from its model card)
     spatial: Callable[[Any], int]  # pipeline -> height/width multiple (VAE stride x patch size)
     temporal: Callable[[Any], int]  # pipeline -> num_frames must be 1 + k * this
     sde: str  # "flow" | "ddim": which log-prob step replaces the scheduler step
@@ -70,11 +65,8 @@ class Backbone:
     variant: Callable[[Any], Variant | None] = lambda p: None  # pipeline -> its released model's defaults
 
     def defaults(self, pipe) -> Variant:
-        """The defaults for this loaded pipeline: its variant's, else the backbone's reference model's."""
-        return self.variant(pipe) or Variant(
-            self.hub_id.split("/")[-1], self.height, self.width, self.num_frames, self.num_inference_steps,
-            self.guidance_scale, self.fps,
-        )  # fmt: skip
+        """The defaults for this loaded pipeline: its variant's, else the reference model's."""
+        return self.variant(pipe) or self.reference
 
 
 def _wan_spatial(p) -> int:
@@ -99,12 +91,7 @@ BACKBONES: dict[str, Backbone] = {
             "WanImageToVideoPipeline",
             "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
             ("tokenizer", "text_encoder", "vae", "scheduler", "transformer"),  # image_encoder: Wan2.1 only
-            480,
-            832,
-            81,
-            50,
-            5.0,
-            16,
+            Variant("Wan2.1-I2V-14B-480P", 480, 832, 81, 50, 5.0, 16),
             _wan_spatial,
             lambda p: p.vae_scale_factor_temporal,
             "flow",
@@ -116,12 +103,7 @@ BACKBONES: dict[str, Backbone] = {
             "CogVideoXImageToVideoPipeline",
             "THUDM/CogVideoX-5b-I2V",
             ("tokenizer", "text_encoder", "vae", "transformer", "scheduler"),
-            480,
-            720,
-            49,
-            50,
-            6.0,
-            8,
+            Variant("CogVideoX-5b-I2V", 480, 720, 49, 50, 6.0, 8),
             lambda p: p.vae_scale_factor_spatial * p.transformer.config.patch_size,
             # The VAE decodes latent frames in pairs after the first: an odd latent count (1 + 8k
             # frames) is needed for the clip to have num_frames frames.
@@ -134,12 +116,7 @@ BACKBONES: dict[str, Backbone] = {
             "LTXImageToVideoPipeline",
             "Lightricks/LTX-Video",
             _LTX,
-            480,
-            704,
-            161,
-            50,
-            3.0,
-            25,
+            Variant("LTX-Video", 480, 704, 161, 50, 3.0, 25),
             _ltx_spatial,
             _ltx_temporal,
             "flow",
@@ -150,12 +127,7 @@ BACKBONES: dict[str, Backbone] = {
             "LTXConditionPipeline",
             "Lightricks/LTX-Video-0.9.5",
             _LTX,
-            480,
-            704,
-            161,
-            50,
-            3.0,
-            25,
+            Variant("LTX-Video-0.9.5", 480, 704, 161, 50, 3.0, 25),
             _ltx_spatial,
             _ltx_temporal,
             "flow",
@@ -166,12 +138,7 @@ BACKBONES: dict[str, Backbone] = {
             "HunyuanVideoImageToVideoPipeline",
             "hunyuanvideo-community/HunyuanVideo-I2V",
             ("text_encoder", "tokenizer", "transformer", "vae", "scheduler", "text_encoder_2", "tokenizer_2", "image_processor"),
-            720,
-            1280,
-            129,
-            50,
-            6.0,
-            15,
+            Variant("HunyuanVideo-I2V", 720, 1280, 129, 50, 6.0, 15),
             lambda p: p.vae_scale_factor_spatial * p.transformer.config.patch_size,
             lambda p: p.vae_scale_factor_temporal,
             "flow",
