@@ -52,7 +52,7 @@ class DiffusersConfig:
     vae_tiling: bool = option(False, "decode in tiles (less GPU memory at large sizes)")
     vae_slicing: bool = option(False, "decode one video of a batch at a time")
     lora: str = option("", "a LoRA adapter to load (a `spiral train grpo` export: folder or .safetensors file)")
-    lora_scale: float = option(1.0, "strength of --lora (0 = off)")
+    lora_scale: float = option(1.0, "strength of the `lora` adapter (0 = off)")
     fit: str = option("crop", "a start image of another aspect ratio: crop (centre), pad (letterbox) or stretch", choices=FITS)
     height: int | None = option(None, "frame height; adjusted to the backbone's multiple with a warning")
     width: int | None = option(None, "frame width; adjusted to the backbone's multiple with a warning")
