@@ -38,11 +38,12 @@ bench: setup
 	for f in $(filter-out $(COMPARE),$(wildcard benchmarks/*.py)); do echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Re-create the shipped tabletop world model from scratch (data, training, install); see
-# src/spiral/assets/tabletop_wm.md for what the shipped one took. Stage 3 adds the input gate and
-# trains on fresh simulator clips, rendered in a background process (--workers 1); stages 4 and 6
-# are GRPO; stages 5, 9, 10 and 14 train on wider training wordings (numbered as in docs/RESULTS.md at tag results-diary,
-# where the stages between were tried and not shipped). Every stage now draws
-# today's training wordings; the shipped stages drew the narrower ones of their day (see the card).
+# src/spiral/assets/tabletop_wm.md for what the shipped one took. Stage 3 trains on fresh simulator
+# clips, rendered in a background process (--workers 1); stages 4 and 6 are GRPO; stages 5, 9, 10
+# and 14 train on wider training wordings (numbered as in docs/RESULTS.md at tag results-diary,
+# where the stages between were tried and not shipped). Every stage draws today's training
+# wordings and trains the net as it ships, input gate included; the card's stages drew the
+# narrower wordings of their day, and its stages 1 and 2 trained a net without the gate.
 WM_STEPS ?= 11500
 WM_ANNEAL ?= 6000
 WM_FRESH ?= 16000
@@ -53,19 +54,19 @@ world-model: setup
 	$(VENV)/bin/spiral train world-model --data data/tabletop-train --out runs/world-model-anneal \
 		--init runs/world-model/tabletop_wm.safetensors --steps $(WM_ANNEAL) --lr-decay $(WM_ANNEAL)
 	$(VENV)/bin/spiral train world-model --out runs/world-model-gate --init runs/world-model-anneal/tabletop_wm.safetensors \
-		--input-gate --fresh 1 --workers 1 --lr 2e-4 --steps $(WM_FRESH) --lr-decay $(WM_FRESH_DECAY) --eval-every 2000
+		--fresh 1 --workers 1 --lr 2e-4 --steps $(WM_FRESH) --lr-decay $(WM_FRESH_DECAY) --eval-every 2000
 	$(VENV)/bin/spiral train grpo --weights runs/world-model-gate/tabletop_wm.safetensors --out runs/world-model-grpo \
 		--iterations 20 --schedule 1:0,2:40,3:70 --lr 3e-5 --updates 2 --guidance 1 --probes 64 --eval-every 10 --threads 1
 	$(VENV)/bin/spiral train world-model --out runs/world-model-wordings --init runs/world-model-grpo/tabletop_wm.safetensors \
-		--input-gate --fresh 1 --workers 1 --lr 1e-4 --steps 4500 --lr-decay 4500 --eval-every 0
+		--fresh 1 --workers 1 --lr 1e-4 --steps 4500 --lr-decay 4500 --eval-every 0
 	$(VENV)/bin/spiral train grpo --weights runs/world-model-wordings/tabletop_wm.safetensors --out runs/world-model-grpo2 \
 		--iterations 20 --schedule 1:0 --lr 3e-5 --updates 2 --guidance 1 --probes 64 --eval-every 10 --threads 2
 	$(VENV)/bin/spiral train world-model --out runs/world-model-wordings2 --init runs/world-model-grpo2/tabletop_wm.best.safetensors \
-		--input-gate --fresh 1 --workers 1 --lr 1e-4 --steps 2000 --lr-decay 2000 --eval-every 0
+		--fresh 1 --workers 1 --lr 1e-4 --steps 2000 --lr-decay 2000 --eval-every 0
 	$(VENV)/bin/spiral train world-model --out runs/world-model-wordings3 --init runs/world-model-wordings2/tabletop_wm.safetensors \
-		--input-gate --fresh 1 --workers 1 --lr 1e-4 --steps 3000 --lr-decay 3000 --eval-every 0
+		--fresh 1 --workers 1 --lr 1e-4 --steps 3000 --lr-decay 3000 --eval-every 0
 	$(VENV)/bin/spiral train world-model --out runs/world-model-verbs --init runs/world-model-wordings3/tabletop_wm.safetensors \
-		--input-gate --fresh 1 --workers 1 --lr 1e-4 --steps 3000 --lr-decay 3000 --eval-every 0
+		--fresh 1 --workers 1 --lr 1e-4 --steps 3000 --lr-decay 3000 --eval-every 0
 	cp runs/world-model-verbs/tabletop_wm.safetensors src/spiral/assets/tabletop_wm.safetensors
 
 # Re-create the learned tabletop critic (makes the datasets it needs; rolls out world-model stage 10,

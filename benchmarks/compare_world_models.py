@@ -1,11 +1,9 @@
 """Is world model B better than A at single steps? A paired comparison on the same held-out probes.
 
     .venv/bin/python benchmarks/compare_world_models.py --a FILE --b FILE [--probes 200] [--guidance G] [--noise-level A]
-        [--decode-a compose|copy|blur] [--decode-b compose|copy|blur] [--guidance-a G] [--guidance-b G] [--wording canonical|heldout]
+        [--guidance-a G] [--guidance-b G] [--wording canonical|heldout]
 
-A and B may be the same weights sampled at two guidance scales, or decoded two ways: `compose` (the default) redraws every start-frame
-object where the model put it (spiral.worldmodels.tabletop_compose), `copy` copies moved objects sharp
-from the start frame (spiral.worldmodels.tabletop_copy), `blur` keeps the model's upsampled pixels.
+A and B may be the same weights sampled at two guidance scales.
 
 Both models meet the same probes with the same sampling seeds (tabletop_eval.evaluate), so each
 probe is a pair of outcomes. Prints how many probes both / only A / only B / neither passed, and the
@@ -24,7 +22,6 @@ import torch
 
 from spiral.bench.metrics import mcnemar_exact
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
-from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, evaluate, make_probes
 
 
@@ -39,16 +36,13 @@ def main() -> None:
     )
     for side in ("a", "b"):
         parser.add_argument(
-            f"--decode-{side}", choices=DECODINGS, default="compose", help=f"how model {side.upper()}'s clips are decoded"
-        )
-        parser.add_argument(
             f"--guidance-{side}", type=float, default=None, help=f"model {side.upper()}'s guidance (default: --guidance)"
         )
     parser.add_argument(
         "--probe-seed",
         type=int,
         default=HELDOUT_SEED,
-        help="first probe scene's seed (5000000: the probes tabletop_copy was tuned on)",
+        help="first probe scene's seed (5000000: the tuning probes)",
     )
     parser.add_argument(
         "--wording", choices=("canonical", "heldout"), default="canonical",
@@ -60,12 +54,12 @@ def main() -> None:
     sampler = SamplerConfig.overriding(guidance_scale=args.guidance, noise_level=args.noise_level)
     probes = make_probes(args.probes, seed=args.probe_seed)
     results = {}
-    sides = {"A": (args.a, args.decode_a, args.guidance_a), "B": (args.b, args.decode_b, args.guidance_b)}
+    sides = {"A": (args.a, args.guidance_a), "B": (args.b, args.guidance_b)}
     samplers = {
-        name: replace(sampler, decode=decoding, guidance_scale=sampler.guidance_scale if guidance is None else guidance)
-        for name, (_, decoding, guidance) in sides.items()
+        name: replace(sampler, guidance_scale=sampler.guidance_scale if guidance is None else guidance)
+        for name, (_, guidance) in sides.items()
     }
-    for name, (path, _, _) in sides.items():
+    for name, (path, _) in sides.items():
         results[name] = evaluate(TabletopWorldModel.load(path, sampler=samplers[name]), probes, args.wording, seed=0)
     a, b = results["A"].passed, results["B"].passed
     both = sum(x and y for x, y in zip(a, b, strict=True))
@@ -74,8 +68,8 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     sampling = "ODE (Euler)" if not sampler.noise_level else f"SDE, noise_level {sampler.noise_level}"
     print(
-        f"A: {args.a} ({args.decode_a}, guidance {samplers['A'].guidance_scale})\n"
-        f"B: {args.b} ({args.decode_b}, guidance {samplers['B'].guidance_scale})\n"
+        f"A: {args.a} (guidance {samplers['A'].guidance_scale})\n"
+        f"B: {args.b} (guidance {samplers['B'].guidance_scale})\n"
         f"probes: {len(probes)} from seed {args.probe_seed}, {sampling}, {args.wording} wording"
     )
     print(f"single-step success: A {results['A'].success:.1%}, B {results['B'].success:.1%}")

@@ -43,13 +43,12 @@ from spiral.agents.critic.learned import canonical, load_net
 from spiral.agents.critic.learned_data import CriticData, cached_rollouts, training_probes
 from spiral.agents.critic.learned_metrics import critic_metrics, metrics_table, roc_auc, score_histograms_svg, text_histogram
 from spiral.agents.critic.learned_net import KIND_INDEX, KINDS, TextTable, downsample, predict
-from spiral.agents.critic.learned_slots import CLIP_FACTS, OBJECT_FACTS
+from spiral.agents.critic.learned_objects import CLIP_FACTS, OBJECT_FACTS
 from spiral.agents.critic.learned_train import CriticTrainConfig
 from spiral.data.format import EPISODE, read_episode
 from spiral.data.video import read_video
 from spiral.types import Verdict
 from spiral.worldmodels.tabletop import SamplerConfig, default_weights
-from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, chained_probes, make_probes
 from spiral.worldmodels.text import shared_text_encoder
 from spiral.worlds.tabletop.grammar import parse
@@ -67,7 +66,6 @@ def main() -> None:
     parser.add_argument("--sft", default="runs/critic/critic_sft.safetensors")
     parser.add_argument("--rm", default=None, help="default: the shipped tabletop_critic.safetensors")
     parser.add_argument("--cache", default="runs/critic-cache")
-    parser.add_argument("--decode", choices=DECODINGS, default="compose", help="rollouts' decoding (see tabletop_copy.DECODINGS)")
     parser.add_argument(
         "--guidance", type=float, default=SamplerConfig().guidance_scale,
         help="held-out rollouts' classifier-free guidance (default: the world model's, as the loop samples)",
@@ -107,14 +105,14 @@ def main() -> None:
         if args.chained:
             from spiral.worldmodels.tabletop import TabletopWorldModel
 
-            wm = TabletopWorldModel.load(wm_path, sampler=SamplerConfig(decode=args.decode, guidance_scale=args.guidance))
+            wm = TabletopWorldModel.load(wm_path, sampler=SamplerConfig(guidance_scale=args.guidance))
             probes = chained_probes(wm, probes, seed=ROLLOUT_SEED)
         name = "heldout" if args.probe_seed == HELDOUT_SEED else f"probes{args.probe_seed}"
         data = cached_rollouts(
             wm_path, probes, name + ("-chained" if args.chained else ""), Path(args.cache), args.group_size, ROLLOUT_SEED,
-            resolution, processes=args.threads, decode=args.decode, guidance=args.guidance,
+            resolution, processes=args.threads, guidance=args.guidance,
         )  # fmt: skip
-        print(f"world model: {wm_path}; decoding: {args.decode}; guidance {args.guidance:g}")
+        print(f"world model: {wm_path}; guidance {args.guidance:g}")
         what = f"{name} rollouts{' (chained)' if args.chained else ''}: {len(probes)} probes x {args.group_size}"
     rollout_s = time.perf_counter() - began
     y = data.success.numpy()
@@ -148,7 +146,6 @@ def main() -> None:
             resolution,
             guided=TRAIN_GUIDED,
             processes=args.threads,
-            decode=args.decode,
         )
         train_texts = sorted(set(train.texts))
         train_table = TextTable.build(train_texts, shared_text_encoder())

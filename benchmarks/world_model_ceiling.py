@@ -38,7 +38,7 @@ def x0_errors(wm, probes, seeds) -> list[tuple[float, float, float]]:
     _, start, x0 = true_changes(wm, probes, seeds)
     text, pad = wm.text.encode([to_text(p.action) for p in probes])
     noise = wm.initial_noise(seeds)
-    changed = (x0.abs().amax(dim=(1, 2), keepdim=True) > CHANGED * wm.cfg.change_scale).expand_as(x0)
+    changed = (x0.abs().amax(dim=(1, 2), keepdim=True) > CHANGED).expand_as(x0)
     rows = []
     for t in ERROR_TS:
         x_t = (1 - t) * x0 + t * noise

@@ -1,7 +1,7 @@
 """Quality and speed of the tabletop world model on held-out scenes, judged by the oracle from pixels.
 
     .venv/bin/python benchmarks/world_model_quality.py [--probes 200] [--weights FILE] [--guidance G] [--steps N] [--shift S] [--scenes train]
-        [--decode compose|copy|blur] [--probe-seed S]
+        [--probe-seed S]
 
 Single-step success: one sample per probe; the postcondition holds and nothing else changed.
 Objects preserved: no object vanished, doubled, appeared or changed colour/shape.
@@ -23,7 +23,6 @@ import time
 import torch
 
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
-from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import HELDOUT_SEED, evaluate, make_probes
 from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.paraphrase import phrase_of
@@ -64,13 +63,6 @@ def main() -> None:
         "--noise-level", type=float, default=None, help="> 0: sample with the SDE GRPO trains with (default: the ODE sampler)"
     )
     parser.add_argument(
-        "--decode",
-        choices=DECODINGS,
-        default="compose",
-        help="compose (default): every start-frame object redrawn where the model put it; copy: moved objects copied "
-        "sharp from the start frame; blur: the model's upsampled pixels",
-    )
-    parser.add_argument(
         "--probe-seed",
         type=int,
         default=HELDOUT_SEED,
@@ -84,7 +76,6 @@ def main() -> None:
         num_inference_steps=args.steps,
         shift=args.shift,
         noise_level=args.noise_level,
-        decode=args.decode,
     )
     wm = TabletopWorldModel.load(args.weights, sampler=sampler)
     # `spiral data make --seed S` draws episode i's first scene from default_rng([S, i]), as this stream does.
@@ -99,7 +90,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     sampling = "Euler" if not wm.sampler.noise_level else f"SDE (noise_level {wm.sampler.noise_level})"
     print(f"model: {params / 1e6:.2f}M parameters, trained {wm.info.get('steps')} steps in {wm.info.get('train_seconds')} s "
-          f"({wm.info.get('machine')}); {wm.sampler.num_inference_steps} {sampling} steps, shift {wm.sampler.shift}, guidance {wm.sampler.guidance_scale}; decode {args.decode}; frames {wm.num_frames} x {wm.frame_size}px")  # fmt: skip
+          f"({wm.info.get('machine')}); {wm.sampler.num_inference_steps} {sampling} steps, shift {wm.sampler.shift}, guidance {wm.sampler.guidance_scale}; frames {wm.num_frames} x {wm.frame_size}px")  # fmt: skip
     print(f"{'held-out' if args.scenes == 'heldout' else 'training-scene'} probes: {len(probes)} (one sample each)")
     print(f"  single-step success (canonical wording) {canonical.success:6.1%}   target >= 70%")
     print(f"  postcondition holds                     {canonical.postcondition:6.1%}")

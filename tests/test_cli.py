@@ -151,9 +151,15 @@ def test_run_takes_backends_of_your_own_as_module_callable(tmp_path):
     from spiral.demo import demo_request
 
     goal = demo_request(4, "medium").judge
-    run = spiral("run", "--goal", goal, "--scene-seed", "4", "--world-model", "spiral.worldmodels.tabletop:copy_decoded",
-                 "--planner", "spiral.agents.plan.symbolic:SymbolicPlanAgent", "--critic",
-                 "spiral.agents.critic.oracle:OracleCriticAgent", "--max-generations", "2", "--out", str(tmp_path))  # fmt: skip
+    (tmp_path / "my_world.py").write_text(
+        "from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel\n\n\n"
+        "def fast():\n    return TabletopWorldModel.load(sampler=SamplerConfig(num_inference_steps=4))\n"
+    )
+    args = ["run", "--goal", goal, "--scene-seed", "4", "--world-model", "my_world:fast",
+            "--planner", "spiral.agents.plan.symbolic:SymbolicPlanAgent", "--critic",
+            "spiral.agents.critic.oracle:OracleCriticAgent", "--max-generations", "2", "--out", str(tmp_path / "run")]  # fmt: skip
+    env = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), ENV.get("PYTHONPATH")]))}
+    run = subprocess.run([sys.executable, "-m", "spiral.cli", *args], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "[plan 1] (initial)" in run.stderr and "step 1" in run.stderr
     assert "goal achieved (judged by the oracle from pixels):" in run.stdout  # a factory's tabletop model is judged too

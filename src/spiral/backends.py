@@ -8,7 +8,7 @@ from spiral.errors import SpiralError
 DIFFUSERS_WORLD_MODELS = ("wan-i2v", "cogvideox-i2v", "ltx-i2v", "ltx-condition", "hunyuan-i2v")
 WORLD_MODELS = ("tabletop", *DIFFUSERS_WORLD_MODELS)
 WORLD_MODEL_OPTIONS_HELP = (
-    "KEY=VALUE,... world model settings: tabletop sampler (guidance_scale, num_inference_steps, shift, decode), "
+    "KEY=VALUE,... world model settings: tabletop sampler (guidance_scale, num_inference_steps, shift, noise_level), "
     "or a diffusers backbone's DiffusersConfig (device, dtype, height, width, num_frames, ...)"
 )
 PLANNERS = ("symbolic", "lm", "openai", "hf")
@@ -21,7 +21,7 @@ def _unknown(kind: str, name: str, known: tuple[str, ...]) -> SpiralError:
 
 def make_world_model(name: str, path: str | None = None, **options):
     """`options` are the tabletop model's SamplerConfig fields (guidance_scale, num_inference_steps,
-    shift, decode) or a diffusers backbone's DiffusersConfig fields (dtype, device, height, ...)."""
+    shift, noise_level) or a diffusers backbone's DiffusersConfig fields (dtype, device, height, ...)."""
     if name == "tabletop":
         from spiral.worldmodels.tabletop import TabletopWorldModel, sampler_from_options
 

@@ -93,15 +93,6 @@ def _cmd_train_planner(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train_critic_ensemble(ns: argparse.Namespace) -> int:
-    from spiral.agents.critic.learned_ensemble import CriticEnsembleConfig, combine_critics
-
-    weights = combine_critics(config_from_args(CriticEnsembleConfig, ns))
-    print(f"weights: {weights} (and the SFT stage's beside it)")
-    print(f"to use them: spiral run ... --critic-model {weights}")
-    return 0
-
-
 def _cmd_serve(ns: argparse.Namespace) -> int:
     from spiral.app.config import ServeConfig
     from spiral.app.server import serve
@@ -143,11 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
     critic = train.add_parser("critic", help="train the learned tabletop critic (SFT, then reward model)")
     add_config_args(critic, CriticTrainConfig)
     critic.set_defaults(func=_cmd_train_critic)
-    from spiral.agents.critic.learned_ensemble import CriticEnsembleConfig
-
-    ensemble = train.add_parser("critic-ensemble", help="average trained learned critics (e.g. 32x32 and 64x64) into one")
-    add_config_args(ensemble, CriticEnsembleConfig)
-    ensemble.set_defaults(func=_cmd_train_critic_ensemble)
     from spiral.worlds.tabletop.lm_planner_train import PlannerTrainConfig
 
     planner = train.add_parser("planner", help="fine-tune the lm planner's language model on free-form requests (resumable)")

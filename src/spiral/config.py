@@ -100,6 +100,19 @@ def flat_settings(cfg: object) -> dict[str, Any]:
     return out
 
 
+def without_retired(values: dict[str, Any], retired: dict[str, Any], what: str) -> dict[str, Any]:
+    """`values` less the `retired` settings: those that have one value now, which `retired` gives.
+    Weights files and run folders may still record them; that value changes nothing, but any other
+    made something this code cannot rebuild, so it is refused."""
+    for key, kept in retired.items():
+        if key in values and values[key] != kept:
+            raise SpiralError(
+                f"{what} has {key} = {values[key]!r}, a setting this version fixes at {kept!r}; "
+                "the commit tagged rejected-variants still has the others"
+            )
+    return {k: v for k, v in values.items() if k not in retired}
+
+
 def parse_key_values(text: str, flag: str) -> dict[str, int | float | str]:
     """'height=480,device=cuda' -> {'height': 480, 'device': 'cuda'} (numbers become numbers); `flag`
     names the option in the error a malformed item gets."""

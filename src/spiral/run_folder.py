@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from spiral.config import without_retired
 from spiral.data.format import write_json_atomic
 from spiral.errors import SpiralError
 
 
-def claim_folder(out: Path, settings: dict, what: str, defaults: dict | None = None, file: str = "config.json") -> None:
+def claim_folder(
+    out: Path, settings: dict, what: str, defaults: dict | None = None, file: str = "config.json", retired: dict | None = None
+) -> None:
     """Make `out` (if missing) the folder of `settings`, or check that it already is. `defaults`:
-    the value a setting had before it was recorded (one added to the code after the run began)."""
+    the value a setting had before it was recorded (one added to the code after the run began);
+    `retired`: settings the command no longer takes, with the one value they have now (see
+    config.without_retired)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / file
@@ -24,6 +29,7 @@ def claim_folder(out: Path, settings: dict, what: str, defaults: dict | None = N
             raise SpiralError(
                 f"{path} is damaged, so what {out} holds cannot be checked: restore the file to resume, or use another --out"
             ) from None
+        saved = without_retired(saved, retired or {}, str(path))
         known = defaults or {}
         differs = [k for k in sorted(settings.keys() | saved.keys()) if saved.get(k, known.get(k)) != settings.get(k)]
         if differs:

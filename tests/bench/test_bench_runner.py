@@ -49,11 +49,11 @@ def test_methods_are_loop_configs_and_bad_names_are_refused():
 
 @pytest.mark.parametrize(
     "world_model, options, message",
-    [("tabletop", "guidance=3", "unknown tabletop world model option.*guidance.*known options: decode, guidance_scale"),
+    [("tabletop", "guidance=3", "unknown tabletop world model option.*guidance.*known options: guidance_scale, noise_level"),
      ("tabletop", "guidance_scale", "bad --world-model-options item 'guidance_scale': write KEY=VALUE"),
      ("tabletop", "guidance_scale=high", "guidance_scale='high': give a number >= 0"),
      ("tabletop", "num_inference_steps=2.5", "num_inference_steps=2.5: give a whole number"),
-     ("tabletop", "decode=sharp", "unknown decoding 'sharp'"),
+     ("tabletop", "decode=compose", "unknown tabletop world model option.*decode"),
      ("wan-i2v", "heigth=480", "unknown diffusers option.*heigth"),
      ("bench_fakes:sim_world_model", "guidance_scale=3", "apply to the built-in world models")],
 )  # fmt: skip
@@ -86,8 +86,28 @@ def test_world_model_options_reach_the_tabletop_sampler(tmp_path):
     torch.manual_seed(0)
     export_weights(tmp_path / "wm.safetensors", TabletopNet(TabletopNetConfig(dim=32, depth=1, heads=2)), {"steps": 0})
     wm = Backends("tabletop", str(tmp_path / "wm.safetensors"), "symbolic", "oracle", "", "", "",
-                  world_model_options="guidance_scale=2.5, num_inference_steps=3,decode=copy").world()  # fmt: skip
-    assert wm.sampler == SamplerConfig(guidance_scale=2.5, num_inference_steps=3, decode="copy")
+                  world_model_options="guidance_scale=2.5, num_inference_steps=3,shift=2").world()  # fmt: skip
+    assert wm.sampler == SamplerConfig(guidance_scale=2.5, num_inference_steps=3, shift=2.0)
+
+
+def test_a_folder_recording_the_retired_decode_setting_resumes_at_its_one_value(tmp_path):
+    import torch
+
+    from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
+    from spiral.worldmodels.tabletop_train import export_weights
+
+    torch.manual_seed(0)
+    export_weights(tmp_path / "wm.safetensors", TabletopNet(TabletopNetConfig(dim=32, depth=1, heads=2)), {"steps": 0})
+    cfg = bench(tmp_path / "run", world_model="tabletop", world_model_path=str(tmp_path / "wm.safetensors"), limit=1)
+    assert run_bench(cfg).ran == 1
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["fingerprint"]["world_model_settings"]["decode"] = "compose"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    assert run_bench(cfg).skipped == 1
+    config["fingerprint"]["world_model_settings"]["decode"] = "copy"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SpiralError, match="decode = 'copy', a setting this version fixes at 'compose'.*rejected-variants"):
+        run_bench(cfg)
 
 
 def test_a_rerun_skips_finished_episodes_and_new_methods_join(tmp_path):

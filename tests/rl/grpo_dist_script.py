@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 from grpo_tiny import brightness, digest, no_judge
+from tabletop_tiny import NetPixels
 
 import spiral.rl.train as train
 from spiral.rl.guard import ProbeReading
+from spiral.worldmodels.tabletop import TabletopWorldModel
 
 # Process 0's guard fires at iteration 3 (reward up 0.1, judged success down 0.2 against iteration 1).
 READINGS = {0: (0.30, 0.80), 1: (0.30, 0.80), 2: (0.31, 0.80), 3: (0.40, 0.60), 4: (0.5, 0.5), 5: (0.6, 0.4)}
@@ -27,8 +29,8 @@ def main() -> None:
     seen, tasks = {}, []
     load_policy = train.load_policy
 
-    def capturing_load_policy(path, guidance=0.0, decode="compose"):
-        policy, wm = load_policy(path, guidance, decode)
+    def capturing_load_policy(path, guidance=0.0):
+        policy, wm = load_policy(path, guidance)
         seen["policy"], seen["start"] = policy, digest(policy.net.state_dict())
         return policy, wm
 
@@ -39,9 +41,8 @@ def main() -> None:
     train.load_policy = capturing_load_policy
     train.judged_success = no_judge
     train.probe_reading = scripted_probe_reading
-    cfg = train.GRPOTrainConfig(weights=weights, out=out, iterations=6, groups=2, group_size=2, lr=1e-3, eval_every=1, probes=2,
-        decode="copy",  # the brightness reward reads the model's own pixels
-    )  # fmt: skip
+    TabletopWorldModel.decode = NetPixels.decode  # the brightness reward reads the net's own pixels
+    cfg = train.GRPOTrainConfig(weights=weights, out=out, iterations=6, groups=2, group_size=2, lr=1e-3, eval_every=1, probes=2)
     outcome = train.train_grpo(cfg, progress=False, reward=reward)
     dist = train.Distributed.from_env()
     state = seen["policy"].net.state_dict()

@@ -18,6 +18,7 @@ import torch
 from grpo_tiny import SMALL, brightness, darkness, digest, no_judge, tiny_weights
 from safetensors import safe_open
 from safetensors.torch import load_file
+from tabletop_tiny import NetPixels
 
 import spiral.rl.train as train
 from spiral.errors import SpiralError
@@ -35,21 +36,20 @@ TIMING = ("sample_seconds", "update_seconds", "seconds")
 @pytest.fixture(autouse=True)
 def stub_judge(monkeypatch):
     monkeypatch.setattr(train, "judged_success", no_judge)
+    # The brightness rewards score the tiny nets' own pixels (see tabletop_tiny.NetPixels).
+    monkeypatch.setattr(TabletopWorldModel, "decode", NetPixels.decode)
 
 
 @pytest.fixture(scope="module")
 def small_weights(tmp_path_factory):
-    return tiny_weights(tmp_path_factory.mktemp("tiny") / "small.safetensors", **SMALL)
+    return tiny_weights(tmp_path_factory.mktemp("tiny") / "small.safetensors", out_seed=0, **SMALL)
 
 
 def config(weights, out, **kw) -> GRPOTrainConfig:
-    # Guidance off: the settings of the learning test were tuned for the plain sampler. The copy
-    # decoding keeps the model's pixels, which the brightness rewards score (compose would redraw
-    # the start frame's objects, which a tiny model never moves).
+    # Guidance off: the settings of the learning test were tuned for the plain sampler.
     base = dict(
-        weights=str(weights), out=out, iterations=4, groups=2, group_size=4, lr=1e-3, eval_every=0, probes=2, guidance=1.0,
-        decode="copy",
-    )  # fmt: skip
+        weights=str(weights), out=out, iterations=4, groups=2, group_size=4, lr=1e-3, eval_every=0, probes=2, guidance=1.0
+    )
     return GRPOTrainConfig(**(base | kw))
 
 
@@ -59,7 +59,7 @@ def read_log(out: Path) -> list[dict]:
 
 def mean_brightness(weights: Path) -> float:
     """Brightness of SDE clips (what GRPO optimises) on 8 fixed scenes x 4 fixed seeds."""
-    policy = TabletopPolicy(TabletopWorldModel.load(weights, sampler=SamplerConfig(guidance_scale=1.0, decode="copy")))
+    policy = TabletopPolicy(TabletopWorldModel.load(weights, sampler=SamplerConfig(guidance_scale=1.0)))
     probes = make_probes(8, 64, stream=(99,))
     return float(
         np.mean([brightness(policy.rollout(p.frame, to_text(p.action), [100, 101, 102, 103], 0.7).frames).mean() for p in probes])
@@ -69,7 +69,7 @@ def mean_brightness(weights: Path) -> float:
 def test_grpo_learns_to_brighten_or_darken_the_clips_on_demand(small_weights, tmp_path):
     """Both directions from the same start: any drift of the weights (which darkens on the white
     table) cannot pass for learning. A strong KL keeps that drift down; lr and iterations were
-    chosen so that seeds 0-5 all pass with a margin of >= 0.017 (0.01 asserted)."""
+    chosen so that seeds 0-5 all pass with a margin of >= 0.015 (0.01 asserted)."""
     cfg = config(small_weights, tmp_path / "bright", iterations=30, beta=0.4)
     before = mean_brightness(small_weights)
     bright = train_grpo(cfg, progress=False, reward=brightness)
@@ -222,7 +222,12 @@ def test_bad_inputs_are_refused_before_the_folder_is_claimed(small_weights, tmp_
 
 def test_torchrun_two_gloo_processes_keep_identical_weights_and_stop_together(small_weights, tmp_path):
     out = tmp_path / "dist"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent / "worldmodels")]),
+    }
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          str(HERE / "grpo_dist_script.py"), str(small_weights), str(out)],

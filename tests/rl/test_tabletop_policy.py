@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 from grpo_tiny import tiny_net
+from tabletop_tiny import NetPixels
 
 from spiral.rl.curriculum import TabletopTasks
 from spiral.rl.grpo import GRPOSettings, clipped_objective, group_advantages, grpo_backward
 from spiral.rl.policy import TabletopPolicy
 from spiral.rl.sde import gaussian_kl
-from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 from spiral.worlds.tabletop.actions import worth_doing
 from spiral.worlds.tabletop.grammar import to_text
 from spiral.worlds.tabletop.oracle import read_scene
@@ -22,12 +22,10 @@ from spiral.worlds.tabletop.scene import random_scene
 FRAME = render(random_scene(np.random.default_rng(0)), 64)
 INSTRUCTION = "move the red square to the left side"
 SEEDS = [11, 12, 13]
-# The copy decoding keeps the tiny random nets' own pixels (compose would redraw the start frame).
-COPY = SamplerConfig(decode="copy")
 
 
 def make_policy(std=0.05) -> TabletopPolicy:
-    return TabletopPolicy(TabletopWorldModel(tiny_net(std), sampler=COPY))
+    return TabletopPolicy(NetPixels(tiny_net(std)))
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +85,7 @@ def test_a_grpo_step_moves_the_policy_off_the_reference_and_the_state_round_trip
 
     state = policy.state_dict()
     assert any(k.startswith("net.") for k in state) and any(k.startswith("ref.") for k in state)
-    other = TabletopPolicy(TabletopWorldModel(tiny_net(seed=7), sampler=COPY))
+    other = TabletopPolicy(NetPixels(tiny_net(seed=7)))
     other.load_state_dict(state)
     again = other.evaluate(rollout, steps)
     assert torch.equal(again.log_probs, after.log_probs)
@@ -132,7 +130,7 @@ class RecordingPolicy(TabletopPolicy):
 
 def test_curriculum_tasks_atomic_and_chained_from_the_models_own_frames():
     # A faint random model: its frames stay readable by the planner, yet are its own.
-    policy = RecordingPolicy(TabletopWorldModel(tiny_net(std=0.005), sampler=COPY))
+    policy = RecordingPolicy(NetPixels(tiny_net(std=0.005)))
     tasks = TabletopTasks(64)
     rng = np.random.default_rng(3)
     for _ in range(3):

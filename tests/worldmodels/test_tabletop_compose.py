@@ -1,14 +1,41 @@
-"""Composing the start frame's objects where the model put them (tabletop_compose)."""
+"""Composing the start frame's objects where the model put them (tabletop_compose), on blurred
+renders of true clips, and in the shipped model's clips."""
 
 import numpy as np
-import pytest
-from test_tabletop_copy import PROBES, RESOLUTION, as_model_frames, blurred_truth, to_uint8
+import torch
 
-from spiral.errors import SpiralError
-from spiral.worldmodels.tabletop import SamplerConfig
-from spiral.worldmodels.tabletop_compose import ComposeConfig, compose_objects, object_masks
+from spiral.worldmodels.tabletop import TabletopWorldModel
+from spiral.worldmodels.tabletop_compose import ComposeConfig, blurred, compose_objects, object_masks
+from spiral.worldmodels.tabletop_eval import make_probes
 from spiral.worlds.tabletop import checks
+from spiral.worlds.tabletop.actions import sample_target, trajectory
+from spiral.worlds.tabletop.grammar import to_text
+from spiral.worlds.tabletop.render import render_motion
 from spiral.worlds.tabletop.scene import TABLE_RGB
+
+RESOLUTION = 32  # the world model's
+PROBES = make_probes(8)
+
+
+def as_model_frames(clip: np.ndarray) -> torch.Tensor:
+    """What a perfect 32 px model would draw for a true clip: its frames after the start, area-averaged
+    down and bilinear up, in [-1, 1]."""
+    frames = torch.from_numpy(clip[1:]).float().permute(0, 3, 1, 2) / 127.5 - 1.0
+    return blurred(frames, RESOLUTION)
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    return ((frames + 1.0) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def blurred_truth(probe) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+    """A probe's true clip, what a perfect 32 px model would draw of it, and that drawing as uint8
+    frames (start frame first): the inputs of compose_objects."""
+    targets = (sample_target(probe.scene, probe.action, np.random.default_rng(seed)) for seed in range(20))
+    target = next(t for t in targets if t is not None)
+    truth = render_motion(trajectory(probe.scene, probe.action, target, 8), 64, probe.action.subject)
+    model = as_model_frames(truth)
+    return truth, model, np.concatenate([truth[:1], to_uint8(model)])
 
 
 def touches_nothing(probe) -> bool:
@@ -54,15 +81,13 @@ def test_an_object_the_model_erased_or_doubled_is_kept_once_where_it_was():
     assert all(np.array_equal(frame, start) for frame in composed)
 
 
-def test_an_unknown_decoding_is_refused():
-    with pytest.raises(SpiralError, match="unknown decoding 'sharp'; use one of copy, blur, compose"):
-        SamplerConfig(decode="sharp")
-
-
-def test_compose_is_the_default_and_the_copy_decoding_stays_one_factory_away():
-    from spiral.bench.methods import Backends
-
-    assert SamplerConfig().decode == "compose"
-    backends = Backends("spiral.worldmodels.tabletop:copy_decoded", None, "symbolic", "oracle", "", "", "")
-    backends.check()
-    assert backends.world().sampler.decode == "copy"
+def test_the_shipped_model_draws_only_the_start_frames_pixels_where_objects_are_apart():
+    """Nothing blurred is left: with no two objects touching, every pixel of every generated frame
+    is the table or a pixel of a start-frame object, moved or not."""
+    wm = TabletopWorldModel.load()
+    apart = [p for p in PROBES if touches_nothing(p)][:3]
+    clips = wm.sample_frames(np.stack([p.frame for p in apart]), [to_text(p.action) for p in apart], [0, 1, 2])
+    for probe, clip in zip(apart, clips, strict=True):
+        allowed = {tuple(c) for c in probe.frame.reshape(-1, 3)}
+        assert np.array_equal(clip[0], probe.frame)
+        assert {tuple(c) for c in clip[1:].reshape(-1, 3)} <= allowed

@@ -5,7 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
+from tabletop_tiny import NetPixels
 
+from spiral.checkpoints import export_half
 from spiral.data.generate import DataMakeConfig, make_dataset
 from spiral.errors import SpiralError
 from spiral.rl.sde import sde_step_with_logprob
@@ -28,35 +31,30 @@ FRAME = render(random_scene(np.random.default_rng(0)), 64)
 INSTRUCTION = "move the red square to the left side"
 
 
-def tiny_model(seed=0, sigma_data=0.0):
+def tiny_model(seed=0):
     torch.manual_seed(seed)
-    net = TabletopNet(replace(TINY, sigma_data=sigma_data))
+    net = TabletopNet(TINY)
     # Zero-initialised output layers would make every sample identical; give them some weight.
     torch.nn.init.normal_(net.out.weight, std=0.05)
-    # The copy decoding keeps the model's pixels: compose would redraw the start frame's objects,
-    # which a random net never moves, so every seed would give the same clip.
-    return TabletopWorldModel(net, sampler=SamplerConfig(decode="copy"))
+    return NetPixels(net)
 
 
-@pytest.mark.parametrize("sigma_data", [0.0, 0.08])
-def test_tiny_random_model_passes_conformance(sigma_data):
-    check_world_model(tiny_model(sigma_data=sigma_data), FRAME, INSTRUCTION)
+def test_tiny_random_model_passes_conformance():
+    check_world_model(tiny_model(), FRAME, INSTRUCTION)
 
 
-def test_preconditioning_keeps_the_input_at_low_noise_and_ignores_it_at_pure_noise():
-    plain, pre = tiny_model().net, tiny_model(sigma_data=0.08).net  # the same weights
+def test_the_input_gate_passes_the_noisy_input_through_as_far_as_it_is_open():
+    net = tiny_model().net
     x = 0.08 * torch.randn(2, 7, 3, 32, 32)
     start = torch.rand(2, 3, 32, 32) * 2 - 1
     text, pad = shared_text_encoder().encode([INSTRUCTION] * 2)
     with torch.no_grad():
-        low = pre(x, torch.full((2,), 1e-4), start, text, pad)
-        assert (low - x).abs().max() < 1e-3  # c_skip ~ 1, c_out ~ t: the clean input passes through
-        assert (plain(x, torch.full((2,), 1e-4), start, text, pad) - x).abs().max() > 0.05  # unlike the plain net
-        noise = torch.randn(2, 7, 3, 32, 32)
-        at_one = pre(noise, torch.ones(2), start, text, pad)
-        # At t = 1 the input is pure noise: c_skip = 0, and the net's output is scaled to sigma_data.
-        f = plain.predict(noise, torch.ones(2), start, text, pad)
-        torch.testing.assert_close(at_one, 0.08 * f)
+        for layer in (net.out, net.gate):  # the token's own prediction: nothing; the gate: the same everywhere
+            layer.weight.zero_()
+            layer.bias.zero_()
+        for opening in (0.0, 0.5, 1.0):
+            net.gate.bias.fill_(opening)
+            torch.testing.assert_close(net(x, torch.full((2,), 0.3), start, text, pad), opening * x, rtol=0, atol=0)
 
 
 def test_shipped_model_passes_conformance():
@@ -225,26 +223,34 @@ def test_training_on_fresh_simulator_clips_alone_resumes_identically_with_a_work
     assert reused.info["fresh_clips"] == "12"  # 2 new clips a step
 
 
-@pytest.mark.parametrize("part", [{"skip_head": 16}, {"input_gate": True}, {"skip_head": 8, "input_gate": True}])
-def test_a_skip_head_or_input_gate_grows_on_weights_trained_without(tiny_data, tmp_path, part):
-    base_path = train_world_model(tiny_cfg(tiny_data, tmp_path / "a", 3), progress=False)
-    cfg = replace(tiny_cfg(tiny_data, tmp_path / "b", 0), init=base_path, **part)
-    grown = TabletopWorldModel.load(train_world_model(cfg, progress=False)).net
-    base = TabletopWorldModel.load(base_path).net
-    assert all(getattr(grown.cfg, k) == v and not getattr(base.cfg, k) for k, v in part.items())
-    x, start = torch.randn(2, 7, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1
-    text, pad = shared_text_encoder().encode([INSTRUCTION] * 2)
-    with torch.no_grad():  # the new head starts at zero: the grown net computes what the file's did
-        torch.testing.assert_close(
-            grown(x, torch.full((2,), 0.3), start, text, pad), base(x, torch.full((2,), 0.3), start, text, pad)
-        )
-    trained = TabletopWorldModel.load(train_world_model(replace(cfg, out=tmp_path / "c", steps=3), progress=False)).net
-    grown_parts = [m for m in (trained.skip[-1] if trained.skip is not None else None, trained.gate) if m is not None]
-    assert len(grown_parts) == len(part) and all(m.weight.abs().sum() > 0 for m in grown_parts)  # and they learn
-    taken_away = {k: (False if isinstance(v, bool) else 0) for k, v in part.items()}
-    with pytest.raises(SpiralError, match="another architecture"):  # a part the file has cannot be taken away
-        grown_file = tmp_path / "c" / "tabletop_wm.safetensors"
-        train_world_model(replace(cfg, out=tmp_path / "d", init=grown_file, **taken_away), progress=False)
+def test_weights_recording_retired_settings_load_at_their_one_value_and_are_refused_at_any_other(tmp_path):
+    torch.manual_seed(0)
+    net = TabletopNet(TINY)
+    shipped = {"change_scale": 1.0, "sigma_data": 0.0, "skip_head": 0, "input_gate": True}  # as the shipped file has them
+    export_half(tmp_path / "old.safetensors", net, net.cfg.to_dict() | shipped, {"steps": 0})
+    loaded = TabletopWorldModel.load(tmp_path / "old.safetensors").net
+    assert loaded.cfg == TINY and all(torch.equal(v, net.state_dict()[k].half().float()) for k, v in loaded.state_dict().items())
+    for key, value in (("sigma_data", 0.08), ("skip_head", 16), ("input_gate", False), ("change_scale", 6.0)):
+        export_half(tmp_path / "other.safetensors", net, net.cfg.to_dict() | shipped | {key: value}, {"steps": 0})
+        with pytest.raises(SpiralError, match=rf"{key} = {value!r}, a setting this version fixes .*tagged rejected-variants"):
+            TabletopWorldModel.load(tmp_path / "other.safetensors")
+    gateless = {k: v for k, v in net.state_dict().items() if not k.startswith("gate.")}
+    save_file({k: v.half() for k, v in gateless.items()}, str(tmp_path / "gateless.safetensors"),
+              metadata={"config": json.dumps(TINY.to_dict())})  # fmt: skip
+    with pytest.raises(SpiralError, match="have no input gate; the commit tagged rejected-variants loads them"):
+        TabletopWorldModel.load(tmp_path / "gateless.safetensors")
+
+
+def test_a_run_folder_recording_retired_settings_resumes_at_their_one_value(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    train_world_model(tiny_cfg(tiny_data, out, 5), progress=False)
+    saved = json.loads((out / "config.json").read_text())
+    retired = {"change_scale": "1.0", "sigma_data": "0.0", "skip_head": "0", "input_gate": "True"}
+    (out / "config.json").write_text(json.dumps(saved | retired))
+    train_world_model(tiny_cfg(tiny_data, out, 6), progress=False)
+    (out / "config.json").write_text(json.dumps(saved | retired | {"input_gate": "False"}))
+    with pytest.raises(SpiralError, match="input_gate = 'False'.*rejected-variants"):
+        train_world_model(tiny_cfg(tiny_data, out, 7), progress=False)
 
 
 def test_a_device_that_is_not_there_is_refused_before_the_run_folder_is_touched(tiny_data, tmp_path):
@@ -268,7 +274,7 @@ def test_quality_evaluation_reports_each_probes_outcome_for_paired_comparisons()
 
 def test_generation_can_sample_with_the_sde_seeded_like_the_ode():
     ode = tiny_model()
-    sde = TabletopWorldModel(ode.net, sampler=replace(ode.sampler, noise_level=0.7))
+    sde = NetPixels(ode.net, sampler=replace(ode.sampler, noise_level=0.7))
     check_world_model(sde, FRAME, INSTRUCTION)
     a, b = sde.generate(FRAME, INSTRUCTION, seed=3), sde.generate(FRAME, INSTRUCTION, seed=3)
     assert np.array_equal(a.frames, b.frames), "seeded"

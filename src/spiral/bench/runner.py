@@ -304,7 +304,9 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
         if dist.main:  # rank 0 alone touches config.json and results.jsonl; the others wait for its word
             try:
                 folder.claim(
-                    fingerprint(cfg, all_tasks, judge), {"tasks_source": cfg.suite or str(cfg.tasks), "methods": list(methods)}
+                    fingerprint(cfg, all_tasks, judge),
+                    {"tasks_source": cfg.suite or str(cfg.tasks), "methods": list(methods)},
+                    retired={"world_model_settings": {"decode": "compose"}},
                 )
                 folder.merge_parts()  # lines a killed distributed run left in part files
                 done = {r.key for r in folder.read(repair=True) if r.status != ERRORED}  # errored ones are redone

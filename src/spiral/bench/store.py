@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spiral.bench.metrics import ERRORED, EpisodeMetrics
+from spiral.config import without_retired
 from spiral.errors import SpiralError
 
 CONFIG, RESULTS, PARTS = "config.json", "results.jsonl", "parts"
@@ -56,15 +57,20 @@ class RunFolder:
                 f"(mv {self.config_path} {self.config_path}.bad) and rerun the command that made the folder, with the same options"
             ) from None
 
-    def claim(self, fingerprint: dict, extra: dict) -> dict:
+    def claim(self, fingerprint: dict, extra: dict, retired: dict[str, dict] | None = None) -> dict:
         """Check that this folder holds results of the same configuration (or none), then record it.
-        A different configuration is refused: mixing its results would compare apples with pears."""
+        A different configuration is refused: mixing its results would compare apples with pears.
+        `retired`: per fingerprint entry that is a dict, settings it no longer holds, with the one
+        value they have now (see config.without_retired)."""
         self.root.mkdir(parents=True, exist_ok=True)
         old = self.read_config()
         if old is not None and not self.read() and not self.part_paths():
             old = None  # nothing was finished under the old configuration, so nothing can mix
         if old is not None:
-            theirs = old["fingerprint"]
+            theirs = dict(old["fingerprint"])
+            for key, settings in (retired or {}).items():
+                if isinstance(theirs.get(key), dict):
+                    theirs[key] = without_retired(theirs[key], settings, str(self.config_path))
             diffs = [f"{k}: {theirs.get(k)!r} there, {fingerprint.get(k)!r} now" for k in sorted(set(theirs) | set(fingerprint))
                      if theirs.get(k) != fingerprint.get(k)]  # fmt: skip
             if diffs:

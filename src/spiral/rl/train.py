@@ -40,7 +40,6 @@ from spiral.rl.task_file import FileTasks, read_task_file
 from spiral.run_folder import claim_folder
 from spiral.worldmodels.base import frame_shape
 from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
-from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.tabletop_eval import make_probes
 from spiral.worlds.tabletop.grammar import to_text
 
@@ -67,11 +66,6 @@ class GRPOTrainConfig:
         None,
         "classifier-free guidance of the rollouts, and of their re-evaluation in training; "
         "default: 1 (none) for tabletop, the backbone's own for diffusers; 0 = the model's default",
-    )
-    decode: str = option(
-        "compose",
-        "tabletop: how rollouts are decoded before the reward sees them (blur: the model's own pixels)",
-        choices=DECODINGS,
     )
     iterations: int = option(100, "GRPO iterations in total (a resumed run stops here too)")
     groups: int = option(8, "groups (tasks) per iteration, shared out over the processes")
@@ -161,8 +155,8 @@ class Distributed:
         return bool(t.item())
 
 
-def load_policy(weights: str, guidance: float = 0.0, decode: str = "compose") -> tuple[TabletopPolicy, TabletopWorldModel]:
-    sampler = SamplerConfig.overriding(guidance_scale=guidance or None, decode=decode)
+def load_policy(weights: str, guidance: float = 0.0) -> tuple[TabletopPolicy, TabletopWorldModel]:
+    sampler = SamplerConfig.overriding(guidance_scale=guidance or None)
     wm = TabletopWorldModel.load(weights or None, sampler=sampler)
     return TabletopPolicy(wm), wm
 
@@ -175,7 +169,7 @@ def parse_options(text: str) -> dict:
 def make_policy(cfg: GRPOTrainConfig) -> tuple[Policy, object]:
     """(policy, world model). Diffusers backbones get a fresh LoRA adapter on their denoiser."""
     if cfg.world_model == "tabletop":
-        return load_policy(cfg.weights, 1.0 if cfg.guidance is None else cfg.guidance, cfg.decode)
+        return load_policy(cfg.weights, 1.0 if cfg.guidance is None else cfg.guidance)
     from spiral.rl.diffusers_policy import DiffusersLoRAPolicy
     from spiral.worldmodels.diffusers.model import make_diffusers_world_model
 
@@ -364,7 +358,8 @@ def load_checkpoint(path: Path, policy: Policy, opt, guard: RewardHackingGuard) 
 def check_settings(out: Path, cfg: GRPOTrainConfig) -> None:
     """A run folder belongs to one configuration; resuming with other settings would mix runs."""
     unrelated = ("iterations", "out", "threads", "oracle_processes", "checkpoint_every")  # change no result
-    claim_folder(out, {k: str(v) for k, v in asdict(cfg).items() if k not in unrelated}, "a GRPO run")
+    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in unrelated}
+    claim_folder(out, settings, "a GRPO run", retired={"decode": "compose"})
 
 
 # ---- the loop ------------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """The embedded tabletop world model: a small learned flow-matching TI2V model, shipped as
 safetensors in `spiral/assets/`, that runs on a laptop CPU.
 
-It works at 32x32 and writes its clips at the frame size it was given (64 by default) as
-start frame + upsampled change, so objects that do not move stay pixel-exact; what the model moved
-is then copied sharp from the start frame to where the model put it (tabletop_copy), and only what
-no translation of the start frame explains keeps the model's lower resolution.
+It works at 32x32 and writes its clips at the frame size it was given (64 by default): every object
+of the start frame is redrawn sharp where the model put it (tabletop_compose), so only where it went
+is the model's to say.
 """
 
 from __future__ import annotations
@@ -26,13 +25,13 @@ from spiral.rl.sde import sde_step_with_logprob
 from spiral.types import Clip
 from spiral.worldmodels.base import check_instruction, prepare_frame
 from spiral.worldmodels.tabletop_compose import ComposeConfig, compose_objects
-from spiral.worldmodels.tabletop_copy import CopyConfig, check_decoding, copy_moved
 from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
 from spiral.worldmodels.text import TextEncoder, shared_text_encoder
 
 WEIGHTS_NAME = "tabletop_wm.safetensors"
 # A change of this size (in [-1, 1] units, ~10 grey levels) or more counts as "the model changed this
-# pixel" when composing the output frame; smaller changes fade into the sharp start frame.
+# pixel" when blending the model's frame into the start frame; smaller changes fade into the sharp
+# start frame.
 CHANGE_FULL = 0.04
 RECREATE = "make world-model   (or: spiral train world-model --data DIR; see README)"
 
@@ -51,15 +50,8 @@ class SamplerConfig:
     # 0: the deterministic Euler (ODE) sampler. > 0: the SDE sampler GRPO trains with, at this
     # noise_level (generation then samples a group's clips one by one; see _sample_group).
     noise_level: float = 0.0
-    # How clips are decoded (tabletop_copy.DECODINGS): "copy" copies each moved object sharp from the
-    # start frame to where the model put it (tabletop_copy); "compose" redraws every start-frame
-    # object where the model put it (tabletop_compose); "blur": the model's own upsampled pixels.
-    # Compose is the default: on 200 held-out probes it keeps objects in 98.5% of clips against
-    # copy's 89.0%, and passes 85.5% of single steps against 79.0% (docs/RESULTS.md at tag results-diary).
-    decode: str = "compose"
 
     def __post_init__(self) -> None:
-        check_decoding(self.decode)
         # Checked here, not where an option is parsed, so a bad value from any caller (a user's
         # --world-model-options, GRPO's --guidance, a benchmark's flag) gets the same message.
         defaults = {f.name: f.default for f in fields(self)}
@@ -121,10 +113,10 @@ def to_model_space(frames: torch.Tensor, resolution: int) -> torch.Tensor:
     return x.reshape(*lead, 3, resolution, resolution)
 
 
-def change_latent(frames: torch.Tensor, start: torch.Tensor, scale: float) -> torch.Tensor:
+def change_latent(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     """What the net generates: model-space frames (B, T-1, 3, R, R) as their change from the start
-    frame (B, 3, R, R), times the net's change_scale. Its inverse is in `decode`."""
-    return scale * (frames - start[:, None]) / 2.0
+    frame (B, 3, R, R), halved into [-1, 1]. Its inverse is in `blend`."""
+    return (frames - start[:, None]) / 2.0
 
 
 def velocity(net: TabletopNet, x: torch.Tensor, t: float, start: torch.Tensor, text, pad, guidance: float, null) -> torch.Tensor:
@@ -151,7 +143,6 @@ class TabletopWorldModel:
         self.num_frames = net.cfg.num_frames
         self.sampler = sampler or SamplerConfig()
         self.text = text or shared_text_encoder()
-        self.copy = CopyConfig()
         self.compose = ComposeConfig()
         self.info: dict = {}
 
@@ -166,7 +157,11 @@ class TabletopWorldModel:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
             state = {k: v.float() for k, v in load_file(str(path)).items()}
-            net = TabletopNet(TabletopNetConfig(**json.loads(meta["config"])))
+            net = TabletopNet(TabletopNetConfig.from_dict(json.loads(meta["config"]), f"world-model weights {path}"))
+            if "gate.weight" not in state:  # a gate-less net, which a config without the gate key may hold
+                raise SpiralError(
+                    f"world-model weights {path} have no input gate; the commit tagged rejected-variants loads them"
+                )
             net.load_state_dict(state)
         except (SafetensorError, KeyError, json.JSONDecodeError, RuntimeError, OSError, TypeError) as err:
             raise SpiralError(f"corrupt world-model weights {path} ({str(err)[:120]}); re-create them with: {RECREATE}") from None
@@ -241,20 +236,23 @@ class TabletopWorldModel:
                 x, lp = x + (t_next - t) * v, torch.zeros(x.shape[0])
             latents.append(x)
             log_probs.append(lp)
-        limit = self.cfg.change_scale
-        return Rollout(x.clamp(-limit, limit), latents, torch.stack(log_probs, dim=1), ts, (start, text, pad))
+        return Rollout(x.clamp(-1.0, 1.0), latents, torch.stack(log_probs, dim=1), ts, (start, text, pad))
 
     def decode(self, starts: np.ndarray, latent: torch.Tensor) -> np.ndarray:
-        """Start frames (B, H, W, 3) uint8 + clean change latents -> clips (B, T, H, W, 3) uint8.
+        """Start frames (B, H, W, 3) uint8 + clean change latents -> clips (B, T, H, W, 3) uint8:
+        every start-frame object redrawn sharp where the model put it (tabletop_compose)."""
+        clips, seen = self.blend(starts, latent)
+        return compose_objects(starts, seen, clips, self.cfg.resolution, self.compose)
+
+    def blend(self, starts: np.ndarray, x0: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """The model's own frames: clips (B, T, H, W, 3) uint8, start frame first, and the generated
+        frames upsampled (B, T-1, 3, H, W) in [-1, 1].
 
         Where the model changed nothing the sharp start frame is kept; where it changed something the
         model's own frame (start + change at 32x32, upsampled) is used. Adding an upsampled change to
         the sharp start instead would leave a ring where an object was erased, since a blurry
-        erase cannot cancel sharp edges. That is the "blur" decoding; by default ("compose") every
-        start-frame object is then redrawn sharp where the model put it (tabletop_compose), or with
-        "copy" only what the model moved is copied sharp there (tabletop_copy).
+        erase cannot cancel sharp edges.
         """
-        x0 = latent / self.cfg.change_scale
         b, t = x0.shape[:2]
         r, s = self.cfg.resolution, self.frame_size
         start_small = to_model_space(torch.from_numpy(starts), r)  # (B, 3, R, R) in [-1, 1]
@@ -268,21 +266,9 @@ class TabletopWorldModel:
         weight = changed.reshape(b, t, 1, s, s).permute(0, 1, 3, 4, 2).numpy()
         sharp = starts[:, None].astype(np.float32)
         frames = np.clip(np.rint(sharp * (1.0 - weight) + model * weight), 0, 255).astype(np.uint8)
-        clips = np.concatenate([starts[:, None], frames], axis=1)
-        seen = frames_small.reshape(b, t, 3, s, s)  # the model's frames, upsampled, in [-1, 1]
-        if self.sampler.decode == "compose":
-            return compose_objects(starts, seen, clips, r, self.compose)
-        if self.sampler.decode == "copy":
-            return copy_moved(starts, seen, clips, r, self.copy)
-        return clips
+        return np.concatenate([starts[:, None], frames], axis=1), frames_small.reshape(b, t, 3, s, s)
 
     def sample_frames(
         self, starts: np.ndarray, instructions: list[str], seeds: list[int], noise_level: float = 0.0
     ) -> np.ndarray:
         return self.decode(starts, self.sample(starts, instructions, seeds, noise_level).x0)
-
-
-def copy_decoded() -> TabletopWorldModel:
-    """The shipped model with the copy decoding, the default before 2026-12-03: pass
-    `--world-model spiral.worldmodels.tabletop:copy_decoded` to rerun results measured with it."""
-    return TabletopWorldModel.load(sampler=SamplerConfig(decode="copy"))

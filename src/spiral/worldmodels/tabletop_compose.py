@@ -1,10 +1,11 @@
 """Every object of the start frame in every frame: compose the sharp start-frame objects where the
 model put them.
 
-The copy decoding (tabletop_copy) sharpens what the model moved, but where the model erased an
-object, painted a blob of its own or drew a moved object over another, its pixels stay, and the
-oracle sees an object vanish, appear or change shape. The objects of this world are rigid and none
-comes or goes during a step, so this decoding keeps only *where* each object is from the model:
+The model works at 32x32, where a small object is four or five pixels wide: a moved object arrives
+at 64 px as a blurred blob, and where the model erased an object, painted a blob of its own or drew
+a moved object over another, the oracle would see an object vanish, appear or change shape. The
+objects of this world are rigid and none comes or goes during a step, so the clip keeps only
+*where* each object is from the model:
 
 1. The start frame is cut into objects: the table is its commonest colour; the flat colours inside
    objects are those of pixels whose 3x3 neighbourhood is one colour; every other pixel is read as a
@@ -32,7 +33,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from spiral.worldmodels.tabletop_copy import blurred
 from spiral.worlds.tabletop.pixels import components
 
 
@@ -45,6 +45,13 @@ class ComposeConfig:
     ink: float = 6.0  # a start pixel belongs to an object when it is this far from the table (0-255)
     flat_ink: float = 60.0  # a flat colour (inside an object) is at least this far from the table
     min_pixels: int = 4  # smaller runs are specks of anti-aliasing, not objects
+
+
+def blurred(frames: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Frames (N, 3, S, S) as the model sees them and draws them: area-averaged down, bilinear up."""
+    size = frames.shape[-1]
+    small = F.interpolate(frames, size=(resolution, resolution), mode="area")
+    return F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def table_colour(start: np.ndarray) -> np.ndarray:

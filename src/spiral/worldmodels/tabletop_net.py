@@ -16,6 +16,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from spiral.config import without_retired
+
+# Settings that have one value now: a config written with them is read if it has that value.
+RETIRED = {"change_scale": 1.0, "sigma_data": 0.0, "skip_head": 0, "input_gate": True}
+
 
 @dataclass(frozen=True)
 class TabletopNetConfig:
@@ -27,32 +32,6 @@ class TabletopNetConfig:
     heads: int = 4
     text_dim: int = 384  # the sentence encoder's token embedding size
     mlp_ratio: float = 4.0
-    # The net sees the change from the start frame times this factor. Changes are sparse (about 5%
-    # of pixels, std 0.08 unscaled), so unscaled the noise drowns them at all but low noise levels,
-    # as latent models avoid by scaling latents to unit variance. Tried: 6 (std ~0.5) stayed at 0%
-    # held-out success after 7,000 steps where 1 had reached 4%, so the shipped model uses 1.
-    change_scale: float = 1.0
-    # Preconditioning (EDM, Karras et al. 2022, in flow-matching time): the std of the clean change
-    # latent, or 0 for none. With it the net sees its noisy input scaled to unit variance and predicts
-    # x0 as c_skip * x_t + c_out * F, so at low noise it only corrects its input instead of
-    # re-painting it through a 128-wide token (given the true clip noised to t = 0.02, the
-    # unpreconditioned net's clip passes the oracle only 70-74% of the time, against 98% for the
-    # true clip through the same latent: benchmarks/world_model_ceiling.py). Tried with 0.08, the measured std:
-    # worse, because the change is sparse, so the skip also passes noise into the still background,
-    # which the net must then cancel exactly; at 3,500 steps the frames were grainy all over and the
-    # training loss above the unpreconditioned run's. Off by default.
-    sigma_data: float = 0.0
-    # Hidden width of a second output head that sees the noisy input tubelet and the start patch
-    # beside the transformer's token (0: none). A token is `dim` wide but its tubelet holds
-    # `tubelet` values (336 by default), so through the token alone the net cannot even copy a
-    # nearly clean input; this head can, and learns per token how much of its input to trust.
-    skip_head: int = 0
-    # A per-value gate, computed from each output token, on the noisy input tubelet added to the
-    # prediction: x0_hat = out(h) + gate(h) * x_t. Through its 128-wide token alone the shipped net
-    # cannot copy a nearly clean input: given the true change noised to t = 0.02 its x0 error is no
-    # smaller than the noisy input's own (benchmarks/world_model_ceiling.py). Unlike EDM's fixed
-    # c_skip, the gate is learned per token, so a still background can shut it and keep out noise.
-    input_gate: bool = False
 
     @property
     def tokens(self) -> int:
@@ -65,6 +44,11 @@ class TabletopNetConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, what: str) -> TabletopNetConfig:
+        """The config a weights file records; `what` names the file in the error a retired setting gets."""
+        return cls(**without_retired(values, RETIRED, what))
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -119,16 +103,8 @@ class TabletopNet(nn.Module):
         self.norm_out = nn.LayerNorm(cfg.dim, elementwise_affine=False)
         self.ada_out = nn.Linear(cfg.dim, 2 * cfg.dim)
         self.out = nn.Linear(cfg.dim, cfg.tubelet)
-        self.gate = nn.Linear(cfg.dim, cfg.tubelet) if cfg.input_gate else None
-        self.skip = None
-        if cfg.skip_head:
-            self.skip = nn.Sequential(
-                nn.Linear(cfg.dim + cfg.tubelet + start_values, cfg.skip_head),
-                nn.GELU(approximate="tanh"),
-                nn.Linear(cfg.skip_head, cfg.tubelet),
-            )
-        grown = [m for m in (self.gate, self.skip[-1] if self.skip is not None else None) if m is not None]
-        for layer in (self.ada_out, self.out, *grown):  # zero: a grown part starts out doing nothing
+        self.gate = nn.Linear(cfg.dim, cfg.tubelet)
+        for layer in (self.ada_out, self.out, self.gate):  # zero: the net starts out predicting no change
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -148,21 +124,7 @@ class TabletopNet(nn.Module):
     def forward(
         self, x_t: torch.Tensor, t: torch.Tensor, start: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor
     ) -> torch.Tensor:
-        sigma = self.cfg.sigma_data
-        if not sigma:
-            return self.predict(x_t, t, start, text, text_pad)
-        # x_t = (1 - t) x0 + t eps has variance (1 - t)^2 sigma^2 + t^2 per value.
-        tt = t.view(-1, 1, 1, 1, 1).to(x_t.dtype)
-        std = ((1 - tt) ** 2 * sigma**2 + tt**2).sqrt()
-        c_skip = (1 - tt) * sigma**2 / std**2  # the best linear guess of x0 from x_t alone
-        c_out = tt * sigma / std  # the std of what that guess leaves
-        return c_skip * x_t + c_out * self.predict(x_t / std, t, start, text, text_pad)
-
-    def predict(
-        self, x_in: torch.Tensor, t: torch.Tensor, start: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor
-    ) -> torch.Tensor:
-        """The transformer itself: x0 when unpreconditioned, else the scaled correction F."""
-        tokens = torch.cat([self.to_tokens(x_in), self.to_tokens(start[:, None])], dim=-1)
+        tokens = torch.cat([self.to_tokens(x_t), self.to_tokens(start[:, None])], dim=-1)
         x = self.embed(tokens) + self.pos
         keep = (~text_pad).unsqueeze(-1).float()
         pooled = (text * keep).sum(1) / keep.sum(1).clamp(min=1.0)
@@ -172,11 +134,10 @@ class TabletopNet(nn.Module):
             x = block(x, cond, text_h, text_pad)
         shift, scale = self.ada_out(F.silu(cond)).chunk(2, dim=-1)
         h = modulate(self.norm_out(x), shift, scale)
-        out = self.out(h)
-        if self.gate is not None:
-            out = out + self.gate(h) * tokens[..., : self.cfg.tubelet]
-        if self.skip is not None:
-            out = out + self.skip(torch.cat([h, tokens], dim=-1))
+        # The input gate: through its token alone the net cannot copy a nearly clean input (a token
+        # is `dim` wide, its tubelet `tubelet` values), so a learned per-value share of the noisy
+        # input is added; a still background can shut it and keep the noise out.
+        out = self.out(h) + self.gate(h) * tokens[..., : self.cfg.tubelet]
         return self.from_tokens(out)
 
     def null_condition(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,15 +27,11 @@ from spiral.errors import SpiralError
 from spiral.run_folder import claim_folder
 from spiral.worldmodels.tabletop import TabletopWorldModel, change_latent, to_model_space
 from spiral.worldmodels.tabletop_data import SimulatorFeed, TrainingClips, load_clips
-from spiral.worldmodels.tabletop_net import TabletopNet, TabletopNetConfig
+from spiral.worldmodels.tabletop_net import RETIRED, TabletopNet, TabletopNetConfig
 from spiral.worldmodels.text import shared_text_encoder
 from spiral.worlds.tabletop.paraphrase import paraphrase
 
-T_FLOOR = 0.05
-GROWABLE = {
-    "skip_head",
-    "input_gate",
-}  # parts --init may add to weights trained without them  # the velocity loss divides by t; below this the weight would explode
+T_FLOOR = 0.05  # the velocity loss divides by t; below this the weight would explode
 
 
 @dataclass(frozen=True)
@@ -60,10 +56,6 @@ class WorldModelTrainConfig:
     dim: int = option(128, "transformer width")
     depth: int = option(6, "transformer blocks")
     heads: int = option(4, "attention heads")
-    change_scale: float = option(1.0, "factor on the change from the start frame the net generates (see TabletopNetConfig)")
-    sigma_data: float = option(0.0, "preconditioning: std of the change latent, 0 = off (see TabletopNetConfig)")
-    skip_head: int = option(0, "hidden width of the output head that also sees the noisy input (0: none; see TabletopNetConfig)")
-    input_gate: bool = option(False, "gate the noisy input into the prediction per value (see TabletopNetConfig)")
     seed: int = option(0, "seed of initialisation, batches and noise")
     checkpoint_every: int = option(250, "steps between checkpoints")
     eval_every: int = option(1000, "steps between oracle evaluations on held-out probes (0: never)")
@@ -72,22 +64,13 @@ class WorldModelTrainConfig:
     device: str = option("cpu", "torch device to train on (cpu, cuda, cuda:1, ...); on a GPU the net runs in bfloat16 autocast")
 
     def net_config(self) -> TabletopNetConfig:
-        return TabletopNetConfig(
-            resolution=self.resolution,
-            dim=self.dim,
-            depth=self.depth,
-            heads=self.heads,
-            change_scale=self.change_scale,
-            sigma_data=self.sigma_data,
-            skip_head=self.skip_head,
-            input_gate=self.input_gate,
-        )
+        return TabletopNetConfig(resolution=self.resolution, dim=self.dim, depth=self.depth, heads=self.heads)
 
 
 def flow_matching_loss(net: TabletopNet, frames: torch.Tensor, text, pad, gen: torch.Generator) -> torch.Tensor:
     """Velocity loss with x0-prediction: x_t = (1 - t) x0 + t eps, v = eps - x0, v_hat = (x_t - x0_hat) / t."""
     start = to_model_space(frames[:, 0], net.cfg.resolution)
-    x0 = change_latent(to_model_space(frames[:, 1:], net.cfg.resolution), start, net.cfg.change_scale)
+    x0 = change_latent(to_model_space(frames[:, 1:], net.cfg.resolution), start)
     b = x0.shape[0]
     # Drawn on the CPU generator whatever the device, so a run's noise is the same on any machine.
     t = torch.sigmoid(torch.randn(b, generator=gen)).to(x0.device)  # logit-normal: most samples at mid noise
@@ -119,23 +102,15 @@ def lr_at(step: int, cfg: WorldModelTrainConfig) -> float:
 
 def initial_net(cfg: WorldModelTrainConfig) -> tuple[TabletopNet, dict]:
     """Random weights, or --init's, and the training behind them: {"steps": ..., "train_seconds": ...}.
-    The architecture options must match the file's, except that a skip head or an input gate may be
-    added to weights trained without: they start at zero, so the net starts out computing what the
-    file's did."""
+    The architecture options must match the file's."""
     if cfg.init is None:
         return TabletopNet(cfg.net_config()), {"steps": 0, "train_seconds": 0.0}
     wm = TabletopWorldModel.load(cfg.init)  # names the file and the fix if it is bad
     net = wm.net.train()
     if net.cfg != cfg.net_config():
         theirs, ours = net.cfg.to_dict(), cfg.net_config().to_dict()
-        differ = [k for k in theirs if theirs[k] != ours[k]]
-        if not set(differ) <= GROWABLE or any(theirs[k] for k in differ):
-            listed = ", ".join(f"{k} {theirs[k]} (given {ours[k]})" for k in differ)
-            raise SpiralError(f"--init {cfg.init} has another architecture: {listed}; pass the same options")
-        grown = TabletopNet(cfg.net_config())
-        missing = grown.load_state_dict(net.state_dict(), strict=False).missing_keys
-        assert all(k.split(".")[0] in ("skip", "gate") for k in missing), missing
-        net = grown.train()
+        listed = ", ".join(f"{k} {theirs[k]} (given {ours[k]})" for k in theirs if theirs[k] != ours[k])
+        raise SpiralError(f"--init {cfg.init} has another architecture: {listed}; pass the same options")
     before = {"steps": int(wm.info.get("steps", 0)), "train_seconds": float(wm.info.get("train_seconds", 0.0))}
     return net.requires_grad_(True), before
 
@@ -197,7 +172,8 @@ def train_world_model(cfg: WorldModelTrainConfig, progress: bool = True) -> Path
     }
     # A setting added to the code after the run began counts as matching at its default, which is what the run used.
     defaults = {f: str(getattr(WorldModelTrainConfig, f, None)) for f in settings}
-    claim_folder(out, settings, "a world model training run", defaults)
+    retired = {k: str(v) for k, v in RETIRED.items()}
+    claim_folder(out, settings, "a world model training run", defaults, retired=retired)
 
     clips = load_clips(cfg.data, cfg.resolution) if cfg.data is not None else None
     torch.manual_seed(cfg.seed)

@@ -20,9 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from spiral.agents.critic.learned_ensemble import CriticEnsemble
 from spiral.agents.critic.learned_net import KINDS, CriticNet, CriticNetConfig, CriticOutput, TextTable
-from spiral.agents.critic.learned_slots import OBJECT_FACTS
+from spiral.agents.critic.learned_objects import OBJECT_FACTS
 from spiral.agents.critic.oracle import step_action
 from spiral.errors import SpiralError
 from spiral.memory import WorldMemory
@@ -48,8 +47,8 @@ FEEDBACK: dict[FailureKind, str] = {
 }
 
 
-# Critics with fact heads (slots, objects) also say which colour a failure is about: per failure
-# kind, the facts that can explain it and how to say so ({c}: the colour, {s}: the subject).
+# The fact heads also say which colour a failure is about: per failure kind, the facts that can
+# explain it and how to say so ({c}: the colour, {s}: the subject).
 FACT_FEEDBACK: dict[FailureKind, tuple[tuple[str, str], ...]] = {
     FailureKind.PHYSICAL_VIOLATION: (
         ("crowded", "the {s} seems to end inside the {c} object's footprint"),
@@ -81,9 +80,8 @@ def default_weights() -> Path:
     return Path(str(resources.files("spiral") / "assets" / WEIGHTS_NAME))
 
 
-def load_net(path: str | Path | None = None) -> tuple[CriticNet | CriticEnsemble, dict]:
-    """The critic network (or ensemble of them, learned_ensemble.py) and its metadata from a
-    safetensors export (fp16 on disk, fp32 here)."""
+def load_net(path: str | Path | None = None) -> tuple[CriticNet, dict]:
+    """The critic network and its metadata from a safetensors export (fp16 on disk, fp32 here)."""
     path = Path(path) if path is not None else default_weights()
     if not path.is_file():
         raise SpiralError(f"missing critic weights: {path}; re-create them with: {RECREATE}")
@@ -91,13 +89,15 @@ def load_net(path: str | Path | None = None) -> tuple[CriticNet | CriticEnsemble
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         if "members" in meta:
-            net = CriticEnsemble([CriticNet(CriticNetConfig(**c)) for c in json.loads(meta["members"])])
-        else:
-            net = CriticNet(CriticNetConfig(**json.loads(meta["config"])))
+            raise SpiralError(
+                f"critic weights {path} hold an ensemble of critics, which this version does not load; "
+                "the commit tagged rejected-variants does"
+            )
+        net = CriticNet(CriticNetConfig.from_dict(json.loads(meta["config"]), f"critic weights {path}"))
         net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
     except (SafetensorError, KeyError, json.JSONDecodeError, RuntimeError, OSError, TypeError, ValueError) as err:
         raise SpiralError(f"corrupt critic weights {path} ({str(err)[:120]}); re-create them with: {RECREATE}") from None
-    return net.eval(), {k: v for k, v in meta.items() if k not in ("config", "members")}
+    return net.eval(), {k: v for k, v in meta.items() if k != "config"}
 
 
 def canonical(instruction: str) -> str:
@@ -121,9 +121,7 @@ class LearnedCriticAgent:
 
     name = "learned"
 
-    def __init__(
-        self, net: CriticNet | CriticEnsemble, threshold: float = 0.5, text: TextEncoder | None = None, info: dict | None = None
-    ):
+    def __init__(self, net: CriticNet, threshold: float = 0.5, text: TextEncoder | None = None, info: dict | None = None):
         self.net = net.eval()
         self.threshold = threshold
         self.text = text or shared_text_encoder()
@@ -176,6 +174,7 @@ class LearnedCriticAgent:
             return Critique(p, Verdict.SUCCESS, FailureKind.NONE, f"looks done: {post}, and nothing else seems to have changed")
         kind = KINDS[1 + int(out.kind[0, 1:].argmax())]  # the most likely way it failed
         verdict = Verdict.GLOBAL_DRIFT if float(torch.sigmoid(out.drift[0])) >= 0.5 else Verdict.LOCAL_FAILURE
-        named = object_feedback(kind, out.objects[0], subject) if out.objects is not None else ""
-        feedback = (named or FEEDBACK[kind].format(s=subject, a=anchor, post=post)) + f" (critic score {p:.2f})"
+        feedback = (
+            object_feedback(kind, out.objects[0], subject) or FEEDBACK[kind].format(s=subject, a=anchor, post=post)
+        ) + f" (critic score {p:.2f})"
         return Critique(p, verdict, kind, feedback, text if verdict == Verdict.LOCAL_FAILURE else None)

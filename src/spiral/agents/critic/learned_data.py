@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from spiral.agents.critic.learned_net import KIND_INDEX, downsample
-from spiral.agents.critic.learned_slots import CLIP_FACTS, OBJECT_FACTS, SLOTS
+from spiral.agents.critic.learned_objects import CLIP_FACTS, OBJECT_FACTS, SLOTS
 from spiral.data.format import read_episode, read_index
 from spiral.data.video import read_video
 from spiral.errors import DatasetError
@@ -278,7 +278,7 @@ def true_changes(wm, probes: list[Probe], seeds: list[int], miss: float = 0.0) -
         truth.append(render_motion(trajectory(p.scene, p.action, target, wm.num_frames), p.frame.shape[0], p.action.subject))
     frames = torch.from_numpy(np.stack(truth))
     start = to_model_space(frames[:, 0], wm.cfg.resolution)
-    return frames, start, change_latent(to_model_space(frames[:, 1:], wm.cfg.resolution), start, wm.cfg.change_scale)
+    return frames, start, change_latent(to_model_space(frames[:, 1:], wm.cfg.resolution), start)
 
 
 @torch.no_grad()
@@ -297,7 +297,7 @@ def guided_frames(wm, probes: list[Probe], seeds: list[int], t0: float, miss: fl
     ts = [t0] + [t for t in timesteps(wm.sampler.num_inference_steps, wm.sampler.shift) if t < t0]
     for t, t_next in zip(ts[:-1], ts[1:], strict=True):
         x = x + (t_next - t) * velocity(wm.net, x, t, start, text, pad, wm.sampler.guidance_scale, null)
-    return wm.decode(frames[:, 0].numpy(), x.clamp(-wm.cfg.change_scale, wm.cfg.change_scale))
+    return wm.decode(frames[:, 0].numpy(), x.clamp(-1.0, 1.0))
 
 
 def label_rollouts(
@@ -352,8 +352,8 @@ def label_renders(
     puts: bool = False,
 ) -> CriticData:  # fmt: skip
     """The simulator's own motion of each probe's step towards a target moved by up to `miss` (see
-    miss_target), rendered and labelled by the oracle. A compose-decoded rollout is the start
-    frame's objects redrawn where the model put them, so these look like rollouts that end on
+    miss_target), rendered and labelled by the oracle. A rollout is the start frame's objects
+    redrawn where the model put them (tabletop_compose), so these look like rollouts that end on
     either side of the postcondition's edge or against another object: the cases the critic
     confuses most, many more of them than the world model's own failures give, at no model cost."""
     clips, kept = [], []
@@ -416,8 +416,6 @@ def cached_rollouts(
     progress: bool = True,
     guided: int = 0,
     processes: int = 1,
-    decode: str = "compose",
-    facts: bool = False,
     miss: float = 0.0,
     guidance: float = ROLLOUT_GUIDANCE,
 ) -> CriticData:
@@ -426,18 +424,16 @@ def cached_rollouts(
     never reuse another's rollouts).
     `guided`: how many of each group are guided by the true motion (see guided_frames).
     `processes`: how many processes the oracle labels over (the labels do not depend on it).
-    `decode`: "compose" (every object redrawn where the model put it, the default), "copy" (moved
-    objects copied sharp) or "blur" (the model's pixels only).
-    `facts`: remake chunks cached before the oracle's per-object facts were kept (same seeds, same clips).
     `miss`: guided rollouts head for targets moved by up to this much (near misses; see miss_target).
-    `guidance`: the sampler's classifier-free guidance."""
+    `guidance`: the sampler's classifier-free guidance.
+    A cached chunk without the oracle's per-object facts is made again: the fact heads train on them."""
     from spiral.worldmodels.tabletop import SamplerConfig, TabletopWorldModel
 
-    sampler = SamplerConfig(decode=decode, guidance_scale=guidance)
-    # Folders made before the copy decoding existed hold blurred rollouts and carry no decoding tag;
-    # those made before the guidance could change hold guidance-5 rollouts and carry no guidance tag.
+    sampler = SamplerConfig(guidance_scale=guidance)
+    # The default guidance adds no tag and the decoding keeps its name, so the rollouts the shipped
+    # critic was trained on are found again in a cache made for it.
     suffix = (
-        (f"-guided{guided}" if guided else "") + (f"-miss{miss:g}" if miss else "") + ("" if decode == "blur" else f"-{decode}")
+        (f"-guided{guided}" if guided else "") + (f"-miss{miss:g}" if miss else "") + "-compose"
         + ("" if guidance == ROLLOUT_GUIDANCE else f"-cfg{guidance:g}")
     )  # fmt: skip
     folder = Path(cache_dir) / f"rollouts-{name}-{weights_digest(wm_path)}-g{group_size}-s{seed}-r{resolution}{suffix}"
@@ -451,7 +447,7 @@ def cached_rollouts(
         )
 
     def stale(data: CriticData) -> bool:
-        return facts and not bool(data.has_facts.all())
+        return not bool(data.has_facts.all())
 
     return cached_chunks(folder, probes, CHUNK, f"{name} rollouts", make, progress, processes, stale)
 

@@ -1,19 +1,19 @@
-"""The `objects` front end of the learned critic: one token per palette colour, plus one for the
-table, each made of numbers measured on the clip rather than of conv features.
+"""The tokens of the learned critic: one per palette colour, plus one for the table, each made of
+numbers measured on the clip rather than of conv features.
 
 The oracle's verdict is about geometry: did the subject end where the instruction says, did it end
 inside another object's footprint, did anything else move, vanish, double or smear. Conv features
-of a 32x32 grid learn that slowly and memorise their training scenes (runs/critic8: ROC-AUC 0.92
-on the rollouts it trained on, 0.65 on held-out ones). Here every pixel is read as a blend of two
-colours (read_pixels), and each colour's cover is summarised per frame by its area, centroid,
+of a 32x32 grid learn that slowly and memorise their training scenes. Here every pixel is read as a
+blend of two colours (read_pixels), and each colour's cover is summarised per frame by its area, centroid,
 spread, solidity, reach and box offset, and at the end by where it is relative to the subject and
 the anchor, how far from where the subject ends, how much of its start footprint the subject now
 covers, the two objects' sizes and two flags saying whether it is the instruction's subject or
 anchor. The table's token reads the pixels no blend explains (smears, blotches) and the flicker of
 the background. What the numbers mean for the step (which relation, which region) the network
-still learns from the instruction's MiniLM tokens, through the same cross-attention blocks as the
-other front ends. With `extra_numbers` (the default) each colour also gets its contact with the
-subject and how evenly it moved (EXTRA_NUMBERS). Figures: docs/RESULTS.md, Learned tabletop critic.
+still learns from the instruction's MiniLM tokens, through cross-attention blocks (learned_net.py).
+Each colour also gets its contact with the subject and how evenly it moved (EXTRA_NUMBERS), where it
+ends against the step's target (GOAL_NUMBERS) and its clearance from the subject's end footprint
+(FOOTPRINT_NUMBERS). Figures: docs/RESULTS.md, Learned tabletop critic.
 """
 
 from __future__ import annotations
@@ -25,25 +25,30 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from spiral.agents.critic.learned_slots import PALETTE, SLOTS, coordinate_planes
 from spiral.worlds.tabletop.actions import DIRECTIONS, REGIONS, RELATIONS, Action
-from spiral.worlds.tabletop.scene import GAP, READ_SLACK
+from spiral.worlds.tabletop.scene import COLOURS, GAP, READ_SLACK
+
+PALETTE = torch.tensor(list(COLOURS.values()), dtype=torch.float32)  # (K, 3)
+SLOTS = len(COLOURS) + 1  # the colours, then the table
+# What the oracle saw of each palette colour (the table's row stays 0) and of the clip: kept with
+# the rollouts so the critic also learns the parts its verdict is made of (its fact heads).
+OBJECT_FACTS = ("vanished", "changed", "moved", "crowded", "extra")
+CLIP_FACTS = ("postcondition", "teleported", "low_quality")
 
 PER_FRAME = 9  # area, centroid x and y, spread x and y, solidity, reach, box centre offset x and y
 # moved (at the end, at most), cover of the start footprint, offsets to the subject's and the anchor's
 # end, distances to the subject's end (from the end and the start), the subject's and anchor's sizes, 2 roles
 RELATIVE = 13
-# Extra numbers (CriticNetConfig.extra_numbers). Contact: the gap between this colour's start
+# Extra numbers. Contact: the gap between this colour's start
 # outline and the subject's end outline (centre distance less both reaches), that distance against
 # the larger reach, and the share of the subject's end mask lying on this colour's start mask.
 # Motion: the length of its path over the frames, and the share of it covered in the largest
 # single step. Crowding, stacking and jumps are exactly such comparisons (scene.collides: centres
 # closer than both footprint radii; the oracle's stacking: centres within a fraction of the larger
 # size; checks.smoothness: the largest step against the path), which the network otherwise has
-# to compose from distances, areas and per-frame centroids, and does only roughly. Appended after
-# RELATIVE, so critics without them read the same numbers as before.
+# to compose from distances, areas and per-frame centroids, and does only roughly.
 EXTRA_NUMBERS = 5
-# Goal numbers (CriticNetConfig.goal_numbers): the instruction's relation as a one-hot and, per
+# Goal numbers: the instruction's relation as a one-hot and, per
 # colour, where it ends against the step's target: for a region, its box centre's signed margins to
 # the region's four edges and the smallest of them (positive inside); for left of / right of /
 # above / below, its offset from the anchor's end along the relation's direction and across it;
@@ -51,21 +56,21 @@ EXTRA_NUMBERS = 5
 # half-size, and that distance (the oracle stacks by box centres within half the larger half-size;
 # a triangle's centroid lies below its box centre, so centroids alone blur that test).
 # The network can read relation and region from the MiniLM tokens, but learns only roughly where a
-# region's edges are (the shipped critic passed, at 0.96, a subject left short of "the middle
+# region's edges are (a critic without them passed, at 0.96, a subject left short of "the middle
 # column" in the demo), has to multiply an offset by a direction it read from words to tell "left
 # of" from "right of", and passed subjects left half off a triangle base at 0.97. The grammar
 # already parses the instruction for the colour roles; these numbers give the rest of its parse
-# the same way. Appended after the extra numbers.
+# the same way.
 GOAL_SIZE = len(RELATIONS) + 4  # a TextTable row: relation one-hot, region box (x0, x1, y0, y1) in table units
 GOAL_NUMBERS = len(RELATIONS) + 5 + 2 + 3
-# Footprint numbers (CriticNetConfig.footprint_numbers): per colour, its clearance from the
+# Footprint numbers: per colour, its clearance from the
 # subject's end footprint, as the oracle's crowding test has it (scene.collides: box centres closer
 # than both footprint radii less GAP - 2 READ_SLACK), from this colour's start box and the subject's
 # end box, and that centre distance against the two radii. A footprint's radius is half the box for
 # a circle and half the box's diagonal for a square or triangle; which one the box's fill tells
 # (a circle fills pi / 4 of it, a square all, a triangle half). The extra numbers' contact gap uses
 # each mask's reach instead, which for a triangle falls short of that radius by about a fifth of its
-# half-size, as much as the oracle's whole margin. Appended after the goal numbers.
+# half-size, as much as the oracle's whole margin.
 FOOTPRINT_NUMBERS = 2
 ROUND_FILL = 0.93  # a mask filling its box less than this (by 0.06 fully) is a circle, unless a triangle
 CROWDING = (
@@ -84,9 +89,14 @@ TABLE_LEVELS = 3.0  # grey levels (RGB distance) within which a pixel is plain t
 JUNK_SCALE = 0.3  # summed RGB change in [-1, 1] units at which a misfit pixel counts as fully changed
 
 
-def colour_features(num_frames: int, extra_numbers: bool = False, goal_numbers: bool = False, footprint: bool = False) -> int:
-    extra = (EXTRA_NUMBERS if extra_numbers else 0) + (GOAL_NUMBERS if goal_numbers else 0)
-    return PER_FRAME * num_frames + RELATIVE + extra + (FOOTPRINT_NUMBERS if footprint else 0)
+def coordinate_planes(resolution: int) -> torch.Tensor:
+    """(1, 2, R, R): x and y of every pixel in [-1, 1] (regions and relations are places)."""
+    ramp = torch.linspace(-1.0, 1.0, resolution)
+    return torch.stack([ramp[None].expand(resolution, -1), ramp[:, None].expand(-1, resolution)])[None]
+
+
+def colour_features(num_frames: int) -> int:
+    return PER_FRAME * num_frames + RELATIVE + EXTRA_NUMBERS + GOAL_NUMBERS + FOOTPRINT_NUMBERS
 
 
 def table_features(num_frames: int) -> int:
@@ -94,7 +104,7 @@ def table_features(num_frames: int) -> int:
 
 
 def feature_size(num_frames: int) -> int:
-    return max(colour_features(num_frames, True, True, True), table_features(num_frames))
+    return max(colour_features(num_frames), table_features(num_frames))
 
 
 def goal_row(action: Action) -> torch.Tensor:
@@ -267,13 +277,10 @@ def _moments(m: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(torch.where(present, v, torch.zeros_like(v)) for v in values) + (box_dx, box_dy)
 
 
-def object_features(
-    x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, goal: torch.Tensor | None = None, footprint: bool = False
-) -> torch.Tensor:
+def object_features(x: torch.Tensor, rgb: torch.Tensor, named: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
     """float clips (B, T, 3, R, R) in [-1, 1] -> (B, SLOTS, feature_size(T)): per colour its numbers
     (see the module docstring), then the table's. rgb (B, 2, 3) and named (B, 2): the colours of
-    the subject and of the anchor, as TextTable holds them; goal (B, GOAL_SIZE): its goal rows, for
-    the goal numbers (left zero without); footprint: also the footprint numbers (after the goal ones)."""
+    the subject and of the anchor, as TextTable holds them; goal (B, GOAL_SIZE): its goal rows."""
     b, t, _, r, _ = x.shape
     coords = coordinate_planes(r)[0]  # (2, R, R)
     cover_px, misfit = read_pixels(x)
@@ -330,15 +337,11 @@ def object_features(
     path = steps.sum(-1, keepdim=True)
     largest = torch.where(path > STILL, steps.amax(-1, keepdim=True) / path.clamp(min=1e-6), torch.zeros_like(path))
     extra = torch.cat([contact * known, path * 4.0, largest], dim=-1)
-    parts = [per_frame, relative, extra]
-    if goal is not None:
-        start_centre, start_half, _ = _box(masks[:, :, 0])  # (B, K, 2), (B, K)
-        base = torch.cat([start_centre, start_half[..., None]], dim=-1)
-        base = (role_w[..., 1:] * base).sum(1, keepdim=True)  # the anchor's, at the start
-        parts.append(goal_numbers(goal, _box(masks[:, :, -1])[0], role_w, base, present[..., -1:], r))
-    if footprint:
-        parts.append(footprint_numbers(masks, role_w, known))
-    colours = torch.cat(parts, dim=-1)  # (B, K, colour_features(T, True, goal is not None))
+    start_centre, start_half, _ = _box(masks[:, :, 0])  # (B, K, 2), (B, K)
+    base = torch.cat([start_centre, start_half[..., None]], dim=-1)
+    base = (role_w[..., 1:] * base).sum(1, keepdim=True)  # the anchor's, at the start
+    goals = goal_numbers(goal, _box(masks[:, :, -1])[0], role_w, base, present[..., -1:], r)
+    colours = torch.cat([per_frame, relative, extra, goals, footprint_numbers(masks, role_w, known)], dim=-1)
 
     # The table: pixels that fit no colour and changed from the start frame (smears, blotches), and
     # how much the background (no colour, a good fit, in both frames) changes between frames.
@@ -360,11 +363,9 @@ class ObjectEncoder(nn.Module):
     """(B, SLOTS, feature_size) from object_features -> (B, SLOTS, dim) tokens: one MLP for the
     colours' numbers (shared, so every clip teaches it about all six objects), one for the table's."""
 
-    def __init__(
-        self, num_frames: int, dim: int, extra_numbers: bool = False, goal_numbers: bool = False, footprint: bool = False
-    ):
+    def __init__(self, num_frames: int, dim: int):
         super().__init__()
-        self.colour_size = colour_features(num_frames, extra_numbers, goal_numbers, footprint)
+        self.colour_size = colour_features(num_frames)
         self.table_size = table_features(num_frames)
         self.colour = nn.Sequential(nn.Linear(self.colour_size, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.table = nn.Sequential(nn.Linear(self.table_size, dim), nn.GELU(), nn.Linear(dim, dim))

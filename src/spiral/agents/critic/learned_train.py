@@ -3,7 +3,7 @@
 Reads top to bottom: labelled dataset clips + world-model rollouts labelled by the oracle (both
 cached) -> split off validation scenes -> add, to training only, rendered near misses and the
 mirror images of the training clips -> stage 1, SFT (BCE on success, CE on the failure kind, BCE
-on "needs a replan", and for slots and objects critics BCE on the oracle's per-object facts) -> stage 2,
+on "needs a replan", BCE on the oracle's per-object and clip facts) -> stage 2,
 reward model (a Bradley-Terry ranking loss between passed and failed clips, most of them of the
 same start frame and instruction, beside the SFT losses at a lower learning rate; by default on
 the heads only, `--rm-scope all` retrains every weight, which lowered the ROC-AUC of most critics we
@@ -46,15 +46,16 @@ from spiral.agents.critic.learned_metrics import (
     score_histograms_svg,
     text_histogram,
 )
-from spiral.agents.critic.learned_net import ARCHS, CriticNet, CriticNetConfig, TextTable, clips_to_input, predict
+from spiral.agents.critic.learned_net import CriticNet, CriticNetConfig, TextTable, clips_to_input, predict
 from spiral.checkpoints import export_half, optimizer_tensors, prefixed, restore_optimizer, save_atomic, trim_log
 from spiral.config import option
 from spiral.errors import SpiralError
 from spiral.run_folder import claim_folder
-from spiral.worldmodels.tabletop_copy import DECODINGS
 from spiral.worldmodels.text import shared_text_encoder
 
 RM_SCOPES = ("all", "head")
+# Settings a run folder may record that have one value now (see run_folder.claim_folder).
+RETIRED_SETTINGS = dict(arch="objects", extra_numbers="True", goal_numbers="True", footprint_numbers="True", decode="compose")
 HEADS = ("head.", "norm.", "object_head.", "fact_head.")  # what rm_scope "head" trains
 
 
@@ -75,9 +76,6 @@ class CriticTrainConfig:
         False, "rendered near misses of puts too: the subject off its base's centre by up to the base's half-size"
     )
     guided: int = option(2, "of each group, rollouts guided by the true motion (the rest: half ODE, half SDE)")
-    decode: str = option(
-        "compose", "how the rollouts are decoded: compose (the world model's default), copy or blur", choices=DECODINGS
-    )
     rollout_guidance: float = option(
         ROLLOUT_GUIDANCE,
         "classifier-free guidance of the rollouts (5: the shipped critic's; the loop samples at the model's default)",
@@ -104,23 +102,6 @@ class CriticTrainConfig:
     rollout_share: float = option(0.5, "share of each batch drawn from the world-model rollouts")
     val_share: float = option(0.2, "share of scenes held back for validation and calibration")
     resolution: int = option(32, "input size the clips are downsampled to (64 = the tabletop frame itself)")
-    arch: str = option(
-        "objects",
-        "critic tokens: grid (conv cells), slots (one per colour; ranks better, loops worse) or objects (one per colour, of measured numbers)",
-        choices=ARCHS,
-    )
-    extra_numbers: bool = option(
-        True,
-        "objects only (the others ignore it): also give each colour's token its contact with the subject (gap, centre distance against size, overlap) and motion (path, largest step)",
-    )
-    goal_numbers: bool = option(
-        True,
-        "objects with extra numbers only (the others ignore it): also give each colour's token the parsed relation and where it ends against the step's region (margins to its edges) or anchor (along and across the relation's direction)",
-    )
-    footprint_numbers: bool = option(
-        True,
-        "with the goal numbers only: also each colour's clearance from the subject's end footprint, as the oracle's crowding test measures it",
-    )
     dim: int = option(96, "transformer width")
     depth: int = option(3, "transformer blocks")
     seed: int = option(0, "seed of initialisation, splits, batches and rollouts")
@@ -150,7 +131,7 @@ def prepare(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progress: bool) ->
         # The oracle labels over as many processes as torch has threads: the cores we were given.
         rollouts = cached_rollouts(
             wm_path, probes, "train", cfg.cache, cfg.group_size, cfg.seed, res, progress, cfg.guided, torch.get_num_threads(),
-            cfg.decode, facts=net_cfg.fact_heads, guidance=cfg.rollout_guidance,
+            guidance=cfg.rollout_guidance,
         )  # fmt: skip
         parts.append(rollouts)
     if not parts:
@@ -210,7 +191,7 @@ def near_miss_rollouts(cfg: CriticTrainConfig, net_cfg: CriticNetConfig, progres
     probes = training_probes(math.ceil(cfg.near_misses / cfg.group_size), cfg.seed, source=1)
     return cached_rollouts(
         world_model_weights(cfg), probes, "nearmiss", cfg.cache, cfg.group_size, cfg.seed, net_cfg.resolution, progress, cfg.group_size,
-        torch.get_num_threads(), cfg.decode, facts=net_cfg.fact_heads, miss=cfg.miss, guidance=cfg.rollout_guidance,
+        torch.get_num_threads(), miss=cfg.miss, guidance=cfg.rollout_guidance,
     )  # fmt: skip
 
 
@@ -334,20 +315,8 @@ def train_critic(cfg: CriticTrainConfig, progress: bool = True) -> Path:
     began = time.perf_counter()
     out = Path(cfg.out)
     settings = {k: str(v) for k, v in asdict(cfg).items() if k not in ("out", "threads", "checkpoint_every", "cache")}
-    claim_folder(out, settings, "a critic training run")
-    # Each kind of numbers builds on the one before; the other front ends have none of them.
-    extra = cfg.extra_numbers and cfg.arch == "objects"
-    goal = extra and cfg.goal_numbers
-    net_cfg = CriticNetConfig(
-        resolution=cfg.resolution,
-        dim=cfg.dim,
-        depth=cfg.depth,
-        arch=cfg.arch,
-        fact_heads=cfg.arch != "grid",
-        extra_numbers=extra,
-        goal_numbers=goal,
-        footprint_numbers=goal and cfg.footprint_numbers,
-    )
+    claim_folder(out, settings, "a critic training run", retired=RETIRED_SETTINGS)
+    net_cfg = CriticNetConfig(resolution=cfg.resolution, dim=cfg.dim, depth=cfg.depth)
     split, table, digest = prepare(cfg, net_cfg, progress)
     d = split.data
     real, guided = d.rollout & ~d.guided, d.guided
