@@ -87,7 +87,11 @@ def judge_tabletop(goal: str, episode: Episode, judge: str | None = None) -> dic
     return {"goal_success": bool(condition.holds(read_scene(episode.start_frame), read_scene(final)))}
 
 
-def progress_printer(stream=sys.stderr):
+def progress_printer(stream=None):
+    """Prints the loop's events to `stream`, default the stderr of the moment it is made (a default
+    argument would bind the one of the moment this module was imported, which may since be closed)."""
+    stream = stream or sys.stderr
+
     def show(event) -> None:
         if isinstance(event, PlanEvent) and event.goal_holds:
             print(f"[{event.why}] the planner finds the goal holds", file=stream)
