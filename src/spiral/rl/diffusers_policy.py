@@ -103,10 +103,8 @@ class DiffusersLoRAPolicy:
     ) -> StepEval:
         steps = list(steps)
         order = {k: j for j, k in enumerate(steps)}
-        per_call = self.wm.cfg.group_batch_size or len(rollout.seeds)
         log_probs, means = [], []
-        for first in range(0, len(rollout.seeds), per_call):
-            rows = slice(first, first + per_call)
+        for rows in self.wm.member_batches(len(rollout.seeds)):
             seeds = rollout.seeds[rows]
             replay = [latent[rows] for latent in rollout.latents]
             hook = StepHook(self.pipe.scheduler, self.wm.backbone.sde, rollout.noise_level, seeds, replay=replay, record=steps)
@@ -155,17 +153,18 @@ class DiffusersLoRAPolicy:
             for m in self.denoisers.values():
                 m.enable_adapters()  # also makes the LoRA weights trainable again (peft freezes them when off)
 
+    def note_output(self, name: str, output: Any) -> None:
+        """Count a denoiser call that ran, and note its output's shape past the batch and dtype."""
+        sample = output[0] if isinstance(output, tuple) else output.sample
+        self.output_tails[name] = (tuple(sample.shape[1:]), sample.dtype)
+        self.denoiser_calls += 1
+
     @contextmanager
     def watch_outputs(self) -> Iterator[None]:
         """Note each denoiser's output shape (past the batch) and dtype, and count its calls."""
 
         def note(name: str):
-            def hook(module, args, output) -> None:
-                sample = output[0] if isinstance(output, tuple) else output.sample
-                self.output_tails[name] = (tuple(sample.shape[1:]), sample.dtype)
-                self.denoiser_calls += 1
-
-            return hook
+            return lambda module, args, output: self.note_output(name, output)
 
         handles = [m.register_forward_hook(note(name)) for name, m in self.denoisers.items()]
         try:
@@ -186,11 +185,9 @@ class DiffusersLoRAPolicy:
         def gated(name: str, forward):
             def call(*args, **kwargs) -> Any:
                 if len(hook.log_probs) in wanted or name not in self.output_tails:
-                    self.denoiser_calls += 1
                     with torch.set_grad_enabled(grad and len(hook.log_probs) in wanted):
                         output = forward(*args, **kwargs)
-                    sample = output[0] if isinstance(output, tuple) else output.sample
-                    self.output_tails[name] = (tuple(sample.shape[1:]), sample.dtype)
+                    self.note_output(name, output)
                     return output
                 tail, dtype = self.output_tails[name]
                 x = kwargs.get("hidden_states", args[0] if args else None)

@@ -26,6 +26,7 @@ from spiral.errors import SpiralError
 from spiral.types import Clip
 from spiral.worldmodels.base import FITS, check_instruction, prepare_frame
 from spiral.worldmodels.diffusers.backbones import Backbone, backbone
+from spiral.worldmodels.diffusers.lora import load_exported_lora
 from spiral.worldmodels.diffusers.memory import OFFLOADS, apply_memory_options
 from spiral.worldmodels.diffusers.options import DTYPES, STORAGE_DTYPES, check_device, dtype_name, typed_options
 
@@ -68,7 +69,7 @@ class DiffusersConfig:
 
     def __post_init__(self) -> None:
         """Python callers get the same checks as the CLI: dtypes, device, offload, sizes."""
-        object.__setattr__(self, "dtype", "auto" if self.dtype == "auto" else dtype_name(self.dtype, "dtype", tuple(DTYPES)))
+        object.__setattr__(self, "dtype", dtype_name(self.dtype, "dtype", ("auto", *DTYPES)))
         object.__setattr__(self, "vae_dtype", dtype_name(self.vae_dtype, "vae_dtype", tuple(DTYPES)))
         if self.layerwise_casting:
             dtype_name(self.layerwise_casting, "layerwise_casting", tuple(STORAGE_DTYPES))
@@ -152,11 +153,15 @@ class DiffusersWorldModel:
         n = self.num_frames if num_frames is None else fit_frames(num_frames, self.temporal, self.name)
         began = time.perf_counter()
         seeds = [seed + i for i in range(group_size)]
-        per_call = self.cfg.group_batch_size or group_size
-        videos = [self.run(start, instruction, seeds[i : i + per_call], n) for i in range(0, group_size, per_call)]
+        videos = [self.run(start, instruction, seeds[rows], n) for rows in self.member_batches(group_size)]
         frames = self.to_clips(start, np.concatenate(videos), n)
         seconds = (time.perf_counter() - began) / group_size
         return [Clip(frames[i], instruction, s, self.name, seconds, fps=self.fps) for i, s in enumerate(seeds)]
+
+    def member_batches(self, group_size: int) -> list[slice]:
+        """The group members each pipeline call takes: `group_batch_size` at a time (0 = all)."""
+        per_call = self.cfg.group_batch_size or group_size
+        return [slice(i, i + per_call) for i in range(0, group_size, per_call)]
 
     # ---- the pipeline call -------------------------------------------------------------------
     def prepare(self, frame) -> np.ndarray:
@@ -262,7 +267,7 @@ def load_pipeline(b: Backbone, model: str, cfg: DiffusersConfig) -> Any:
         raise SpiralError(f"cannot load {b.name} from {model!r}: {str(err).splitlines()[0][:300]}") from None
     cast_vae_inputs(pipe.vae)
     if cfg.lora:
-        load_lora(pipe, cfg.lora, cfg.lora_scale)
+        load_exported_lora(pipe, cfg.lora, cfg.lora_scale)
     apply_memory_options(pipe, cfg, device, dtype)
     return pipe
 
@@ -282,20 +287,12 @@ def cast_vae_inputs(vae) -> None:
         setattr(vae, name, in_vae_dtype)  # an instance attribute shadows the method
 
 
-def load_lora(pipe: Any, path: str, scale: float) -> None:
-    """A LoRA adapter in the format diffusers' `load_lora_weights` reads (what `spiral train grpo`
-    exports), switched on at `scale`."""
-    from spiral.worldmodels.diffusers.lora import load_exported_lora
-
-    load_exported_lora(pipe, path, scale)
-
-
 def check_diffusers_options(options: dict) -> dict:
     """Options as the CLI gives them (text) -> DiffusersConfig's field types; a wrong name or value
     fails here, before any model loads."""
     typed = typed_options(DiffusersConfig, options)
-    DiffusersConfig(**typed)  # the config's own checks (dtypes, device, choices, sizes)
-    return typed
+    checked = DiffusersConfig(**typed)  # the config's own checks and spellings (dtypes, device, choices, sizes)
+    return {key: getattr(checked, key) for key in typed}
 
 
 def make_diffusers_world_model(name: str, path: str | None = None, **options: Any) -> DiffusersWorldModel:

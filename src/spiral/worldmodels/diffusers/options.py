@@ -74,7 +74,7 @@ def _pipeline_value(name: str, value: Any) -> Any:
 
 def typed_options(cls: type, options: dict[str, Any]) -> dict[str, Any]:
     """Options as given (text or already typed) -> values of `cls`'s field types; unknown names and
-    values of the wrong kind raise SpiralError naming the option."""
+    values of the wrong kind raise SpiralError naming the option. Choices are `cls`'s to check."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     typed: dict[str, Any] = {}
@@ -102,16 +102,9 @@ def typed_options(cls: type, options: dict[str, Any]) -> dict[str, Any]:
             typed[key] = _number(value, key, base)
         else:
             typed[key] = str(value)
-        choices = fields[key].metadata.get("choices")
-        if choices and typed[key] is not None and typed[key] not in choices:
-            typed[key] = dtype_name(typed[key], key, choices) if "dtype" in key else _choice(key, typed[key], choices)
     if pipeline:
         typed["pipeline_kwargs"] = pipeline
     return typed
-
-
-def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
-    raise SpiralError(f"option {option}={value!r} is not one of {', '.join(choices)}")
 
 
 def check_device(device: str) -> str:

@@ -205,10 +205,9 @@ def sample_with_logprob(wm, frame, instruction: str, seeds: list[int], noise_lev
     from spiral.worldmodels.base import check_instruction
 
     instruction, start = check_instruction(instruction), wm.prepare(frame)
-    per_call = wm.cfg.group_batch_size or len(seeds)
     parts = []
-    for i in range(0, len(seeds), per_call):
-        hook = StepHook(wm.pipe.scheduler, wm.backbone.sde, noise_level, seeds[i : i + per_call])
+    for rows in wm.member_batches(len(seeds)):
+        hook = StepHook(wm.pipe.scheduler, wm.backbone.sde, noise_level, seeds[rows])
         video = run_hooked(wm, hook, wm.call_kwargs(start, instruction, hook.seeds, wm.num_frames)).frames
         parts.append((wm.to_clips(start, np.asarray(video), wm.num_frames), hook))
     hooks = [h for _, h in parts]
